@@ -1,0 +1,1 @@
+//! The self-hosted Azure Relay Hybrid Connections relay.

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The project's test command: prepares the interoperability peers (Microsoft's Node HC clients)
+# and runs every test of the workspace.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+bash scripts/setup-node-interop.sh
+export DONGLE_RELAY_NODE_MODULES="$root/.cache/node/node_modules"
+cargo test --workspace --all-targets "$@"

@@ -1,0 +1,13 @@
+//! The `dongle-relay` command: one binary whose subcommands are thin shells over the
+//! libraries of the workspace.
+//!
+//! - [`cli`]: the command line (`--help` text lives here and in each command's `Args`).
+//! - [`commands`]: one module per subcommand; each loads its configuration, binds its
+//!   listener and calls its library's `run(config, listener, shutdown)`.
+//! - [`telemetry`]: the tracing subscriber.
+//! - [`shutdown`]: SIGINT/SIGTERM turned into a cancellation token.
+
+pub mod cli;
+pub mod commands;
+pub mod shutdown;
+pub mod telemetry;
