@@ -1,6 +1,41 @@
 //! The outbound side of Hybrid Connections shared by the relay-listener and the local-proxy:
 //! TLS trust (system roots, custom CA, certificate pinning), egress through SOCKS5 or HTTP
 //! CONNECT proxies, dialling relay WebSockets, and the TCP⇄WebSocket byte pump.
+//!
+//! - [`trust`]: which relay certificates are trusted ([`TrustConfig`] → rustls `ClientConfig`).
+//! - [`egress`]: how TCP reaches the relay (direct, SOCKS5, HTTP CONNECT).
+//! - [`dial`]: one relay WebSocket: TCP, TLS, upgrade, refusal statuses ([`Dialer`]).
+//! - [`access`]: the relay, hybrid connection and credentials of a component, and the four HC
+//!   dials (listen, connect, accept, reject) built on [`Dialer`].
+//! - [`token`]: SAS tokens issued from connection-string credentials, with renewal timing.
+//! - [`subprotocol`]: the `dongle-relay.v1` half-close negotiation.
+//! - [`pump`]: the one byte pump between a local stream and a relay WebSocket.
+//! - [`backoff`]: reconnect delays (exponential, full jitter, capped).
+//! - [`net`]: TCP socket tuning (no-delay, keepalive).
+//! - [`settings`]: the configuration-file sections shared by `listen` and `proxy`.
+
+pub mod access;
+pub mod backoff;
+pub mod dial;
+pub mod egress;
+pub mod net;
+pub mod pump;
+pub mod settings;
+pub mod subprotocol;
+pub mod token;
+pub mod trust;
+
+pub use access::{AccessError, RelayAccess};
+pub use backoff::Backoff;
+pub use dial::{DialError, DialTimeouts, Dialer, RelayIo, RelayStream};
+pub use egress::{Egress, ProxyAuth};
+pub use pump::{ByteMeter, PumpConfig, PumpEnd, PumpReport, pump};
+pub use subprotocol::Framing;
+pub use token::{IssuedToken, TokenError, TokenSource};
+pub use trust::{Fingerprint, TrustConfig, TrustError};
+
+/// Re-export so dependants use the same tungstenite as the pump.
+pub use tokio_tungstenite;
 
 /// Installs rustls' ring crypto provider as the process default. Idempotent: later calls (and
 /// a provider installed by someone else) are fine. Call it first in `main` and in test fixtures.

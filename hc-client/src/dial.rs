@@ -1,0 +1,352 @@
+//! Dialling one relay WebSocket: TCP through the configured egress, TLS with the configured
+//! trust, then the WebSocket upgrade (tokio-tungstenite over our own TLS stream). A relay that
+//! answers the upgrade with an HTTP error becomes [`DialError::Refused`] with its status and
+//! description, which is what operators need to see ("401 token rejected …").
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hc_protocol::Secret;
+use hc_protocol::status::describe_http;
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::error::{ProtocolError, SubProtocolError};
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::http::header::{HeaderName, SEC_WEBSOCKET_PROTOCOL};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::either::Either;
+use url::Url;
+
+use crate::egress::{Egress, EgressError};
+
+/// The byte stream under a relay WebSocket: plain TCP (`ws://`) or TLS over TCP (`wss://`).
+pub type RelayIo = Either<TcpStream, TlsStream<TcpStream>>;
+
+/// Longest refusal description kept from a response body.
+const MAX_DESCRIPTION: usize = 200;
+
+/// How long each dial stage may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DialTimeouts {
+    /// TCP connect, including the egress proxy's tunnel.
+    pub connect: Duration,
+    /// TLS handshake plus WebSocket upgrade.
+    pub handshake: Duration,
+}
+
+impl Default for DialTimeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            handshake: Duration::from_secs(20),
+        }
+    }
+}
+
+/// An open relay WebSocket and the subprotocol the relay returned.
+pub struct RelayStream {
+    /// The WebSocket.
+    pub ws: WebSocketStream<RelayIo>,
+    /// The `Sec-WebSocket-Protocol` of the upgrade response, if any.
+    pub subprotocol: Option<String>,
+}
+
+impl std::fmt::Debug for RelayStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayStream")
+            .field("subprotocol", &self.subprotocol)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a dial failed; `Display` is one line an operator can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    /// The relay answered the upgrade with an HTTP error status.
+    #[error("{status} {description}")]
+    Refused {
+        /// HTTP status (401, 403, 404, 502, …).
+        status: u16,
+        /// The relay's description, or a standard explanation of the status.
+        description: String,
+    },
+    /// TCP (direct or through the proxy) failed.
+    #[error(transparent)]
+    Egress(#[from] EgressError),
+    /// The TLS handshake failed (untrusted or mismatched certificate, protocol error).
+    #[error("TLS handshake with {addr} failed: {source}")]
+    Tls {
+        /// The relay's `host:port`.
+        addr: String,
+        /// The error (rustls' reason inside).
+        source: std::io::Error,
+    },
+    /// A stage did not finish in time.
+    #[error("timed out after {after:?} while {stage} {addr}")]
+    Timeout {
+        /// `connecting to` or `handshaking with`.
+        stage: &'static str,
+        /// The relay's `host:port`.
+        addr: String,
+        /// The limit.
+        after: Duration,
+    },
+    /// We offered subprotocols and the relay's 101 named none (a listener that ignores them).
+    #[error("relay {addr} accepted the WebSocket without choosing an offered subprotocol")]
+    NoSubprotocol {
+        /// The relay's `host:port`.
+        addr: String,
+    },
+    /// The WebSocket upgrade failed for another reason.
+    #[error("WebSocket upgrade with {addr} failed: {reason}")]
+    Handshake {
+        /// The relay's `host:port`.
+        addr: String,
+        /// tungstenite's reason.
+        reason: String,
+    },
+    /// The URL cannot be dialled.
+    #[error("cannot dial {url:?}: {reason}")]
+    BadUrl {
+        /// The URL, without its query (which may carry a token).
+        url: String,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+impl DialError {
+    /// The HTTP status when the relay refused the upgrade.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Refused { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// What to dial: a relay WebSocket URL plus the headers of the upgrade.
+#[derive(Debug, Clone, Copy)]
+pub struct DialRequest<'a> {
+    /// The `ws://` or `wss://` URL, used as-is (accept addresses are opaque).
+    pub url: &'a Url,
+    /// SAS token for the `ServiceBusAuthorization` header; `None` for accept dial-backs.
+    pub token: Option<&'a Secret>,
+    /// Extra headers (the sender's custom headers travel to the listener).
+    pub headers: &'a [(String, String)],
+    /// Subprotocols to offer, in order.
+    pub subprotocols: &'a [&'a str],
+}
+
+/// Dials relay WebSockets with one trust, egress and timeout setting.
+#[derive(Clone)]
+pub struct Dialer {
+    tls: Arc<ClientConfig>,
+    egress: Egress,
+    timeouts: DialTimeouts,
+    ws_config: WebSocketConfig,
+}
+
+impl std::fmt::Debug for Dialer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dialer")
+            .field("egress", &self.egress)
+            .field("timeouts", &self.timeouts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dialer {
+    /// A dialer. `ws_config` bounds the WebSocket's buffers (see [`ws_config`]).
+    pub fn new(
+        tls: Arc<ClientConfig>,
+        egress: Egress,
+        timeouts: DialTimeouts,
+        ws_config: WebSocketConfig,
+    ) -> Self {
+        Self {
+            tls,
+            egress,
+            timeouts,
+            ws_config,
+        }
+    }
+
+    /// The egress this dialer uses.
+    pub fn egress(&self) -> &Egress {
+        &self.egress
+    }
+
+    /// Opens the WebSocket described by `request`.
+    ///
+    /// # Errors
+    /// [`DialError`]; [`DialError::Refused`] when the relay answered with an HTTP error.
+    pub async fn dial(&self, request: DialRequest<'_>) -> Result<RelayStream, DialError> {
+        let url = request.url;
+        let bad = |reason| DialError::BadUrl {
+            url: format!("{}://{}{}", url.scheme(), url.authority(), url.path()),
+            reason,
+        };
+        let tls = match url.scheme() {
+            "wss" => true,
+            "ws" => false,
+            _ => return Err(bad("scheme is not ws or wss")),
+        };
+        let host = url.host_str().ok_or_else(|| bad("no host"))?;
+        let port = url.port_or_known_default().ok_or_else(|| bad("no port"))?;
+        let addr = format!("{host}:{port}");
+        let tcp = tokio::time::timeout(self.timeouts.connect, self.egress.connect(host, port))
+            .await
+            .map_err(|_| DialError::Timeout {
+                stage: "connecting to",
+                addr: addr.clone(),
+                after: self.timeouts.connect,
+            })??;
+        let handshake = async {
+            let io: RelayIo = if tls {
+                let bare = host.trim_start_matches('[').trim_end_matches(']');
+                let name = ServerName::try_from(bare.to_owned())
+                    .map_err(|_| bad("host is not a valid TLS server name"))?;
+                let stream = TlsConnector::from(self.tls.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|source| DialError::Tls {
+                        addr: addr.clone(),
+                        source,
+                    })?;
+                Either::Right(stream)
+            } else {
+                Either::Left(tcp)
+            };
+            self.upgrade(io, &request, &addr).await
+        };
+        tokio::time::timeout(self.timeouts.handshake, handshake)
+            .await
+            .map_err(|_| DialError::Timeout {
+                stage: "handshaking with",
+                addr: addr.clone(),
+                after: self.timeouts.handshake,
+            })?
+    }
+
+    async fn upgrade(
+        &self,
+        io: RelayIo,
+        request: &DialRequest<'_>,
+        addr: &str,
+    ) -> Result<RelayStream, DialError> {
+        let handshake_err = |reason: String| DialError::Handshake {
+            addr: addr.to_owned(),
+            reason,
+        };
+        let mut http = request
+            .url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| handshake_err(e.to_string()))?;
+        let headers = http.headers_mut();
+        let mut add = |name: &str, value: &str| -> Result<(), DialError> {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| handshake_err(format!("invalid header name {name:?}")))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| handshake_err(format!("invalid value for header {name}")))?;
+            headers.insert(name, value);
+            Ok(())
+        };
+        if let Some(token) = request.token {
+            add(hc_protocol::SERVICE_BUS_AUTHORIZATION, token.expose())?;
+        }
+        for (name, value) in request.headers {
+            add(name, value)?;
+        }
+        if !request.subprotocols.is_empty() {
+            add(
+                SEC_WEBSOCKET_PROTOCOL.as_str(),
+                &request.subprotocols.join(", "),
+            )?;
+        }
+        use tokio_tungstenite::tungstenite::Error as WsError;
+        match tokio_tungstenite::client_async_with_config(http, io, Some(self.ws_config)).await {
+            Ok((ws, response)) => {
+                let subprotocol = response
+                    .headers()
+                    .get(SEC_WEBSOCKET_PROTOCOL)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| v.trim().to_owned());
+                Ok(RelayStream { ws, subprotocol })
+            }
+            Err(WsError::Http(response)) => {
+                let status = response.status().as_u16();
+                Err(DialError::Refused {
+                    status,
+                    description: description(status, response.body().as_deref()),
+                })
+            }
+            Err(WsError::Protocol(ProtocolError::SecWebSocketSubProtocolError(
+                SubProtocolError::NoSubProtocol,
+            ))) => Err(DialError::NoSubprotocol {
+                addr: addr.to_owned(),
+            }),
+            Err(e) => Err(handshake_err(e.to_string())),
+        }
+    }
+}
+
+/// The refusal description: the first line of a short text body, else the standard meaning.
+fn description(status: u16, body: Option<&[u8]>) -> String {
+    let from_body = body
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .and_then(|t| t.lines().map(str::trim).find(|l| !l.is_empty()))
+        .filter(|l| !l.chars().any(char::is_control))
+        .map(|l| match l.char_indices().nth(MAX_DESCRIPTION) {
+            Some((cut, _)) => format!("{}…", &l[..cut]),
+            None => l.to_owned(),
+        });
+    from_body.unwrap_or_else(|| describe_http(status).to_owned())
+}
+
+/// A WebSocket configuration whose buffers are bounded for a proxy: frames and messages up to
+/// `max_message` bytes, and a write buffer that may hold at most a few of them.
+pub fn ws_config(max_message: usize) -> WebSocketConfig {
+    let max_message = max_message.max(1024);
+    WebSocketConfig::default()
+        .read_buffer_size(max_message.clamp(4096, 128 * 1024))
+        .write_buffer_size(0)
+        .max_write_buffer_size(4 * max_message + 64 * 1024)
+        .max_message_size(Some(max_message.max(64 * 1024) * 16))
+        .max_frame_size(Some(max_message.max(64 * 1024) * 16))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_descriptions_prefer_the_body_and_fall_back_to_the_status() {
+        assert_eq!(
+            description(404, Some(b"no listener connected\r\n")),
+            "no listener connected"
+        );
+        assert_eq!(description(401, None), describe_http(401));
+        assert_eq!(description(401, Some(b"\n \n")), describe_http(401));
+        assert_eq!(description(502, Some(&[0xff, 0xfe])), describe_http(502));
+        let long = "x".repeat(500);
+        assert_eq!(
+            description(500, Some(long.as_bytes())).chars().count(),
+            MAX_DESCRIPTION + 1
+        );
+        let err = DialError::Refused {
+            status: 401,
+            description: describe_http(401).into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "401 token rejected (wrong key, malformed or expired)"
+        );
+    }
+}

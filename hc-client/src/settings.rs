@@ -1,0 +1,243 @@
+//! Configuration-file sections shared by `dongle-relay listen` and `dongle-relay proxy`
+//! (`[tls]` trust of the relay's certificate, `[egress]` proxy), and the duration syntax of
+//! every file and flag (`500ms`, `30s`, `5m`, `1h`; a bare number means seconds).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hc_protocol::Secret;
+use serde::{Deserialize, Deserializer};
+
+use crate::egress::{Egress, ProxyAuth};
+use crate::trust::{Fingerprint, TrustConfig};
+
+/// A setting's value is invalid; the message names the setting.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{key}: {reason}")]
+pub struct SettingError {
+    /// The setting (file key or flag).
+    pub key: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl SettingError {
+    /// An error for `key`.
+    pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Parses `500ms`, `30s`, `5m`, `1h` or a bare number of seconds.
+///
+/// # Errors
+/// A message saying what is expected.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 30s, 5m or 1h"))?;
+    let d = match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" | "min" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(format!("{text:?} has an unknown unit (use ms, s, m or h)")),
+    };
+    Ok(d)
+}
+
+/// Serde helper for an optional duration string.
+///
+/// # Errors
+/// The string is not a duration.
+pub fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|s| parse_duration(&s).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+/// `[tls]`: how the relay's certificate is trusted.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// Trust the public web PKI roots (default true).
+    pub public_roots: Option<bool>,
+    /// Extra CA certificates (PEM).
+    pub ca_file: Option<PathBuf>,
+    /// SHA-256 fingerprints of the relay's certificate (hex, colons optional).
+    #[serde(default)]
+    pub pin_sha256: Vec<String>,
+}
+
+impl TlsSection {
+    /// Merges command-line values over the file's and builds the trust configuration.
+    ///
+    /// # Errors
+    /// [`SettingError`] naming a malformed fingerprint.
+    pub fn to_trust(
+        &self,
+        ca_file: Option<PathBuf>,
+        pins: &[String],
+    ) -> Result<TrustConfig, SettingError> {
+        let mut all_pins = Vec::new();
+        for pin in self.pin_sha256.iter().chain(pins) {
+            let fp: Fingerprint = pin.parse().map_err(|e: crate::trust::BadFingerprint| {
+                SettingError::new("pin_sha256", e.to_string())
+            })?;
+            all_pins.push(fp);
+        }
+        Ok(TrustConfig {
+            public_roots: self.public_roots.unwrap_or(true),
+            ca_file: ca_file.or_else(|| self.ca_file.clone()),
+            pins: all_pins,
+        })
+    }
+}
+
+/// `[egress]`: an optional proxy between this site and the relay.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EgressSection {
+    /// SOCKS5 proxy `host:port`.
+    pub socks5: Option<String>,
+    /// HTTP proxy `host:port` (CONNECT).
+    pub http_proxy: Option<String>,
+    /// Proxy user name.
+    pub user: Option<String>,
+    /// Proxy password (prefer the `DONGLE_RELAY_PROXY_PASSWORD` environment variable).
+    pub password: Option<Secret>,
+}
+
+impl EgressSection {
+    /// Merges command-line values over the file's and builds the egress.
+    ///
+    /// # Errors
+    /// [`SettingError`] when both proxy kinds are given, or a password without a user.
+    pub fn to_egress(
+        &self,
+        socks5: Option<String>,
+        http_proxy: Option<String>,
+        user: Option<String>,
+        password: Option<Secret>,
+    ) -> Result<Egress, SettingError> {
+        // A proxy given on the command line replaces the file's proxy of either kind.
+        let (socks5, http_proxy) = if socks5.is_some() || http_proxy.is_some() {
+            (socks5, http_proxy)
+        } else {
+            (self.socks5.clone(), self.http_proxy.clone())
+        };
+        let user = user.or_else(|| self.user.clone());
+        let password = password.or_else(|| self.password.clone());
+        let auth = match (user, password) {
+            (Some(user), password) => Some(ProxyAuth {
+                user,
+                password: password.unwrap_or_default(),
+            }),
+            (None, Some(_)) => {
+                return Err(SettingError::new(
+                    "egress.password",
+                    "a password needs a user",
+                ));
+            }
+            (None, None) => None,
+        };
+        let check = |key: &str, addr: &str| {
+            if addr
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+            {
+                Ok(())
+            } else {
+                Err(SettingError::new(key, format!("{addr:?} is not host:port")))
+            }
+        };
+        match (socks5, http_proxy) {
+            (Some(_), Some(_)) => Err(SettingError::new(
+                "egress",
+                "give either a SOCKS5 or an HTTP proxy, not both",
+            )),
+            (Some(addr), None) => {
+                check("egress.socks5", &addr)?;
+                Ok(Egress::Socks5 { addr, auth })
+            }
+            (None, Some(addr)) => {
+                check("egress.http_proxy", &addr)?;
+                Ok(Egress::HttpConnect { addr, auth })
+            }
+            (None, None) if auth.is_some() => Err(SettingError::new(
+                "egress.user",
+                "proxy credentials given but no proxy",
+            )),
+            (None, None) => Ok(Egress::Direct),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn egress_merging_and_errors() {
+        let file = EgressSection {
+            socks5: Some("proxy:1080".into()),
+            ..EgressSection::default()
+        };
+        assert_eq!(
+            file.to_egress(None, None, None, None),
+            Ok(Egress::Socks5 {
+                addr: "proxy:1080".into(),
+                auth: None
+            })
+        );
+        let flag = file
+            .to_egress(
+                None,
+                Some("web:3128".into()),
+                Some("u".into()),
+                Some(Secret::new("p")),
+            )
+            .expect("flag wins");
+        assert!(
+            matches!(flag, Egress::HttpConnect { ref addr, auth: Some(_) } if addr == "web:3128")
+        );
+        assert!(!format!("{flag:?}").contains("\"p\""));
+        let both = EgressSection {
+            http_proxy: Some("web:3128".into()),
+            ..file
+        };
+        assert!(both.to_egress(None, None, None, None).is_err());
+        let bad = EgressSection::default().to_egress(Some("noport".into()), None, None, None);
+        assert_eq!(bad.expect_err("no port").key, "egress.socks5");
+    }
+
+    #[test]
+    fn tls_section_parses_pins_and_names_bad_ones() {
+        let section: TlsSection =
+            toml::from_str(&format!("pin_sha256 = [\"{}\"]", "0A".repeat(32))).expect("toml");
+        let trust = section.to_trust(None, &[]).expect("trust");
+        assert_eq!(trust.pins.len(), 1);
+        let err = section
+            .to_trust(None, &["xyz".into()])
+            .expect_err("bad pin");
+        assert_eq!(err.key, "pin_sha256");
+        let unknown = toml::from_str::<TlsSection>("pin = []").expect_err("unknown key");
+        assert!(unknown.to_string().contains("pin"), "{unknown}");
+    }
+}

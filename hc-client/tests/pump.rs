@@ -1,0 +1,383 @@
+//! The pump over an in-process WebSocket pair (`tokio::io::duplex` + tokio-tungstenite
+//! handshakes): integrity, half-close under `dongle-relay.v1`, close propagation in raw mode,
+//! text frames, backpressure, idle and keep-alive timeouts, abort.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use hc_client::pump::{ByteMeter, PumpConfig, PumpEnd, PumpReport, pump};
+use hc_client::subprotocol::Framing;
+use rand::RngCore as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, DuplexStream, duplex};
+use tokio::time::timeout;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_util::sync::CancellationToken;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+type Ws = WebSocketStream<DuplexStream>;
+
+/// A connected client/server WebSocket pair over an in-memory pipe of `capacity` bytes.
+async fn ws_pair(capacity: usize) -> (Ws, Ws) {
+    let (a, b) = duplex(capacity);
+    let client = async {
+        tokio_tungstenite::client_async("ws://localhost/$hc/test", a)
+            .await
+            .expect("client handshake")
+            .0
+    };
+    let server = async {
+        tokio_tungstenite::accept_async(b)
+            .await
+            .expect("server handshake")
+    };
+    tokio::join!(client, server)
+}
+
+fn random(len: usize) -> Vec<u8> {
+    let mut data = vec![0u8; len];
+    rand::rng().fill_bytes(&mut data);
+    data
+}
+
+/// app A ⇄ pump A ⇄ WebSocket ⇄ pump B ⇄ app B; returns the two app ends and the pump tasks.
+async fn tunnel(
+    framing: Framing,
+    config: PumpConfig,
+) -> (
+    DuplexStream,
+    DuplexStream,
+    tokio::task::JoinHandle<PumpReport>,
+    tokio::task::JoinHandle<PumpReport>,
+) {
+    let (ws_a, ws_b) = ws_pair(256 * 1024).await;
+    let (app_a, local_a) = duplex(128 * 1024);
+    let (app_b, local_b) = duplex(128 * 1024);
+    let cfg_b = config.clone();
+    let pump_a = tokio::spawn(async move {
+        let meter = ByteMeter::default();
+        pump(
+            local_a,
+            ws_a,
+            framing,
+            &config,
+            &meter,
+            &CancellationToken::new(),
+        )
+        .await
+    });
+    let pump_b = tokio::spawn(async move {
+        let meter = ByteMeter::default();
+        pump(
+            local_b,
+            ws_b,
+            framing,
+            &cfg_b,
+            &meter,
+            &CancellationToken::new(),
+        )
+        .await
+    });
+    (app_a, app_b, pump_a, pump_b)
+}
+
+#[tokio::test]
+async fn moves_mebibytes_both_ways_intact() {
+    timeout(LIMIT, async {
+        let (app_a, app_b, pump_a, pump_b) =
+            tunnel(Framing::HalfClose, PumpConfig::default()).await;
+        let a_data = random(3 * 1024 * 1024 + 17);
+        let b_data = random(2 * 1024 * 1024 + 5);
+        let side = |app: DuplexStream, out: Vec<u8>| async move {
+            let (mut rd, mut wr) = tokio::io::split(app);
+            let writer = async {
+                wr.write_all(&out).await.expect("write");
+                wr.shutdown().await.expect("shutdown");
+            };
+            let reader = async {
+                let mut got = Vec::new();
+                rd.read_to_end(&mut got).await.expect("read");
+                got
+            };
+            tokio::join!(writer, reader).1
+        };
+        let (got_at_a, got_at_b) =
+            tokio::join!(side(app_a, a_data.clone()), side(app_b, b_data.clone()));
+        assert!(got_at_b == a_data, "A→B bytes differ");
+        assert!(got_at_a == b_data, "B→A bytes differ");
+        let report_a = pump_a.await.expect("pump a");
+        let report_b = pump_b.await.expect("pump b");
+        assert!(report_a.end.is_normal(), "{:?}", report_a.end);
+        assert!(report_b.end.is_normal(), "{:?}", report_b.end);
+        assert_eq!(report_a.sent, a_data.len() as u64);
+        assert_eq!(report_a.received, b_data.len() as u64);
+        assert_eq!(report_b.sent, b_data.len() as u64);
+    })
+    .await
+    .expect("timed out");
+}
+
+#[tokio::test]
+async fn half_close_lets_the_other_direction_continue() {
+    timeout(LIMIT, async {
+        let (app_a, app_b, pump_a, pump_b) =
+            tunnel(Framing::HalfClose, PumpConfig::default()).await;
+        let (mut a_rd, mut a_wr) = tokio::io::split(app_a);
+        let (mut b_rd, mut b_wr) = tokio::io::split(app_b);
+        // A sends its request and finishes writing.
+        a_wr.write_all(b"request").await.expect("write");
+        a_wr.shutdown().await.expect("shutdown");
+        // B sees the request and then EOF, while its own direction is still open.
+        let mut request = Vec::new();
+        b_rd.read_to_end(&mut request).await.expect("read to eof");
+        assert_eq!(request, b"request");
+        // B answers after seeing EOF: the half-closed tunnel still carries it to A.
+        let response = random(1024 * 1024);
+        // A has not seen EOF yet: B's direction is still open.
+        let mut first = vec![0u8; response.len()];
+        let (written, read) = tokio::join!(b_wr.write_all(&response), a_rd.read_exact(&mut first));
+        written.expect("respond");
+        read.expect("response");
+        assert!(first == response);
+        b_wr.shutdown().await.expect("b shutdown");
+        let mut rest = Vec::new();
+        a_rd.read_to_end(&mut rest).await.expect("eof at a");
+        assert!(rest.is_empty());
+        let (ra, rb) = (pump_a.await.expect("a"), pump_b.await.expect("b"));
+        assert!(ra.end.is_normal(), "{:?}", ra.end);
+        assert!(rb.end.is_normal(), "{:?}", rb.end);
+    })
+    .await
+    .expect("timed out");
+}
+
+#[tokio::test]
+async fn raw_framing_turns_local_eof_into_close() {
+    timeout(LIMIT, async {
+        let (app_a, app_b, pump_a, pump_b) = tunnel(Framing::Raw, PumpConfig::default()).await;
+        let (_a_rd, mut a_wr) = tokio::io::split(app_a);
+        a_wr.write_all(b"last words").await.expect("write");
+        a_wr.shutdown().await.expect("shutdown");
+        let mut got = Vec::new();
+        let mut b = app_b;
+        b.read_to_end(&mut got).await.expect("eof at b");
+        assert_eq!(got, b"last words");
+        let (ra, rb) = (pump_a.await.expect("a"), pump_b.await.expect("b"));
+        assert!(ra.end.is_normal(), "{:?}", ra.end);
+        assert!(rb.end.is_normal(), "{:?}", rb.end);
+    })
+    .await
+    .expect("timed out");
+}
+
+#[tokio::test]
+async fn raw_peer_close_and_text_frames_reach_the_local_side() {
+    timeout(LIMIT, async {
+        let (ws, mut peer) = ws_pair(64 * 1024).await;
+        let (mut app, local) = duplex(64 * 1024);
+        let task = tokio::spawn(async move {
+            let meter = ByteMeter::default();
+            pump(
+                local,
+                ws,
+                Framing::Raw,
+                &PumpConfig::default(),
+                &meter,
+                &CancellationToken::new(),
+            )
+            .await
+        });
+        peer.send(Message::text("hello ")).await.expect("text");
+        peer.send(Message::binary(&b"world"[..]))
+            .await
+            .expect("binary");
+        peer.close(None).await.expect("close");
+        let mut got = Vec::new();
+        app.read_to_end(&mut got).await.expect("eof");
+        assert_eq!(got, b"hello world");
+        let report = task.await.expect("pump");
+        assert!(report.end.is_normal(), "{:?}", report.end);
+        assert_eq!(report.received, 11);
+    })
+    .await
+    .expect("timed out");
+}
+
+#[tokio::test]
+async fn abnormal_close_is_reported_with_its_code() {
+    timeout(LIMIT, async {
+        let (ws, mut peer) = ws_pair(64 * 1024).await;
+        let (_app, local) = duplex(64 * 1024);
+        let task = tokio::spawn(async move {
+            let meter = ByteMeter::default();
+            let cfg = PumpConfig::default();
+            pump(
+                local,
+                ws,
+                Framing::HalfClose,
+                &cfg,
+                &meter,
+                &CancellationToken::new(),
+            )
+            .await
+        });
+        peer.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: CloseCode::Policy,
+            reason: "token expired".into(),
+        }))
+        .await
+        .expect("close");
+        match task.await.expect("pump").end {
+            PumpEnd::PeerClosed { code, reason } => {
+                assert_eq!(code, Some(1008));
+                assert_eq!(reason, "token expired");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    })
+    .await
+    .expect("timed out");
+}
+
+#[tokio::test(start_paused = true)]
+async fn backpressure_bounds_what_is_read_from_the_local_side() {
+    // The peer never reads: the pump must stop reading locally once its buffers are full
+    // instead of queueing everything the local client writes.
+    let (ws, _peer) = ws_pair(64 * 1024).await;
+    let (app, local) = duplex(64 * 1024);
+    let meter = std::sync::Arc::new(ByteMeter::default());
+    let pump_meter = meter.clone();
+    let config = PumpConfig::default();
+    let _task = tokio::spawn(async move {
+        pump(
+            local,
+            ws,
+            Framing::HalfClose,
+            &config,
+            &pump_meter,
+            &CancellationToken::new(),
+        )
+        .await
+    });
+    let (_rd, mut wr) = tokio::io::split(app);
+    let chunk = vec![7u8; 64 * 1024];
+    let mut written = 0usize;
+    for _ in 0..1024 {
+        match timeout(Duration::from_secs(5), wr.write_all(&chunk)).await {
+            Ok(r) => {
+                r.expect("write");
+                written += chunk.len();
+            }
+            Err(_) => break,
+        }
+    }
+    // 64 MiB offered; accepted = local pipe + one read buffer + bounded WebSocket buffers +
+    // the WebSocket pipe, far below that.
+    assert!(
+        written < 1024 * 1024,
+        "local side wrote {written} bytes without backpressure"
+    );
+    assert!(
+        meter.to_relay() < 1024 * 1024,
+        "pump sent {}",
+        meter.to_relay()
+    );
+    assert!(meter.to_relay() > 0, "pump moved nothing");
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_timeout_closes_with_a_reason() {
+    let (ws, mut peer) = ws_pair(64 * 1024).await;
+    let (_app, local) = duplex(64 * 1024);
+    let config = PumpConfig {
+        idle_timeout: Some(Duration::from_secs(30)),
+        ..PumpConfig::default()
+    };
+    let task = tokio::spawn(async move {
+        let meter = ByteMeter::default();
+        pump(
+            local,
+            ws,
+            Framing::HalfClose,
+            &config,
+            &meter,
+            &CancellationToken::new(),
+        )
+        .await
+    });
+    let start = tokio::time::Instant::now();
+    let frame = match peer.next().await {
+        Some(Ok(Message::Close(frame))) => frame.expect("close frame"),
+        other => panic!("expected close, got {other:?}"),
+    };
+    assert_eq!(frame.reason.as_str(), "idle timeout");
+    assert!(start.elapsed() >= Duration::from_secs(30));
+    drop(peer);
+    assert!(matches!(
+        task.await.expect("pump").end,
+        PumpEnd::IdleTimeout
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn pings_flow_and_a_silent_peer_is_declared_dead() {
+    let (ws, peer) = ws_pair(64 * 1024).await;
+    let (_app, local) = duplex(64 * 1024);
+    let config = PumpConfig {
+        ping_interval: Some(Duration::from_secs(10)),
+        close_timeout: Duration::from_secs(1),
+        ..PumpConfig::default()
+    };
+    let task = tokio::spawn(async move {
+        let meter = ByteMeter::default();
+        pump(
+            local,
+            ws,
+            Framing::HalfClose,
+            &config,
+            &meter,
+            &CancellationToken::new(),
+        )
+        .await
+    });
+    // The peer is never polled, so it answers no ping.
+    let report = task.await.expect("pump");
+    assert!(
+        matches!(report.end, PumpEnd::KeepAliveTimeout),
+        "{:?}",
+        report.end
+    );
+    drop(peer);
+}
+
+#[tokio::test(start_paused = true)]
+async fn answered_pings_keep_the_tunnel_up() {
+    let (ws, mut peer) = ws_pair(64 * 1024).await;
+    let (_app, local) = duplex(64 * 1024);
+    let config = PumpConfig {
+        ping_interval: Some(Duration::from_secs(10)),
+        ..PumpConfig::default()
+    };
+    let abort = CancellationToken::new();
+    let pump_abort = abort.clone();
+    let task = tokio::spawn(async move {
+        let meter = ByteMeter::default();
+        pump(local, ws, Framing::HalfClose, &config, &meter, &pump_abort).await
+    });
+    // Reading answers pings; ten pings (100 s, beyond three intervals) keep it alive.
+    for _ in 0..10 {
+        match peer.next().await {
+            Some(Ok(Message::Ping(_))) => {}
+            other => panic!("expected ping, got {other:?}"),
+        }
+    }
+    abort.cancel();
+    match peer.next().await {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Away),
+        other => panic!("expected close 1001, got {other:?}"),
+    }
+    drop(peer);
+    assert!(matches!(task.await.expect("pump").end, PumpEnd::Aborted));
+}
