@@ -79,12 +79,12 @@ pub enum DialError {
     #[error(transparent)]
     Egress(#[from] EgressError),
     /// The TLS handshake failed (untrusted or mismatched certificate, protocol error).
-    #[error("TLS handshake with {addr} failed: {source}")]
+    #[error("TLS handshake with {addr} failed: {reason}")]
     Tls {
         /// The relay's `host:port`.
         addr: String,
-        /// The error (rustls' reason inside).
-        source: std::io::Error,
+        /// rustls' reason.
+        reason: String,
     },
     /// A stage did not finish in time.
     #[error("timed out after {after:?} while {stage} {addr}")]
@@ -215,9 +215,9 @@ impl Dialer {
                 let stream = TlsConnector::from(self.tls.clone())
                     .connect(name, tcp)
                     .await
-                    .map_err(|source| DialError::Tls {
+                    .map_err(|e| DialError::Tls {
                         addr: addr.clone(),
-                        source,
+                        reason: tls_reason(&e),
                     })?;
                 Either::Right(stream)
             } else {
@@ -294,6 +294,19 @@ impl Dialer {
             }),
             Err(e) => Err(handshake_err(e.to_string())),
         }
+    }
+}
+
+/// rustls' reason inside an I/O error, readable (a pin mismatch would otherwise print as
+/// `Other(OtherError(…))`).
+fn tls_reason(e: &std::io::Error) -> String {
+    use rustls::{CertificateError, Error};
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
+        Some(Error::InvalidCertificate(CertificateError::Other(other))) => {
+            format!("invalid peer certificate: {other}")
+        }
+        Some(inner) => inner.to_string(),
+        None => e.to_string(),
     }
 }
 
