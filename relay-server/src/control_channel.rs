@@ -1,0 +1,364 @@
+//! A listener's control channel once its WebSocket is up: it carries `accept` messages to the
+//! listener, takes `renewToken` from it, and enforces the token's lifetime.
+//!
+//! - `renewToken` with a valid token moves the deadline; an invalid one closes with 1008.
+//! - At the token's expiry (without renewal) the channel closes with 1008.
+//! - A channel quiet for the ping interval is pinged; after three silent intervals it is
+//!   closed with 1001 (the listener is gone without a FIN, e.g. a dead NAT mapping).
+//! - Unsolicited pongs are fine (the .NET client sends them as keep-alive); pings are
+//!   answered by tungstenite; unknown commands are logged (first 1 KiB) at debug and ignored.
+//! - Relay shutdown closes with 1001.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use hc_protocol::ControlMessage;
+use hc_protocol::status::{CLOSE_GOING_AWAY, CLOSE_POLICY};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior, sleep_until, timeout};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::unix_millis;
+use crate::bridge::CLOSE_GRACE;
+use crate::refusal::Refusal;
+
+/// Silent ping intervals after which a listener counts as gone.
+const MISSED_PINGS: u32 = 3;
+
+/// Longest close reason a WebSocket close frame can carry.
+const MAX_CLOSE_REASON: usize = 123;
+
+/// Verifies a `renewToken` token; returns its expiry (Unix seconds).
+pub(crate) type RenewCheck = Box<dyn Fn(&str) -> Result<u64, Refusal> + Send + Sync>;
+
+/// Everything a control channel needs besides its WebSocket.
+pub(crate) struct ControlChannel {
+    /// Accept messages (JSON) for this listener.
+    pub accepts: mpsc::Receiver<String>,
+    /// The current token's expiry (Unix seconds).
+    pub expiry: u64,
+    /// Checks renewed tokens.
+    pub renew: RenewCheck,
+    /// Ping a quiet channel this often (zero: never).
+    pub ping_interval: Duration,
+    /// Relay shutdown.
+    pub shutdown: CancellationToken,
+}
+
+/// Why a control channel ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// The listener closed it or the connection dropped.
+    ByListener,
+    /// The relay closed it with this code and reason.
+    ByRelay(u16, String),
+}
+
+/// The tokio instant of a wall-clock expiry (Unix seconds).
+fn deadline_of(expiry: u64) -> Instant {
+    let now_ms = unix_millis();
+    let left = u128::from(expiry)
+        .saturating_mul(1000)
+        .saturating_sub(now_ms);
+    Instant::now() + Duration::from_millis(u64::try_from(left).unwrap_or(u64::MAX / 4))
+}
+
+/// Runs the control channel until it ends.
+pub(crate) async fn run<S>(mut ws: WebSocketStream<S>, mut cc: ControlChannel) -> Ended
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut expires_at = deadline_of(cc.expiry);
+    let pinging = !cc.ping_interval.is_zero();
+    let mut ticker = tokio::time::interval(if pinging {
+        cc.ping_interval
+    } else {
+        Duration::from_secs(3600)
+    });
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ticker.reset();
+    let mut last_heard = Instant::now();
+    let mut last_sent = Instant::now();
+    let end = loop {
+        tokio::select! {
+            () = cc.shutdown.cancelled() => break (CLOSE_GOING_AWAY, "relay shutting down".to_owned()),
+            () = sleep_until(expires_at) => break (CLOSE_POLICY, "token expired".to_owned()),
+            _ = ticker.tick(), if pinging => {
+                let now = Instant::now();
+                if now.duration_since(last_heard) >= cc.ping_interval * MISSED_PINGS {
+                    break (CLOSE_GOING_AWAY, "no response to pings".to_owned());
+                }
+                if now.duration_since(last_heard) >= cc.ping_interval
+                    && now.duration_since(last_sent) >= cc.ping_interval
+                {
+                    if ws.send(Message::Ping(Default::default())).await.is_err() {
+                        return Ended::ByListener;
+                    }
+                    last_sent = now;
+                }
+            }
+            accept = cc.accepts.recv() => {
+                let Some(json) = accept else {
+                    break (CLOSE_GOING_AWAY, "listener unregistered".to_owned());
+                };
+                if ws.send(Message::text(json)).await.is_err() {
+                    return Ended::ByListener;
+                }
+                last_sent = Instant::now();
+            }
+            message = ws.next() => {
+                last_heard = Instant::now();
+                match message {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return drain(ws).await,
+                    Some(Ok(Message::Text(text))) => {
+                        if let Some(reason) = on_command(text.as_str(), &cc, &mut expires_at) {
+                            break (CLOSE_POLICY, reason);
+                        }
+                    }
+                    Some(Ok(Message::Binary(data))) => {
+                        tracing::debug!(bytes = data.len(), "control channel: binary message ignored");
+                    }
+                    Some(Ok(_)) => {}
+                }
+            }
+        }
+    };
+    close(ws, end.0, &end.1).await;
+    Ended::ByRelay(end.0, end.1)
+}
+
+/// Handles one text command; returns a close reason when the channel must close.
+fn on_command(text: &str, cc: &ControlChannel, expires_at: &mut Instant) -> Option<String> {
+    match ControlMessage::parse(text) {
+        Ok(ControlMessage::RenewToken(renew)) => match (cc.renew)(&renew.token) {
+            Ok(expiry) => {
+                *expires_at = deadline_of(expiry);
+                tracing::debug!(expiry, "control channel: token renewed");
+                None
+            }
+            Err(refusal) => {
+                tracing::info!(reason = %refusal.description, "control channel: renewToken refused");
+                Some(refusal.description)
+            }
+        },
+        Ok(ControlMessage::Unrecognized { command, text }) => {
+            tracing::debug!(%command, %text, "control channel: unknown command ignored");
+            None
+        }
+        Ok(ControlMessage::Accept(_)) => {
+            tracing::debug!("control channel: accept from a listener ignored");
+            None
+        }
+        Err(err) => {
+            let cut = (0..=hc_protocol::control::MAX_UNRECOGNIZED_JSON.min(text.len()))
+                .rev()
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(0);
+            tracing::debug!(error = %err, text = &text[..cut], "control channel: malformed message ignored");
+            None
+        }
+    }
+}
+
+/// Sends a Close and waits (bounded) for the listener's answer.
+async fn close<S>(mut ws: WebSocketStream<S>, code: u16, reason: &str)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut cut = reason.len().min(MAX_CLOSE_REASON);
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let frame = CloseFrame {
+        code: code.into(),
+        reason: reason[..cut].into(),
+    };
+    if timeout(CLOSE_GRACE, ws.close(Some(frame))).await.is_ok() {
+        let _ = drain(ws).await;
+    }
+}
+
+/// Reads until the connection ends, bounded, to complete a closing handshake.
+async fn drain<S>(mut ws: WebSocketStream<S>) -> Ended
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let _ = timeout(CLOSE_GRACE, async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+    Ended::ByListener
+}
+
+#[cfg(test)]
+mod tests {
+    use hc_protocol::{RenewToken, SasToken, Secret};
+    use tokio::io::DuplexStream;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    use super::*;
+    use crate::auth::{Authorizer, unix_now};
+    use crate::config::{HybridConnectionConfig, Right, SasRule};
+
+    struct Fixture {
+        listener: WebSocketStream<DuplexStream>,
+        accepts: mpsc::Sender<String>,
+        shutdown: CancellationToken,
+        task: tokio::task::JoinHandle<Ended>,
+    }
+
+    fn token(ttl: u64) -> String {
+        SasToken::sign(
+            "http://relay/hc",
+            "listen",
+            &Secret::new("key"),
+            unix_now() + ttl,
+        )
+        .expect("sign")
+        .expose()
+        .to_owned()
+    }
+
+    async fn start(ttl: u64, ping: u64) -> Fixture {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let listener = WebSocketStream::from_raw_socket(a, Role::Client, None).await;
+        let relay_side = WebSocketStream::from_raw_socket(b, Role::Server, None).await;
+        let hc = HybridConnectionConfig::new(
+            "hc",
+            vec![SasRule::new("listen", "key", &[Right::Listen])],
+        );
+        let auth = Authorizer {
+            namespace_rules: Vec::new(),
+            accepted_hosts: Vec::new(),
+        };
+        let (tx, rx) = mpsc::channel(4);
+        let shutdown = CancellationToken::new();
+        let cc = ControlChannel {
+            accepts: rx,
+            expiry: unix_now() + ttl,
+            renew: Box::new(move |t| {
+                auth.authorize(&hc, Some(t), Right::Listen, unix_now())
+                    .map(|a| a.expiry)
+            }),
+            ping_interval: Duration::from_secs(ping),
+            shutdown: shutdown.clone(),
+        };
+        Fixture {
+            listener,
+            accepts: tx,
+            shutdown,
+            task: tokio::spawn(run(relay_side, cc)),
+        }
+    }
+
+    /// The next non-ping message.
+    async fn next(ws: &mut WebSocketStream<DuplexStream>) -> Message {
+        loop {
+            match ws.next().await.expect("open").expect("ok") {
+                Message::Ping(_) => continue,
+                m => return m,
+            }
+        }
+    }
+
+    fn close_of(m: Message) -> (u16, String) {
+        match m {
+            Message::Close(Some(f)) => (u16::from(f.code), f.reason.to_string()),
+            other => panic!("expected close, got {other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expiry_without_renewal_closes_1008() {
+        let mut f = start(120, 0).await;
+        let start = Instant::now();
+        let (code, reason) = close_of(next(&mut f.listener).await);
+        assert_eq!((code, reason.as_str()), (1008, "token expired"));
+        assert!(
+            start.elapsed() >= Duration::from_secs(118),
+            "{:?}",
+            start.elapsed()
+        );
+        drop(f.listener);
+        assert_eq!(
+            f.task.await.expect("task"),
+            Ended::ByRelay(1008, "token expired".into())
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn renewal_extends_past_original_expiry() {
+        let mut f = start(120, 0).await;
+        let renew = ControlMessage::RenewToken(RenewToken { token: token(3600) }).to_json();
+        f.listener.send(Message::text(renew)).await.expect("send");
+        // Past the original expiry the channel still carries accepts.
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        f.accepts
+            .send("{\"accept\":{}}".into())
+            .await
+            .expect("queue");
+        assert_eq!(
+            next(&mut f.listener).await,
+            Message::text("{\"accept\":{}}")
+        );
+        // A bad renewal closes with 1008.
+        let bad = ControlMessage::RenewToken(RenewToken {
+            token: "SharedAccessSignature x".into(),
+        })
+        .to_json();
+        f.listener.send(Message::text(bad)).await.expect("send");
+        let (code, _) = close_of(next(&mut f.listener).await);
+        assert_eq!(code, 1008);
+        drop(f.listener);
+        f.task.await.expect("task");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pings_quiet_channels_tolerates_pongs_and_unknown_commands() {
+        let mut f = start(3600, 30).await;
+        f.listener
+            .send(Message::Pong(Default::default()))
+            .await
+            .expect("pong");
+        f.listener
+            .send(Message::text("{\"injectFault\":{\"delay\":1}}"))
+            .await
+            .expect("text");
+        f.listener
+            .send(Message::text("not json"))
+            .await
+            .expect("text");
+        // The relay pings; our reads answer with pongs, which keeps the channel alive.
+        let mut pings = 0;
+        while pings < 4 {
+            if let Message::Ping(_) = f.listener.next().await.expect("open").expect("ok") {
+                pings += 1;
+            }
+        }
+        f.shutdown.cancel();
+        let (code, _) = close_of(next(&mut f.listener).await);
+        assert_eq!(code, CLOSE_GOING_AWAY);
+        drop(f.listener);
+        f.task.await.expect("task");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silent_listener_is_dropped() {
+        let f = start(3600, 30).await;
+        // Nobody reads the listener side, so no pongs come back.
+        let ended = f.task.await.expect("task");
+        assert_eq!(ended, Ended::ByRelay(1001, "no response to pings".into()));
+        drop(f.listener);
+    }
+
+    #[test]
+    fn close_codes_are_protocol_codes() {
+        assert_eq!(u16::from(CloseCode::Policy), CLOSE_POLICY);
+        assert_eq!(u16::from(CloseCode::Away), CLOSE_GOING_AWAY);
+    }
+}

@@ -1,0 +1,569 @@
+//! Request routing: what one HTTP request to the relay is (`/$hc/{path}` with
+//! `sb-hc-action=listen|connect|accept`, or the health check) and the protocol steps of each
+//! action up to the `101`: authorization, the accept message, the rendezvous wait, the
+//! listener's accept or reject, subprotocol checks.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hc_protocol::uri::{
+    Action, HC_PATH_PREFIX, PARAM_ACTION, PARAM_ID, PARAM_STATUS_CODE, PARAM_STATUS_DESCRIPTION,
+    is_relay_param,
+};
+use hc_protocol::{Accept, ControlMessage, RemoteEndpoint, SERVICE_BUS_AUTHORIZATION};
+use http::{HeaderMap, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use tracing::Instrument;
+
+use crate::admission::ConnectionSlot;
+use crate::auth::{request_token, unix_now};
+use crate::bridge::{BridgeSettings, bridge};
+use crate::config::Right;
+use crate::control_channel::{self, ControlChannel, Ended};
+use crate::handshake::{
+    self, chosen_protocol, offered_protocols, switching_protocols, upgrade_key,
+};
+use crate::hub::{Arrival, HcEntry};
+use crate::refusal::{Body, Refusal, ok_text};
+use crate::relay::Relay;
+
+/// Relay-private query parameter of an accept address: the rendezvous id. It is `sb-hc-`
+/// prefixed so listener SDKs strip it from what they show the application.
+pub(crate) const PARAM_RENDEZVOUS: &str = "sb-hc-rendezvous";
+
+/// Health check path (outside `/$hc/`, so it cannot clash with a hybrid connection).
+const HEALTH_PATH: &str = "/healthz";
+
+/// The client connection a request arrived on.
+#[derive(Debug)]
+pub(crate) struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub slot: Arc<ConnectionSlot>,
+}
+
+/// A refusal plus the entity it concerns (for the `SystemTracker` part of the description).
+struct Refused(Refusal, Option<String>);
+
+impl From<Refusal> for Refused {
+    fn from(r: Refusal) -> Self {
+        Self(r, None)
+    }
+}
+
+/// The relay's hyper service.
+pub(crate) async fn handle(
+    relay: Arc<Relay>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    if conn.slot.overflow {
+        let refusal = Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServerBusy: the relay is at its connection limit",
+        )
+        .retry_after(1);
+        return Ok(refuse(&relay, &conn, Refused(refusal, None)));
+    }
+    Ok(match route(&relay, &conn, req).await {
+        Ok(response) => response,
+        Err(refused) => refuse(&relay, &conn, refused),
+    })
+}
+
+fn refuse(relay: &Relay, conn: &ConnInfo, Refused(refusal, hc): Refused) -> Response<Body> {
+    let tracking_id = uuid::Uuid::new_v4().to_string();
+    let status = refusal.status.as_u16();
+    if matches!(status, 401 | 403) {
+        tracing::info!(peer = %conn.peer, status, %tracking_id, reason = %refusal.description, "refused");
+    } else {
+        tracing::debug!(peer = %conn.peer, status, %tracking_id, reason = %refusal.description, "refused");
+    }
+    relay.stats.update(|s| s.refused_total += 1);
+    let tracker = hc.map(|hc| format!("{}:hybridconnection:{hc}", relay.system_name(conn)));
+    refusal.into_response(&tracking_id, tracker.as_deref())
+}
+
+/// The parsed query of a request: decoded pairs, plus the raw text for forwarding.
+struct Query<'a> {
+    raw: &'a str,
+    pairs: Vec<(String, String)>,
+}
+
+impl<'a> Query<'a> {
+    fn parse(raw: &'a str) -> Self {
+        Self {
+            raw,
+            pairs: url::form_urlencoded::parse(raw.as_bytes())
+                .into_owned()
+                .collect(),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The application's own parameters, exactly as the sender encoded them.
+    fn app_part(&self) -> String {
+        self.raw
+            .split('&')
+            .filter(|part| !part.is_empty())
+            .filter(|part| {
+                let name = part.split('=').next().unwrap_or_default();
+                let name = url::form_urlencoded::parse(name.as_bytes())
+                    .next()
+                    .map(|(k, _)| k.into_owned())
+                    .unwrap_or_default();
+                !is_relay_param(&name)
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+}
+
+/// The entity path after `/$hc/`; clients that percent-encode `$` are tolerated.
+fn hc_path(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix(HC_PATH_PREFIX).or_else(|| {
+        let prefix = path.get(..7)?;
+        prefix.eq_ignore_ascii_case("/%24hc/").then(|| &path[7..])
+    })?;
+    Some(rest.trim_matches('/')).filter(|p| !p.is_empty())
+}
+
+async fn route(
+    relay: &Arc<Relay>,
+    conn: &Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Refused> {
+    let path = req.uri().path().to_owned();
+    if path == HEALTH_PATH {
+        return Ok(ok_text("ok\n"));
+    }
+    let Some(entity) = hc_path(&path) else {
+        return Err(Refusal::not_found(
+            "not a Hybrid Connections path: expected /$hc/{name} (HTTP request mode is not supported)",
+        )
+        .into());
+    };
+    let raw_query = req.uri().query().unwrap_or_default().to_owned();
+    let query = Query::parse(&raw_query);
+    let action = query
+        .get(PARAM_ACTION)
+        .and_then(Action::parse)
+        .ok_or_else(|| {
+            Refusal::bad_request(format!("{PARAM_ACTION} must be listen, connect or accept"))
+        })?;
+    let Some((hc, suffix)) = relay.hub.find(entity) else {
+        return Err(Refused(
+            Refusal::not_found(format!(
+                "EndpointNotFound: hybrid connection '{entity}' does not exist"
+            )),
+            Some(entity.to_owned()),
+        ));
+    };
+    let tag = |r: Refusal| Refused(r, Some(hc.name.clone()));
+    match action {
+        Action::Listen if suffix.is_empty() => listen(relay, conn, &hc, &query, req).map_err(tag),
+        Action::Listen => Err(tag(Refusal::not_found(format!(
+            "EndpointNotFound: hybrid connection '{entity}' does not exist"
+        )))),
+        Action::Connect => connect(relay, conn, &hc, &suffix, &query, req)
+            .await
+            .map_err(tag),
+        Action::Accept => accept(relay, conn, &hc, &query, req).map_err(tag),
+        Action::Request => Err(tag(Refusal::bad_request(
+            "HTTP request mode (sb-hc-action=request) is not supported by this relay",
+        ))),
+    }
+}
+
+/// `ws(s)://{host the client used}`: the base of accept addresses handed to a listener.
+fn base_url(relay: &Relay, conn: &ConnInfo, headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-._:[]".contains(c))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| conn.local.to_string());
+    format!("{}://{host}", if relay.tls { "wss" } else { "ws" })
+}
+
+fn listen(
+    relay: &Arc<Relay>,
+    conn: &Arc<ConnInfo>,
+    hc: &Arc<HcEntry>,
+    query: &Query<'_>,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, Refusal> {
+    if !relay.admission.allow_listen(conn.peer.ip()) {
+        return Err(Refusal::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests: too many listen attempts from this address; back off",
+        )
+        .retry_after(relay.admission.listen_retry_after()));
+    }
+    let token = request_token(req.headers(), &query.pairs);
+    let authorized = relay
+        .auth
+        .authorize(&hc.config, token, Right::Listen, unix_now())?;
+    let key = upgrade_key(&req)?;
+    let mut slot = relay.hub.reserve_listener(hc)?;
+    let base = base_url(relay, conn, req.headers());
+    let upgrade = hyper::upgrade::on(&mut req);
+    let id = relay.hub.next_listener_id();
+    let relay2 = relay.clone();
+    let conn2 = conn.clone();
+    let hc2 = hc.clone();
+    let span = tracing::info_span!("listener", hc = %hc.name, id, peer = %conn.peer);
+    relay.tasks.spawn(
+        async move {
+            let hs = relay2.limits.handshake_timeout;
+            let ws = match tokio::time::timeout(
+                hs,
+                handshake::upgraded(upgrade, handshake::control_ws_config()),
+            )
+            .await
+            {
+                Ok(Ok(ws)) => ws,
+                _ => return tracing::debug!("upgrade did not complete"),
+            };
+            let accepts = slot.register(id, base);
+            tracing::info!("listener registered");
+            let auth = relay2.auth.clone();
+            let hc_config = hc2.config.clone();
+            let ended = control_channel::run(
+                ws,
+                ControlChannel {
+                    accepts,
+                    expiry: authorized.expiry,
+                    renew: Box::new(move |t| {
+                        auth.authorize(&hc_config, Some(t), Right::Listen, unix_now())
+                            .map(|a| a.expiry)
+                    }),
+                    ping_interval: relay2.limits.control_ping_interval,
+                    shutdown: relay2.shutdown.clone(),
+                },
+            )
+            .await;
+            match ended {
+                Ended::ByListener => tracing::info!("listener disconnected"),
+                Ended::ByRelay(code, reason) => {
+                    tracing::info!(code, %reason, "listener closed by relay")
+                }
+            }
+            drop(slot);
+            drop(conn2);
+        }
+        .instrument(span),
+    );
+    Ok(switching_protocols(&key, None))
+}
+
+/// `connectHeaders` of an accept message: the sender's headers without its token.
+fn connect_headers(headers: &HeaderMap) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for name in headers.keys() {
+        if name
+            .as_str()
+            .eq_ignore_ascii_case(SERVICE_BUS_AUTHORIZATION)
+        {
+            continue;
+        }
+        let values: Vec<&str> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if !values.is_empty() {
+            out.insert(display_name(name.as_str()), values.join(", "));
+        }
+    }
+    out
+}
+
+/// hyper lower-cases header names; give them their usual spelling back (Node clients
+/// lower-case them anyway, .NET compares case-insensitively).
+fn display_name(lower: &str) -> String {
+    const KNOWN: [&str; 5] = [
+        "Sec-WebSocket-Key",
+        "Sec-WebSocket-Version",
+        "Sec-WebSocket-Protocol",
+        "Sec-WebSocket-Extensions",
+        "WWW-Authenticate",
+    ];
+    if let Some(known) = KNOWN.iter().find(|k| k.eq_ignore_ascii_case(lower)) {
+        return (*known).to_owned();
+    }
+    lower
+        .split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+async fn connect(
+    relay: &Arc<Relay>,
+    conn: &Arc<ConnInfo>,
+    hc: &Arc<HcEntry>,
+    suffix: &str,
+    query: &Query<'_>,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, Refusal> {
+    if hc.config.requires_client_authorization {
+        let token = request_token(req.headers(), &query.pairs);
+        relay
+            .auth
+            .authorize(&hc.config, token, Right::Send, unix_now())?;
+    }
+    let key = upgrade_key(&req)?;
+    let listeners = hc.listeners_round_robin();
+    if listeners.is_empty() {
+        return Err(Refusal::not_found(format!(
+            "EndpointNotFound: no listener is connected to hybrid connection '{}'",
+            hc.name
+        )));
+    }
+    let offered = offered_protocols(req.headers());
+    let id = query
+        .get(PARAM_ID)
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let (rendezvous, arrival, _guard) = relay.hub.open_rendezvous(hc, offered.clone());
+    let mut path = format!("{HC_PATH_PREFIX}{}", hc.name);
+    if !suffix.is_empty() {
+        path.push('/');
+        path.push_str(suffix);
+    }
+    let app_query = query.app_part();
+    let relay_query: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair(PARAM_ACTION, Action::Accept.as_str())
+        .append_pair(PARAM_ID, &id)
+        .append_pair(PARAM_RENDEZVOUS, &rendezvous)
+        .finish();
+    let query_text = if app_query.is_empty() {
+        relay_query
+    } else {
+        format!("{app_query}&{relay_query}")
+    };
+    let mut accept = Accept {
+        address: String::new(),
+        id: id.clone(),
+        connect_headers: connect_headers(req.headers()),
+        remote_endpoint: Some(RemoteEndpoint {
+            address: conn.peer.ip().to_canonical().to_string(),
+            port: conn.peer.port(),
+        }),
+    };
+    let dispatched = listeners.iter().any(|listener| {
+        accept.address = format!("{}{path}?{query_text}", listener.base_url);
+        let json = ControlMessage::Accept(accept.clone()).to_json();
+        listener.accepts.try_send(json).is_ok()
+    });
+    if !dispatched {
+        return Err(Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "ServerBusy: the listeners of '{}' are not taking connections",
+                hc.name
+            ),
+        )
+        .retry_after(1));
+    }
+    tracing::debug!(hc = %hc.name, %id, peer = %conn.peer, "sender waiting for rendezvous");
+    let wait = relay.limits.rendezvous_timeout;
+    let outcome = tokio::select! {
+        () = relay.shutdown.cancelled() => {
+            return Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "ServerBusy: the relay is shutting down"));
+        }
+        outcome = tokio::time::timeout(wait, arrival) => outcome,
+    };
+    let (protocol, listener_upgrade, listener_slot) = match outcome {
+        Ok(Ok(Arrival::Accepted {
+            protocol,
+            upgrade,
+            slot,
+        })) => (protocol, upgrade, slot),
+        Ok(Ok(Arrival::Rejected(refusal))) => return Err(refusal),
+        Ok(Err(_)) => {
+            return Err(Refusal::new(
+                StatusCode::BAD_GATEWAY,
+                "the listener's rendezvous failed",
+            ));
+        }
+        Err(_) => {
+            return Err(Refusal::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "GatewayTimeout: the listener did not accept the connection within {} s",
+                    wait.as_secs_f64()
+                ),
+            ));
+        }
+    };
+    let sender_upgrade = hyper::upgrade::on(&mut req);
+    let relay2 = relay.clone();
+    let sender_slot = conn.slot.clone();
+    let span = tracing::debug_span!("bridge", hc = %hc.name, %id, peer = %conn.peer);
+    relay.tasks.spawn(
+        async move {
+            let config = handshake::data_ws_config(&relay2.limits);
+            let both = futures_util::future::join(
+                handshake::upgraded(sender_upgrade, config),
+                handshake::upgraded(listener_upgrade, config),
+            );
+            match tokio::time::timeout(relay2.limits.handshake_timeout, both).await {
+                Ok((Ok(sender), Ok(listener))) => {
+                    relay2.stats.update(|s| {
+                        s.bridged += 1;
+                        s.bridged_total += 1;
+                    });
+                    tracing::debug!("bridged");
+                    let settings = BridgeSettings {
+                        idle_timeout: relay2.limits.idle_timeout,
+                        drain: relay2.drain.clone(),
+                    };
+                    bridge(sender, listener, settings).await;
+                    relay2
+                        .stats
+                        .update(|s| s.bridged = s.bridged.saturating_sub(1));
+                    tracing::debug!("bridge ended");
+                }
+                // One side vanished during its upgrade; dropping the other closes it.
+                _ => tracing::debug!("rendezvous upgrade failed"),
+            }
+            drop((sender_slot, listener_slot));
+        }
+        .instrument(span),
+    );
+    Ok(switching_protocols(&key, protocol.as_deref()))
+}
+
+fn accept(
+    relay: &Arc<Relay>,
+    conn: &Arc<ConnInfo>,
+    hc: &Arc<HcEntry>,
+    query: &Query<'_>,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, Refusal> {
+    let invalid = || {
+        Refusal::forbidden("the rendezvous address is not valid, was already used, or has expired")
+    };
+    let key = query.get(PARAM_RENDEZVOUS).ok_or_else(invalid)?;
+    if let Some(code) = query.get(PARAM_STATUS_CODE) {
+        let pending = relay.hub.take_rendezvous(key).ok_or_else(invalid)?;
+        if !Arc::ptr_eq(&pending.hc, hc) {
+            return Err(invalid());
+        }
+        let description = query
+            .get(PARAM_STATUS_DESCRIPTION)
+            .filter(|d| !d.is_empty())
+            .unwrap_or("the listener rejected the connection");
+        let refusal = match code
+            .parse::<u16>()
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+        {
+            Some(status) if status.is_client_error() || status.is_server_error() => {
+                Refusal::new(status, description)
+            }
+            _ => Refusal::new(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "the listener rejected the connection with an invalid status {code:?}: {description}"
+                ),
+            ),
+        };
+        let _ = pending.arrival.send(Arrival::Rejected(refusal));
+        return Err(Refusal::new(
+            StatusCode::GONE,
+            "the connection was rejected as requested",
+        ));
+    }
+    // A malformed dial-back leaves the rendezvous open: the listener may try again in time.
+    let ws_key = upgrade_key(&req)?;
+    let chosen = chosen_protocol(req.headers())?;
+    let pending = relay.hub.take_rendezvous(key).ok_or_else(invalid)?;
+    if !Arc::ptr_eq(&pending.hc, hc) {
+        let _ = pending.arrival.send(Arrival::Rejected(Refusal::new(
+            StatusCode::BAD_GATEWAY,
+            "the listener's rendezvous named another hybrid connection",
+        )));
+        return Err(invalid());
+    }
+    if let Some(chosen) = &chosen
+        && !pending.offered_protocols.contains(&chosen.name)
+    {
+        let refusal = Refusal::new(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "the listener chose subprotocol '{}', which the sender did not offer",
+                chosen.name
+            ),
+        );
+        let _ = pending.arrival.send(Arrival::Rejected(refusal.clone()));
+        return Err(refusal);
+    }
+    let upgrade = hyper::upgrade::on(&mut req);
+    let arrival = Arrival::Accepted {
+        protocol: chosen.as_ref().map(|c| c.name.clone()),
+        upgrade,
+        slot: conn.slot.clone(),
+    };
+    if pending.arrival.send(arrival).is_err() {
+        return Err(invalid());
+    }
+    let echo = chosen.filter(|c| c.echo_to_listener).map(|c| c.name);
+    Ok(switching_protocols(&ws_key, echo.as_deref()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_query_keeps_encoding_and_drops_relay_params() {
+        let q = Query::parse("site=Branch%20A&sb-hc-action=connect&SB-HC-Token=x&flag&b=1%262");
+        assert_eq!(q.app_part(), "site=Branch%20A&flag&b=1%262");
+        assert_eq!(q.get("sb-hc-action"), Some("connect"));
+        assert_eq!(q.get("sb-hc-token"), Some("x"));
+    }
+
+    #[test]
+    fn hc_paths() {
+        assert_eq!(hc_path("/$hc/license/x/"), Some("license/x"));
+        assert_eq!(hc_path("/%24HC/license"), Some("license"));
+        assert_eq!(hc_path("/$hc/"), None);
+        assert_eq!(hc_path("/license"), None);
+    }
+
+    #[test]
+    fn header_names_and_token_stripping() {
+        let mut headers = HeaderMap::new();
+        headers.insert("sec-websocket-key", "k".parse().expect("v"));
+        headers.insert("x-dongle-site", "a".parse().expect("v"));
+        headers.insert("servicebusauthorization", "secret".parse().expect("v"));
+        headers.append("x-multi", "1".parse().expect("v"));
+        headers.append("x-multi", "2".parse().expect("v"));
+        let out = connect_headers(&headers);
+        assert_eq!(out.get("Sec-WebSocket-Key").map(String::as_str), Some("k"));
+        assert_eq!(out.get("X-Dongle-Site").map(String::as_str), Some("a"));
+        assert_eq!(out.get("X-Multi").map(String::as_str), Some("1, 2"));
+        assert!(!out.values().any(|v| v == "secret"));
+    }
+}
