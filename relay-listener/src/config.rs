@@ -1,0 +1,124 @@
+//! The relay-listener's configuration: the library's [`ListenerConfig`] and the TOML file of
+//! `dongle-relay listen --config` ([`ListenerFile`], unknown keys refused).
+
+use std::time::Duration;
+
+use hc_client::access::AccessConfig;
+use hc_client::pump::PumpConfig;
+use hc_client::settings::{EgressSection, TlsSection, de_opt_duration};
+use hc_protocol::Secret;
+use hc_protocol::connection_string::ConnectionString;
+use serde::Deserialize;
+
+/// The license server's default address on the dongle host.
+pub const DEFAULT_TARGET: &str = "127.0.0.1:12300";
+
+/// Everything a relay-listener needs.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Relay, hybrid connection, credentials, TLS trust, egress, dial timeouts, token TTL.
+    pub access: AccessConfig,
+    /// The TCP target (`host:port`), default [`DEFAULT_TARGET`].
+    pub target: String,
+    /// How long connecting to the target may take before the sender is rejected with 502.
+    pub target_timeout: Duration,
+    /// TCP keepalive on target connections.
+    pub target_keepalive: Option<Duration>,
+    /// Ping interval on the control channel (None: no pings). Default 30 s.
+    pub control_ping: Option<Duration>,
+    /// Per-stream pump settings (idle timeout, pings, frame size).
+    pub pump: PumpConfig,
+    /// Most rendezvous pumped at once; more are rejected with 429.
+    pub max_streams: u64,
+    /// Longest reconnect delay.
+    pub reconnect_max: Duration,
+    /// How long streams may drain after shutdown before they are closed.
+    pub shutdown_grace: Duration,
+}
+
+impl ListenerConfig {
+    /// Defaults for everything but the connection string.
+    pub fn new(connection: ConnectionString) -> Self {
+        Self {
+            access: AccessConfig::new(connection),
+            target: DEFAULT_TARGET.to_owned(),
+            target_timeout: Duration::from_secs(5),
+            target_keepalive: Some(Duration::from_secs(60)),
+            control_ping: Some(Duration::from_secs(30)),
+            pump: PumpConfig::default(),
+            max_streams: 1024,
+            reconnect_max: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The `listen` configuration file. Every key is optional; command-line flags win.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerFile {
+    /// `Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…;EntityPath=…`.
+    pub connection_string: Option<Secret>,
+    /// The hybrid connection, when the connection string has no `EntityPath`.
+    pub hybrid_connection: Option<String>,
+    /// TCP target `host:port`.
+    pub target: Option<String>,
+    /// Target connect timeout (`5s`).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub target_timeout: Option<Duration>,
+    /// Control-channel ping interval (`30s`; `0` turns pings off).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub keepalive_interval: Option<Duration>,
+    /// Close streams idle this long (default: never).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub idle_timeout: Option<Duration>,
+    /// Token lifetime (`1h`).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub token_ttl: Option<Duration>,
+    /// Relay TCP connect timeout (`10s`).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub connect_timeout: Option<Duration>,
+    /// TLS + WebSocket handshake timeout (`20s`).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub handshake_timeout: Option<Duration>,
+    /// Most concurrent streams (1024).
+    pub max_streams: Option<u64>,
+    /// Drain time on shutdown (`5s`).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub shutdown_grace: Option<Duration>,
+    /// Trust of the relay's certificate.
+    #[serde(default)]
+    pub tls: TlsSection,
+    /// Proxy on the way to the relay.
+    #[serde(default)]
+    pub egress: EgressSection,
+}
+
+impl ListenerFile {
+    /// Parses a configuration file's text; errors name the key and line.
+    ///
+    /// # Errors
+    /// The TOML error.
+    pub fn parse(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_parses_and_unknown_keys_are_named() {
+        let example = include_str!("../../deploy/listener.example.toml");
+        let file = ListenerFile::parse(example).expect("example parses");
+        assert_eq!(file.target.as_deref(), Some(DEFAULT_TARGET));
+        let err = ListenerFile::parse("targte = \"x:1\"").expect_err("typo");
+        assert!(err.to_string().contains("targte"), "{err}");
+        let err = ListenerFile::parse("[tls]\npins = []").expect_err("typo in section");
+        assert!(err.to_string().contains("pins"), "{err}");
+        let err = ListenerFile::parse("idle_timeout = \"soon\"").expect_err("bad duration");
+        assert!(err.to_string().contains("idle_timeout"), "{err}");
+        assert!(!format!("{file:?}").contains("SharedAccessKey="));
+    }
+}

@@ -1,0 +1,167 @@
+//! One control-channel session: reads `accept` messages and hands them on, renews the token
+//! with `renewToken` before it expires, pings the relay (NATs drop idle connections after a few
+//! minutes) and declares the channel dead when nothing arrived for three ping intervals.
+
+use std::fmt;
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use hc_client::TokenSource;
+use hc_client::token::IssuedToken;
+use hc_client::tokio_tungstenite::WebSocketStream;
+use hc_client::tokio_tungstenite::tungstenite::Message;
+use hc_client::tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use hc_client::tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use hc_protocol::{Accept, ControlMessage, RenewToken};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use crate::status::ListenerStatus;
+
+/// Why a session ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// Shutdown was requested; the channel was closed with 1000.
+    Shutdown,
+    /// The relay closed the channel.
+    Closed {
+        /// Close code (1001 going away, 1008 token expired, 1011 error).
+        code: Option<u16>,
+        /// Close reason.
+        reason: String,
+    },
+    /// The connection ended without a Close frame.
+    Vanished,
+    /// Nothing arrived for three ping intervals.
+    KeepAliveTimeout,
+    /// The WebSocket failed.
+    Failed(String),
+}
+
+impl fmt::Display for SessionEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Shutdown => f.write_str("shut down"),
+            Self::Closed { code, reason } => {
+                let meaning = match code {
+                    Some(1000) => "normal closure",
+                    Some(1001) => "relay going away",
+                    Some(1008) => "policy: token expired or renewal refused",
+                    Some(1011) => "relay error",
+                    _ => "closed",
+                };
+                match code {
+                    Some(c) => write!(f, "closed by relay: {c} {meaning}")?,
+                    None => write!(f, "closed by relay")?,
+                }
+                if !reason.is_empty() {
+                    write!(f, " ({reason})")?;
+                }
+                Ok(())
+            }
+            Self::Vanished => f.write_str("connection dropped"),
+            Self::KeepAliveTimeout => f.write_str("no answer to keep-alive pings"),
+            Self::Failed(e) => write!(f, "failed: {e}"),
+        }
+    }
+}
+
+/// Runs one session on an open control channel until it ends. `on_accept` is called for each
+/// `accept` message and must not block (it spawns).
+pub async fn session<S>(
+    mut ws: WebSocketStream<S>,
+    tokens: &TokenSource,
+    token: &IssuedToken,
+    ping: Option<Duration>,
+    status: &ListenerStatus,
+    shutdown: &CancellationToken,
+    mut on_accept: impl FnMut(Accept),
+) -> SessionEnd
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut renew_at = token.renew_after.map(|d| Instant::now() + d);
+    let mut pinger = ping.filter(|d| !d.is_zero()).map(|every| {
+        let mut t = tokio::time::interval_at(Instant::now() + every, every);
+        t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        t
+    });
+    let mut last_rx = Instant::now();
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => {
+                let frame = CloseFrame { code: CloseCode::Normal, reason: "listener shutting down".into() };
+                let _ = tokio::time::timeout(Duration::from_secs(5), ws.close(Some(frame))).await;
+                return SessionEnd::Shutdown;
+            }
+            msg = ws.next() => {
+                last_rx = Instant::now();
+                match msg {
+                    Some(Ok(Message::Text(text))) => match ControlMessage::parse(&text) {
+                        Ok(ControlMessage::Accept(accept)) => on_accept(accept),
+                        Ok(ControlMessage::Unrecognized { command, text }) => {
+                            tracing::debug!(command, text, "ignoring unknown control command");
+                        }
+                        Ok(ControlMessage::RenewToken(_)) => {
+                            tracing::debug!("ignoring renewToken sent by the relay");
+                        }
+                        Err(e) => tracing::debug!("ignoring control message: {e}"),
+                    },
+                    Some(Ok(Message::Close(frame))) => {
+                        return SessionEnd::Closed {
+                            code: frame.as_ref().map(|f| u16::from(f.code)),
+                            reason: frame.map(|f| f.reason.to_string()).unwrap_or_default(),
+                        };
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return SessionEnd::Failed(e.to_string()),
+                    None => return SessionEnd::Vanished,
+                }
+            }
+            _ = sleep_until(renew_at) => {
+                renew_at = None;
+                match tokens.issue() {
+                    Ok(fresh) => {
+                        let msg = ControlMessage::RenewToken(RenewToken {
+                            token: fresh.token.expose().to_owned(),
+                        });
+                        if let Err(e) = ws.send(Message::text(msg.to_json())).await {
+                            return SessionEnd::Failed(e.to_string());
+                        }
+                        renew_at = fresh.renew_after.map(|d| Instant::now() + d);
+                        status.update(|s| s.token_renewals += 1);
+                        tracing::debug!("renewed the control channel token");
+                    }
+                    Err(e) => tracing::warn!("cannot renew the control channel token: {e}"),
+                }
+            }
+            _ = tick(pinger.as_mut()) => {
+                let every = ping.unwrap_or(Duration::MAX);
+                if last_rx.elapsed() > every.saturating_mul(3) {
+                    return SessionEnd::KeepAliveTimeout;
+                }
+                if let Err(e) = ws.send(Message::Ping(Default::default())).await {
+                    return SessionEnd::Failed(e.to_string());
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn tick(interval: Option<&mut tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,173 @@
+//! The relay-listener's main loop: open the control channel, run a session, and when it is
+//! lost reconnect with exponential back-off and full jitter, forever, until shutdown. Each
+//! failure is one log line saying what the relay said. On shutdown the control channel is
+//! closed first (no new senders), then open streams get a grace period to finish.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hc_client::access::AccessError;
+use hc_client::dial::DialError;
+use hc_client::{Backoff, RelayAccess};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::ListenerConfig;
+use crate::control::{SessionEnd, session};
+use crate::rendezvous;
+use crate::status::ListenerStatus;
+use crate::target::{TargetConnector, TcpTarget};
+
+/// A control channel that stayed up this long resets the back-off.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+
+/// The listener cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenerError {
+    /// Relay access settings are unusable.
+    #[error(transparent)]
+    Access(#[from] AccessError),
+}
+
+/// A relay-listener, generic over how it reaches its target.
+pub struct RelayListener<C: TargetConnector = TcpTarget> {
+    config: Arc<ListenerConfig>,
+    access: Arc<RelayAccess>,
+    connector: Arc<C>,
+    status: ListenerStatus,
+    id: String,
+}
+
+impl RelayListener<TcpTarget> {
+    /// A listener bridging to the configured TCP target.
+    ///
+    /// # Errors
+    /// [`ListenerError`] for unusable relay settings (hybrid connection name, TLS trust).
+    pub fn new(config: ListenerConfig) -> Result<Self, ListenerError> {
+        let access = RelayAccess::new(config.access.clone())?;
+        let connector = TcpTarget::new(config.target.clone(), config.target_keepalive);
+        Ok(Self {
+            config: Arc::new(config),
+            access: Arc::new(access),
+            connector: Arc::new(connector),
+            status: ListenerStatus::default(),
+            id: uuid::Uuid::new_v4().to_string(),
+        })
+    }
+}
+
+impl<C: TargetConnector> RelayListener<C> {
+    /// Replaces the target connector (the PROXY v2 extension point, see [`crate::target`]).
+    pub fn with_connector<D: TargetConnector>(self, connector: D) -> RelayListener<D> {
+        RelayListener {
+            config: self.config,
+            access: self.access,
+            connector: Arc::new(connector),
+            status: self.status,
+            id: self.id,
+        }
+    }
+
+    /// A handle on the live state.
+    pub fn status(&self) -> ListenerStatus {
+        self.status.clone()
+    }
+
+    /// Runs until `shutdown` is cancelled, then drains streams for the grace period.
+    ///
+    /// # Errors
+    /// None today; the relay being unreachable is retried, not returned.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ListenerError> {
+        let streams = TaskTracker::new();
+        let abort = CancellationToken::new();
+        let mut backoff = Backoff::new(Duration::from_secs(1), self.config.reconnect_max);
+        tracing::info!(
+            "relay-listener for {} ({} credentials, {}) bridging to {}",
+            self.access.describe(),
+            self.access.credentials_kind(),
+            self.access.dialer().egress().label(),
+            self.connector.describe()
+        );
+        while !shutdown.is_cancelled() {
+            let dialled = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = self.access.listen(&self.id) => r,
+            };
+            match dialled {
+                Err(e) => {
+                    let line = self.describe_failure(&e);
+                    tracing::warn!("{line}");
+                    self.status.disconnected(Some(line));
+                }
+                Ok((stream, token)) => {
+                    self.status.connected();
+                    tracing::info!("control channel open on {}", self.access.describe());
+                    let started = Instant::now();
+                    let end = session(
+                        stream.ws,
+                        self.access.tokens(),
+                        &token,
+                        self.config.control_ping,
+                        &self.status,
+                        &shutdown,
+                        |accept| {
+                            let task = rendezvous::handle(
+                                accept,
+                                self.access.clone(),
+                                self.connector.clone(),
+                                self.config.clone(),
+                                self.status.clone(),
+                                abort.child_token(),
+                            );
+                            streams.spawn(task);
+                        },
+                    )
+                    .await;
+                    if end == SessionEnd::Shutdown {
+                        self.status.disconnected(None);
+                        break;
+                    }
+                    let line = format!("control channel {}; reconnecting", end);
+                    tracing::warn!("{line}");
+                    self.status.disconnected(Some(line));
+                    if started.elapsed() >= STABLE_AFTER {
+                        backoff.reset();
+                    }
+                }
+            }
+            let delay = backoff.next_delay();
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+        streams.close();
+        if tokio::time::timeout(self.config.shutdown_grace, streams.wait())
+            .await
+            .is_err()
+        {
+            tracing::info!("closing {} streams after the grace period", streams.len());
+            abort.cancel();
+            streams.wait().await;
+        }
+        Ok(())
+    }
+
+    fn describe_failure(&self, e: &AccessError) -> String {
+        match e {
+            AccessError::Dial(DialError::Refused { .. }) => {
+                let hint = if self.access.credentials_renewable() {
+                    ""
+                } else {
+                    " (a fixed SharedAccessSignature cannot be renewed)"
+                };
+                format!("relay refused listener: {e}{hint}")
+            }
+            other => format!(
+                "cannot open control channel to {}: {other}",
+                self.access.describe()
+            ),
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! The control-channel session against an in-process fake relay (WebSocket over
+//! `tokio::io::duplex`), with paused time: accepts are dispatched, unknown commands ignored,
+//! pings sent, the token renewed at its renewal time, and shutdown closes with 1000.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use hc_client::TokenSource;
+use hc_client::tokio_tungstenite::tungstenite::Message;
+use hc_client::tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use hc_protocol::connection_string::Credentials;
+use hc_protocol::{ControlMessage, SasToken, Secret};
+use relay_listener::ListenerStatus;
+use relay_listener::control::{SessionEnd, session};
+use tokio::time::{Instant, timeout};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(start_paused = true)]
+async fn session_dispatches_accepts_pings_and_renews_the_token() {
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let (listener_ws, relay_ws) = tokio::join!(
+        async {
+            hc_client::tokio_tungstenite::client_async("ws://relay.test/$hc/hyco", a)
+                .await
+                .expect("client")
+                .0
+        },
+        async {
+            hc_client::tokio_tungstenite::accept_async(b)
+                .await
+                .expect("server")
+        }
+    );
+    let key = Secret::new("listen-key");
+    let tokens = TokenSource::new(
+        Credentials::Key {
+            key_name: "listen".into(),
+            key: key.clone(),
+        },
+        "relay.test",
+        "hyco",
+        Duration::from_secs(600),
+    );
+    let first = tokens.issue().expect("token");
+    let status = ListenerStatus::default();
+    let shutdown = CancellationToken::new();
+    let (accepts_tx, mut accepts) = tokio::sync::mpsc::unbounded_channel();
+    let start = Instant::now();
+    let listener = session(
+        listener_ws,
+        &tokens,
+        &first,
+        Some(Duration::from_secs(30)),
+        &status,
+        &shutdown,
+        move |a| {
+            let _ = accepts_tx.send(a);
+        },
+    );
+    let relay = async {
+        let mut relay_ws = relay_ws;
+        relay_ws
+            .send(Message::text(r#"{"injectFault":{"delay":"1"}}"#))
+            .await
+            .expect("unknown");
+        relay_ws
+            .send(Message::text(
+                r#"{"accept":{"address":"wss://relay.test/$hc/hyco?sb-hc-action=accept&sb-hc-id=1","id":"1","connectHeaders":{}}}"#,
+            ))
+            .await
+            .expect("accept");
+        let accept = accepts.recv().await.expect("accept dispatched");
+        assert_eq!(accept.id, "1");
+        let mut pings = 0;
+        let renewed = loop {
+            match relay_ws.next().await {
+                Some(Ok(Message::Ping(_))) => pings += 1,
+                Some(Ok(Message::Text(t))) => match ControlMessage::parse(&t).expect("json") {
+                    ControlMessage::RenewToken(r) => break r.token,
+                    other => panic!("unexpected {other:?}"),
+                },
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        // 600 s token: renewed at 300 s (half the TTL, as 5 min exceeds 10 %), pinged every 30 s.
+        assert_eq!(start.elapsed().as_secs(), 300);
+        assert!(pings >= 9, "{pings} pings");
+        let parsed = SasToken::parse(&renewed).expect("token");
+        assert!(parsed.audience().covers_path("hyco"));
+        assert_eq!(status.snapshot().token_renewals, 1);
+        shutdown.cancel();
+        loop {
+            match relay_ws.next().await {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    assert_eq!(frame.code, CloseCode::Normal);
+                    break;
+                }
+                Some(Ok(_)) => {}
+                other => panic!("expected close, got {other:?}"),
+            }
+        }
+    };
+    let (end, ()) = timeout(Duration::from_secs(3600), async {
+        tokio::join!(listener, relay)
+    })
+    .await
+    .expect("timed out");
+    assert_eq!(end, SessionEnd::Shutdown);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_relay_is_detected_by_keepalive() {
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let (listener_ws, relay_ws) = tokio::join!(
+        async {
+            hc_client::tokio_tungstenite::client_async("ws://relay.test/$hc/hyco", a)
+                .await
+                .expect("client")
+                .0
+        },
+        async {
+            hc_client::tokio_tungstenite::accept_async(b)
+                .await
+                .expect("server")
+        }
+    );
+    let tokens = TokenSource::new(
+        Credentials::Token(Secret::new("SharedAccessSignature sr=x")),
+        "relay.test",
+        "hyco",
+        Duration::from_secs(600),
+    );
+    let token = tokens.issue().expect("token");
+    let status = ListenerStatus::default();
+    let shutdown = CancellationToken::new();
+    let end = timeout(
+        Duration::from_secs(3600),
+        session(
+            listener_ws,
+            &tokens,
+            &token,
+            Some(Duration::from_secs(30)),
+            &status,
+            &shutdown,
+            |_| {},
+        ),
+    )
+    .await
+    .expect("timed out");
+    assert_eq!(end, SessionEnd::KeepAliveTimeout);
+    drop(relay_ws);
+}
