@@ -9,6 +9,7 @@
 //!   dials (listen, connect, accept, reject) built on [`Dialer`].
 //! - [`token`]: SAS tokens issued from connection-string credentials, with renewal timing.
 //! - [`subprotocol`]: the `dongle-relay.v1` half-close negotiation.
+//! - [`identity`]: the custom headers that tell the listener who the local client is.
 //! - [`pump`]: the one byte pump between a local stream and a relay WebSocket.
 //! - [`backoff`]: reconnect delays (exponential, full jitter, capped).
 //! - [`net`]: TCP socket tuning (no-delay, keepalive).
@@ -18,6 +19,7 @@ pub mod access;
 pub mod backoff;
 pub mod dial;
 pub mod egress;
+pub mod identity;
 pub mod net;
 pub mod pump;
 pub mod settings;

@@ -1,2 +1,36 @@
 //! The local-proxy: runs at a client site, accepts local TCP connections and forwards each one
-//! over the relay.
+//! over the relay as one Hybrid Connections sender WebSocket (modelled on IPWorks'
+//! AzureRelayProxy: local host/port, backlog, connection limit, idle timeout, keepalive,
+//! optional TLS for local clients, accept/deny of clients, graceful shutdown).
+//!
+//! - [`config`]: [`ProxyConfig`] and the `proxy` configuration file.
+//! - [`access_list`]: allow and deny lists of client addresses.
+//! - [`local_tls`]: TLS for local clients (PEM certificate and key).
+//! - [`status`]: [`ProxyStatus`], live counters.
+//! - [`proxy`]: [`LocalProxy`], the accept loop and one tunnel per client; [`bind`].
+
+pub mod access_list;
+pub mod config;
+pub mod local_tls;
+pub mod proxy;
+pub mod status;
+
+pub use config::{ProxyConfig, ProxyFile};
+pub use proxy::{LocalProxy, ProxyError, bind};
+pub use status::{ProxySnapshot, ProxyStatus};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Runs a local-proxy on `listener` until `shutdown` is cancelled, then lets open tunnels drain
+/// for the grace period.
+///
+/// # Errors
+/// [`ProxyError`] when the configuration is unusable.
+pub async fn run(
+    config: ProxyConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ProxyError> {
+    LocalProxy::new(config)?.run(listener, shutdown).await
+}

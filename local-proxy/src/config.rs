@@ -1,0 +1,151 @@
+//! The local-proxy's configuration: the library's [`ProxyConfig`] and the TOML file of
+//! `dongle-relay proxy --config` ([`ProxyFile`], unknown keys refused).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hc_client::access::AccessConfig;
+use hc_client::pump::PumpConfig;
+use hc_client::settings::{EgressSection, TlsSection, de_opt_duration};
+use hc_protocol::Secret;
+use hc_protocol::connection_string::ConnectionString;
+use serde::Deserialize;
+
+use crate::access_list::AccessList;
+use crate::local_tls::LocalTls;
+
+/// Where legacy license clients expect the license server.
+pub const DEFAULT_BIND: &str = "127.0.0.1:12300";
+/// Default listen backlog.
+pub const DEFAULT_BACKLOG: u32 = 128;
+
+/// Everything a local-proxy needs (the listening socket is handed to `run`).
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Relay, hybrid connection, credentials, TLS trust, egress, dial timeouts, token TTL.
+    pub access: AccessConfig,
+    /// Most tunnels open at once; further clients are closed at once. Default 256.
+    pub max_connections: usize,
+    /// TCP keepalive on local connections (default 60 s).
+    pub tcp_keepalive: Option<Duration>,
+    /// Which clients may connect.
+    pub access_list: AccessList,
+    /// TLS for local clients.
+    pub local_tls: Option<LocalTls>,
+    /// Local TLS handshake limit.
+    pub local_tls_timeout: Duration,
+    /// Site name sent to the listener (`X-Dongle-Relay-Site`).
+    pub site: Option<String>,
+    /// Per-tunnel pump settings (idle timeout, pings, frame size).
+    pub pump: PumpConfig,
+    /// How long tunnels may drain after shutdown before they are closed.
+    pub shutdown_grace: Duration,
+}
+
+impl ProxyConfig {
+    /// Defaults for everything but the connection string.
+    pub fn new(connection: ConnectionString) -> Self {
+        Self {
+            access: AccessConfig::new(connection),
+            max_connections: 256,
+            tcp_keepalive: Some(Duration::from_secs(60)),
+            access_list: AccessList::default(),
+            local_tls: None,
+            local_tls_timeout: Duration::from_secs(10),
+            site: None,
+            pump: PumpConfig::default(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[local_tls]`: TLS for local clients.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LocalTlsSection {
+    /// PEM certificate chain.
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+}
+
+/// The `proxy` configuration file. Every key is optional; command-line flags win.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyFile {
+    /// `Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…;EntityPath=…` (Send right).
+    pub connection_string: Option<Secret>,
+    /// The hybrid connection, when the connection string has no `EntityPath`.
+    pub hybrid_connection: Option<String>,
+    /// Local address to listen on (`127.0.0.1:12300`).
+    pub bind: Option<String>,
+    /// Listen backlog (128).
+    pub backlog: Option<u32>,
+    /// Most tunnels at once (256).
+    pub max_connections: Option<usize>,
+    /// Close tunnels idle this long (default: never).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub idle_timeout: Option<Duration>,
+    /// TCP keepalive on local connections (`60s`; `0` turns it off).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub tcp_keepalive: Option<Duration>,
+    /// WebSocket ping interval per tunnel (default: none).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub keepalive_interval: Option<Duration>,
+    /// Allowed clients (CIDR or addresses); empty allows all.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Denied clients (CIDR or addresses); deny wins.
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// Site name sent to the listener.
+    pub site: Option<String>,
+    /// Token lifetime (`1h`).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub token_ttl: Option<Duration>,
+    /// Relay TCP connect timeout (`10s`).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub connect_timeout: Option<Duration>,
+    /// TLS + WebSocket handshake timeout (`20s`).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub handshake_timeout: Option<Duration>,
+    /// Drain time on shutdown (`10s`).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub shutdown_grace: Option<Duration>,
+    /// TLS for local clients.
+    #[serde(default)]
+    pub local_tls: LocalTlsSection,
+    /// Trust of the relay's certificate.
+    #[serde(default)]
+    pub tls: TlsSection,
+    /// Proxy on the way to the relay.
+    #[serde(default)]
+    pub egress: EgressSection,
+}
+
+impl ProxyFile {
+    /// Parses a configuration file's text; errors name the key and line.
+    ///
+    /// # Errors
+    /// The TOML error.
+    pub fn parse(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_parses_and_unknown_keys_are_named() {
+        let example = include_str!("../../deploy/proxy.example.toml");
+        let file = ProxyFile::parse(example).expect("example parses");
+        assert_eq!(file.bind.as_deref(), Some(DEFAULT_BIND));
+        assert_eq!(file.max_connections, Some(256));
+        let err = ProxyFile::parse("max_conections = 3").expect_err("typo");
+        assert!(err.to_string().contains("max_conections"), "{err}");
+        let err = ProxyFile::parse("[local_tls]\ncertificate = \"x\"").expect_err("typo");
+        assert!(err.to_string().contains("certificate"), "{err}");
+    }
+}
