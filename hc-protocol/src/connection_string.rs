@@ -126,6 +126,31 @@ impl FromStr for ConnectionString {
     }
 }
 
+impl ConnectionString {
+    /// The connection string as text (`Endpoint=sb://host:port/;SharedAccessKeyName=…;
+    /// SharedAccessKey=…[;EntityPath=…]`). It contains the key or token, hence a [`Secret`].
+    /// A plain (`ws://`) endpoint is written as `ws://`.
+    pub fn to_secret_string(&self) -> Secret {
+        let scheme = if self.endpoint.tls { "sb" } else { "ws" };
+        let mut out = format!("Endpoint={scheme}://{}/", self.endpoint.authority());
+        match &self.credentials {
+            Credentials::Key { key_name, key } => {
+                out.push_str(&format!(
+                    ";SharedAccessKeyName={key_name};SharedAccessKey={}",
+                    key.expose()
+                ));
+            }
+            Credentials::Token(token) => {
+                out.push_str(&format!(";SharedAccessSignature={}", token.expose()));
+            }
+        }
+        if let Some(path) = &self.entity_path {
+            out.push_str(&format!(";EntityPath={path}"));
+        }
+        Secret::new(out)
+    }
+}
+
 /// Hides everything after the first `=` so a malformed part cannot leak a key into an error.
 fn redact(part: &str) -> String {
     if part.len() > 24 {
@@ -200,6 +225,19 @@ mod tests {
             "Endpoint=sb://h/;Endpoint=sb://g/".parse::<ConnectionString>(),
             Err(ConnectionStringError::DuplicateKey("Endpoint".into()))
         );
+    }
+
+    #[test]
+    fn formats_back_to_text() {
+        let text = "Endpoint=sb://relay.example:9443/;SharedAccessKeyName=send;SharedAccessKey=k=;EntityPath=license";
+        let cs: ConnectionString = text.parse().expect("parse");
+        assert_eq!(cs.to_secret_string().expose(), text);
+        let plain: ConnectionString =
+            "Endpoint=ws://127.0.0.1:8080;SharedAccessSignature=SharedAccessSignature sr=x"
+                .parse()
+                .expect("parse");
+        let again: ConnectionString = plain.to_secret_string().expose().parse().expect("reparse");
+        assert_eq!(again, plain);
     }
 
     #[test]

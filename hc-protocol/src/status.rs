@@ -9,8 +9,11 @@ pub const HTTP_FORBIDDEN: u16 = 403;
 pub const HTTP_NOT_FOUND: u16 = 404;
 /// The answer to a listener's reject dial-back: the handshake fails by design.
 pub const HTTP_GONE: u16 = 410;
-/// A limit was reached (connections, listeners per hybrid connection).
+/// A per-entity or per-client limit was reached: listeners per hybrid connection (Azure
+/// allows 25), or listen attempts per client IP on the self-hosted relay. Back off.
 pub const HTTP_TOO_MANY: u16 = 429;
+/// The self-hosted relay is at its connection limit or shutting down; retry later.
+pub const HTTP_SERVICE_UNAVAILABLE: u16 = 503;
 /// The listener did not accept within the rendezvous deadline.
 pub const HTTP_GATEWAY_TIMEOUT: u16 = 504;
 /// The listener's target is unreachable (what our relay-listener rejects with).
@@ -38,6 +41,7 @@ pub fn describe_http(status: u16) -> &'static str {
         HTTP_TOO_MANY => "relay limit reached",
         HTTP_BAD_GATEWAY => "listener could not reach its target",
         HTTP_GATEWAY_TIMEOUT => "listener did not accept in time",
+        HTTP_SERVICE_UNAVAILABLE => "relay busy or shutting down",
         500..=599 => "relay error",
         _ => "refused",
     }
