@@ -179,6 +179,28 @@ impl EgressSection {
     }
 }
 
+/// The connection string from the command line (or its environment variable), else from the
+/// file. Parse errors name the key, never the secret.
+///
+/// # Errors
+/// [`SettingError`] when none is given or it does not parse.
+pub fn connection_string(
+    flag: Option<&Secret>,
+    file: Option<&Secret>,
+) -> Result<hc_protocol::ConnectionString, SettingError> {
+    let Some(text) = flag.or(file) else {
+        return Err(SettingError::new(
+            "connection_string",
+            "none given: use --connection-string, DONGLE_RELAY_CONNECTION_STRING or connection_string in the config file",
+        ));
+    };
+    text.expose()
+        .parse()
+        .map_err(|e: hc_protocol::ConnectionStringError| {
+            SettingError::new("connection_string", e.to_string())
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

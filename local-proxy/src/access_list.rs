@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use ipnet::IpNet;
+pub use ipnet::IpNet;
 
 /// Allow and deny lists.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -1,26 +1,226 @@
-//! The `listen` subcommand.
+//! The `listen` subcommand: the relay-listener on the dongle host. Also defines [`RelayArgs`],
+//! the relay-access options shared with `proxy`.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hc_client::access::AccessConfig;
+use hc_client::dial::DialTimeouts;
+use hc_client::settings::{self, EgressSection, TlsSection, parse_duration};
+use hc_protocol::Secret;
+use relay_listener::{ListenerConfig, ListenerFile};
 use tokio_util::sync::CancellationToken;
+
+/// Environment variable holding the connection string (keeps the key off the command line).
+pub const CONNECTION_STRING_ENV: &str = "DONGLE_RELAY_CONNECTION_STRING";
+/// Environment variable holding the egress proxy's password.
+pub const PROXY_PASSWORD_ENV: &str = "DONGLE_RELAY_PROXY_PASSWORD";
+
+fn secret(text: &str) -> Result<Secret, String> {
+    Ok(Secret::new(text))
+}
+
+/// Options for reaching the relay, shared by `listen` and `proxy`.
+#[derive(clap::Args, Debug)]
+pub struct RelayArgs {
+    /// Azure-style connection string:
+    /// `Endpoint=sb://HOST[:PORT]/;SharedAccessKeyName=NAME;SharedAccessKey=KEY;EntityPath=HC`
+    /// (or `SharedAccessSignature=TOKEN` instead of the key). Prefer the environment variable:
+    /// command lines are visible to other users.
+    #[arg(long, env = CONNECTION_STRING_ENV, hide_env_values = true, value_name = "STRING", value_parser = secret)]
+    pub connection_string: Option<Secret>,
+    /// Hybrid connection name, when the connection string has no `EntityPath`.
+    #[arg(long, value_name = "NAME")]
+    pub hybrid_connection: Option<String>,
+    /// Also trust the CA certificates in this PEM file for the relay's certificate
+    /// (default: the public web PKI roots only).
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Trust exactly the relay certificate with this SHA-256 fingerprint (hex, colons optional;
+    /// `dongle-relay relay` prints it). Repeatable. Handshake signatures are still verified.
+    #[arg(long = "pin-sha256", value_name = "FINGERPRINT")]
+    pub pins: Vec<String>,
+    /// Reach the relay through this SOCKS5 proxy (`host:port`).
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "http_proxy")]
+    pub socks5: Option<String>,
+    /// Reach the relay through this HTTP proxy's CONNECT (`host:port`).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub http_proxy: Option<String>,
+    /// User name for the SOCKS5/HTTP proxy; the password comes from
+    /// `DONGLE_RELAY_PROXY_PASSWORD`.
+    #[arg(long, env = "DONGLE_RELAY_PROXY_USER", value_name = "USER")]
+    pub proxy_user: Option<String>,
+    /// Lifetime of the SAS tokens signed with the key [default: 1h].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub token_ttl: Option<Duration>,
+    /// TCP connect timeout towards the relay, proxy included [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub connect_timeout: Option<Duration>,
+    /// TLS + WebSocket handshake timeout [default: 20s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub handshake_timeout: Option<Duration>,
+}
+
+/// The relay-access values a configuration file may hold.
+pub struct FileAccess<'a> {
+    /// `connection_string`.
+    pub connection_string: Option<&'a Secret>,
+    /// `hybrid_connection`.
+    pub hybrid_connection: Option<&'a String>,
+    /// `token_ttl`.
+    pub token_ttl: Option<Duration>,
+    /// `connect_timeout`.
+    pub connect_timeout: Option<Duration>,
+    /// `handshake_timeout`.
+    pub handshake_timeout: Option<Duration>,
+    /// `[tls]`.
+    pub tls: &'a TlsSection,
+    /// `[egress]`.
+    pub egress: &'a EgressSection,
+}
+
+impl RelayArgs {
+    /// Merges the command line over the file into relay access settings.
+    ///
+    /// # Errors
+    /// Any invalid or missing setting, named.
+    pub fn access(&self, file: FileAccess<'_>) -> anyhow::Result<AccessConfig> {
+        let connection =
+            settings::connection_string(self.connection_string.as_ref(), file.connection_string)?;
+        let mut access = AccessConfig::new(connection);
+        access.entity_path = self
+            .hybrid_connection
+            .clone()
+            .or(file.hybrid_connection.cloned());
+        access.trust = file.tls.to_trust(self.ca_file.clone(), &self.pins)?;
+        let password = std::env::var(PROXY_PASSWORD_ENV).ok().map(Secret::new);
+        access.egress = file.egress.to_egress(
+            self.socks5.clone(),
+            self.http_proxy.clone(),
+            self.proxy_user.clone(),
+            password,
+        )?;
+        let defaults = DialTimeouts::default();
+        access.timeouts = DialTimeouts {
+            connect: self
+                .connect_timeout
+                .or(file.connect_timeout)
+                .unwrap_or(defaults.connect),
+            handshake: self
+                .handshake_timeout
+                .or(file.handshake_timeout)
+                .unwrap_or(defaults.handshake),
+        };
+        if let Some(ttl) = self.token_ttl.or(file.token_ttl) {
+            access.token_ttl = ttl;
+        }
+        Ok(access)
+    }
+}
+
+/// Reads and parses a TOML configuration file.
+///
+/// # Errors
+/// The file cannot be read or has an invalid or unknown key (named in the message).
+pub fn read_file<T>(
+    path: Option<&PathBuf>,
+    parse: fn(&str) -> Result<T, toml::de::Error>,
+) -> anyhow::Result<Option<T>> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let parsed =
+        parse(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+    Ok(Some(parsed))
+}
+
+/// `Some(d)` unless `d` is zero (a zero duration turns the feature off).
+fn nonzero(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
+}
 
 /// Options of `dongle-relay listen`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// TOML configuration file (see deploy/listener.example.toml); flags win over it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Relay access.
+    #[command(flatten)]
+    pub relay: RelayArgs,
+    /// The TCP target each tunnelled connection is bridged to: the license server
+    /// [default: 127.0.0.1:12300].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub target: Option<String>,
+    /// How long connecting to the target may take before the sender is rejected with 502
+    /// [default: 5s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub target_timeout: Option<Duration>,
+    /// Ping interval on the control channel; `0` turns pings off [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub keepalive_interval: Option<Duration>,
+    /// Close tunnelled connections idle this long [default: never].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
+    /// Most tunnelled connections at once; more are rejected with 429 [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub max_streams: Option<u64>,
+    /// How long open connections may finish after SIGTERM [default: 5s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub shutdown_grace: Option<Duration>,
+}
 
 /// The validated configuration of `listen`.
-pub struct Loaded;
+pub struct Loaded {
+    config: ListenerConfig,
+}
 
 /// Reads and validates the configuration.
 ///
 /// # Errors
-/// Configuration errors.
-pub fn load(_args: Args) -> anyhow::Result<Loaded> {
-    Ok(Loaded)
+/// Configuration errors, naming the file and key.
+pub fn load(args: Args) -> anyhow::Result<Loaded> {
+    let file = read_file(args.config.as_ref(), ListenerFile::parse)?.unwrap_or_default();
+    let access = args.relay.access(FileAccess {
+        connection_string: file.connection_string.as_ref(),
+        hybrid_connection: file.hybrid_connection.as_ref(),
+        token_ttl: file.token_ttl,
+        connect_timeout: file.connect_timeout,
+        handshake_timeout: file.handshake_timeout,
+        tls: &file.tls,
+        egress: &file.egress,
+    })?;
+    let mut config = ListenerConfig::new(access.connection.clone());
+    config.access = access;
+    if let Some(target) = args.target.or(file.target) {
+        config.target = target;
+    }
+    if let Some(t) = args.target_timeout.or(file.target_timeout) {
+        config.target_timeout = t;
+    }
+    if let Some(k) = args.keepalive_interval.or(file.keepalive_interval) {
+        config.control_ping = nonzero(k);
+    }
+    config.pump.idle_timeout = args.idle_timeout.or(file.idle_timeout).and_then(nonzero);
+    if let Some(n) = args.max_streams.or(file.max_streams) {
+        config.max_streams = n;
+    }
+    if let Some(g) = args.shutdown_grace.or(file.shutdown_grace) {
+        config.shutdown_grace = g;
+    }
+    // Fail before running: the hybrid connection name and TLS trust must be usable.
+    relay_listener::RelayListener::new(config.clone())?;
+    Ok(Loaded { config })
 }
 
-/// Runs the command.
+/// Runs the relay-listener until SIGINT/SIGTERM.
 ///
 /// # Errors
 /// Whatever stopped it.
-pub async fn run(_loaded: Loaded, _shutdown: CancellationToken) -> anyhow::Result<()> {
-    anyhow::bail!("'listen' is not implemented yet")
+pub async fn run(loaded: Loaded, shutdown: CancellationToken) -> anyhow::Result<()> {
+    relay_listener::run(loaded.config, shutdown).await?;
+    Ok(())
 }

@@ -1,26 +1,171 @@
-//! The `proxy` subcommand.
+//! The `proxy` subcommand: the local-proxy at a client site.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hc_client::settings::parse_duration;
+use local_proxy::access_list::parse_net;
+use local_proxy::config::{DEFAULT_BACKLOG, DEFAULT_BIND, LocalTlsSection};
+use local_proxy::local_tls::LocalTls;
+use local_proxy::{ProxyConfig, ProxyFile};
 use tokio_util::sync::CancellationToken;
+
+use super::listen::{FileAccess, RelayArgs, read_file};
 
 /// Options of `dongle-relay proxy`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// TOML configuration file (see deploy/proxy.example.toml); flags win over it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Relay access.
+    #[command(flatten)]
+    pub relay: RelayArgs,
+    /// Local address license clients connect to [default: 127.0.0.1:12300].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub bind: Option<SocketAddr>,
+    /// Listen backlog of the local socket [default: 128].
+    #[arg(long, value_name = "N")]
+    pub backlog: Option<u32>,
+    /// Most tunnels at once; further clients are closed immediately [default: 256].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Close tunnels idle this long [default: never].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
+    /// TCP keepalive on local connections; `0` turns it off [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub tcp_keepalive: Option<Duration>,
+    /// WebSocket ping interval per tunnel [default: none].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub keepalive_interval: Option<Duration>,
+    /// Allow only these clients (IP or CIDR); repeatable [default: everyone].
+    #[arg(long, value_name = "CIDR")]
+    pub allow: Vec<String>,
+    /// Refuse these clients (IP or CIDR); repeatable; deny wins over allow.
+    #[arg(long, value_name = "CIDR")]
+    pub deny: Vec<String>,
+    /// Serve local clients over TLS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Site name sent to the listener with each connection (`X-Dongle-Relay-Site`).
+    #[arg(long, value_name = "NAME")]
+    pub site: Option<String>,
+    /// How long open tunnels may finish after SIGTERM [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub shutdown_grace: Option<Duration>,
+}
 
 /// The validated configuration of `proxy`.
-pub struct Loaded;
+pub struct Loaded {
+    config: ProxyConfig,
+    bind: SocketAddr,
+    backlog: u32,
+}
 
 /// Reads and validates the configuration.
 ///
 /// # Errors
-/// Configuration errors.
-pub fn load(_args: Args) -> anyhow::Result<Loaded> {
-    Ok(Loaded)
+/// Configuration errors, naming the file and key.
+pub fn load(args: Args) -> anyhow::Result<Loaded> {
+    let file = read_file(args.config.as_ref(), ProxyFile::parse)?.unwrap_or_default();
+    let access = args.relay.access(FileAccess {
+        connection_string: file.connection_string.as_ref(),
+        hybrid_connection: file.hybrid_connection.as_ref(),
+        token_ttl: file.token_ttl,
+        connect_timeout: file.connect_timeout,
+        handshake_timeout: file.handshake_timeout,
+        tls: &file.tls,
+        egress: &file.egress,
+    })?;
+    let mut config = ProxyConfig::new(access.connection.clone());
+    config.access = access;
+    let bind = match (args.bind, &file.bind) {
+        (Some(b), _) => b,
+        (None, Some(b)) => b
+            .parse()
+            .map_err(|_| anyhow::anyhow!("bind: {b:?} is not ADDR:PORT"))?,
+        (None, None) => DEFAULT_BIND.parse().context("default bind address")?,
+    };
+    let backlog = args.backlog.or(file.backlog).unwrap_or(DEFAULT_BACKLOG);
+    if let Some(n) = args.max_connections.or(file.max_connections) {
+        anyhow::ensure!(n > 0, "max_connections: must be at least 1");
+        config.max_connections = n;
+    }
+    config.pump.idle_timeout = args
+        .idle_timeout
+        .or(file.idle_timeout)
+        .filter(|d| !d.is_zero());
+    config.pump.ping_interval = args
+        .keepalive_interval
+        .or(file.keepalive_interval)
+        .filter(|d| !d.is_zero());
+    if let Some(k) = args.tcp_keepalive.or(file.tcp_keepalive) {
+        config.tcp_keepalive = (!k.is_zero()).then_some(k);
+    }
+    let nets =
+        |key: &str, list: &[String]| -> anyhow::Result<Vec<local_proxy::access_list::IpNet>> {
+            list.iter()
+                .map(|n| parse_net(n).map_err(|e| anyhow::anyhow!("{key}: {e}")))
+                .collect()
+        };
+    let allow = if args.allow.is_empty() {
+        &file.allow
+    } else {
+        &args.allow
+    };
+    let deny = if args.deny.is_empty() {
+        &file.deny
+    } else {
+        &args.deny
+    };
+    config.access_list.allow = nets("allow", allow)?;
+    config.access_list.deny = nets("deny", deny)?;
+    config.local_tls = match (args.tls_cert, args.tls_key, file.local_tls) {
+        (Some(cert), Some(key), _) => Some(LocalTls { cert, key }),
+        (
+            None,
+            None,
+            LocalTlsSection {
+                cert: Some(cert),
+                key: Some(key),
+            },
+        ) => Some(LocalTls { cert, key }),
+        (
+            None,
+            None,
+            LocalTlsSection {
+                cert: None,
+                key: None,
+            },
+        ) => None,
+        _ => anyhow::bail!("local_tls: give both cert and key"),
+    };
+    config.site = args.site.or(file.site);
+    if let Some(g) = args.shutdown_grace.or(file.shutdown_grace) {
+        config.shutdown_grace = g;
+    }
+    // Fail before binding: hybrid connection name, relay trust and local TLS must be usable.
+    local_proxy::LocalProxy::new(config.clone())?;
+    Ok(Loaded {
+        config,
+        bind,
+        backlog,
+    })
 }
 
-/// Runs the command.
+/// Binds the local socket and runs the local-proxy until SIGINT/SIGTERM.
 ///
 /// # Errors
-/// Whatever stopped it.
-pub async fn run(_loaded: Loaded, _shutdown: CancellationToken) -> anyhow::Result<()> {
-    anyhow::bail!("'proxy' is not implemented yet")
+/// The socket cannot be bound, or whatever stopped the proxy.
+pub async fn run(loaded: Loaded, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let listener = local_proxy::bind(loaded.bind, loaded.backlog)
+        .with_context(|| format!("cannot listen on {}", loaded.bind))?;
+    local_proxy::run(loaded.config, listener, shutdown).await?;
+    Ok(())
 }
