@@ -489,3 +489,72 @@ async fn control_channel_token_is_renewed_across_its_lifetime() {
     .await
     .expect("timed out");
 }
+
+#[tokio::test]
+async fn local_policy_denies_limits_and_serves_tls_clients() {
+    timeout(LIMIT, async {
+        let cert = certificate();
+        let relay = start_relay(&cert, TcpListener::bind("127.0.0.1:0").await.expect("bind")).await;
+        let echo = echo_target().await;
+        let (lstatus, _l) = spawn_listener(listener_config(
+            connection(relay.port, "listen", LISTEN_KEY, HC),
+            &cert,
+            echo,
+        ));
+        lstatus.wait_for(|s| s.connected).await;
+
+        // Deny list.
+        let mut denied = proxy_config(relay.port, &cert, SEND_KEY, HC);
+        denied.access_list.deny =
+            vec![local_proxy::access_list::parse_net("127.0.0.0/8").expect("net")];
+        let (addr, status, _d) = spawn_proxy(denied).await;
+        refused_client(addr).await;
+        assert_eq!(status.wait_for(|s| s.denied == 1).await.accepted, 0);
+
+        // Connection limit: the second client is closed while the first tunnel is open.
+        let mut limited = proxy_config(relay.port, &cert, SEND_KEY, HC);
+        limited.max_connections = 1;
+        let (addr, status, _m) = spawn_proxy(limited).await;
+        let mut first = TcpStream::connect(addr).await.expect("first");
+        first.write_all(b"ping").await.expect("write");
+        let mut echo_buf = [0u8; 4];
+        first.read_exact(&mut echo_buf).await.expect("echo");
+        refused_client(addr).await;
+        assert_eq!(status.wait_for(|s| s.over_limit == 1).await.active, 1);
+        drop(first);
+
+        // TLS towards local clients.
+        let local_cert = relay_server::tls::self_signed(&["localhost"]).expect("cert");
+        let dir = tempfile::tempdir().expect("dir");
+        let (cert_path, key_path) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cert_path, &local_cert.cert_pem).expect("cert");
+        std::fs::write(&key_path, local_cert.key_pem.expose()).expect("key");
+        let mut tls = proxy_config(relay.port, &cert, SEND_KEY, HC);
+        tls.local_tls = Some(local_proxy::local_tls::LocalTls {
+            cert: cert_path,
+            key: key_path,
+        });
+        let (addr, _s, _t) = spawn_proxy(tls).await;
+        let trust = TrustConfig {
+            pins: vec![
+                local_cert
+                    .sha256_fingerprint
+                    .parse::<Fingerprint>()
+                    .expect("fp"),
+            ],
+            ..TrustConfig::default()
+        };
+        let connector =
+            tokio_rustls::TlsConnector::from(trust.client_config().expect("client config"));
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+        let mut stream = connector.connect(name, tcp).await.expect("tls");
+        stream.write_all(b"over tls").await.expect("write");
+        stream.shutdown().await.expect("close_notify");
+        let mut got = Vec::new();
+        let _ = stream.read_to_end(&mut got).await;
+        assert_eq!(got, b"over tls");
+    })
+    .await
+    .expect("timed out");
+}
