@@ -259,6 +259,12 @@ pub fn audience_uri(host: &str, entity_path: &str) -> String {
     format!("http://{host}/{}/", entity_path.trim_matches('/'))
 }
 
+/// A token as the value of an `sb-hc-token` query parameter (percent-encoded, as Node's
+/// `encodeURIComponent` does).
+pub fn encode_for_query(token: &Secret) -> Secret {
+    Secret::new(urlencoding::encode(token.expose()).into_owned())
+}
+
 fn hmac_sign(key: &Secret, encoded_resource: &str, expiry: &str) -> Vec<u8> {
     // new_from_slice only fails for key sizes HMAC cannot take, and HMAC takes any size.
     let mut mac = match HmacSha256::new_from_slice(key.expose().as_bytes()) {
@@ -433,6 +439,17 @@ mod tests {
         assert_eq!(
             SasToken::sign("http://n/h", "k", &Secret::new(long), 1),
             Err(SasError::BadKey)
+        );
+    }
+
+    #[test]
+    fn query_encoding_round_trips() {
+        let token = SasToken::sign("http://n/h", "k", &Secret::new(KEY), 9).expect("sign");
+        let encoded = encode_for_query(&token);
+        assert!(!encoded.expose().contains([' ', '&', '='].as_slice()));
+        assert_eq!(
+            decode(encoded.expose(), "t").expect("decode"),
+            token.expose()
         );
     }
 

@@ -1,26 +1,338 @@
-//! The `relay` subcommand.
+//! The `relay` subcommand: the self-hosted Hybrid Connections relay. It loads a TOML
+//! configuration (or builds the embedded default: one hybrid connection with generated
+//! keys), settles TLS before binding, prints what clients need (address, certificate
+//! fingerprint, connection strings) and runs `relay_server::run`.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use hc_protocol::connection_string::Credentials;
+use hc_protocol::{ConnectionString, RelayEndpoint, Secret};
+use relay_server::config::{Right, TlsConfig, default_self_signed_names};
+use relay_server::quickstart::{self, QuickstartKeys};
+use relay_server::{RelayConfig, tls};
 use tokio_util::sync::CancellationToken;
+
+/// Where the relay listens when neither --bind nor the configuration say.
+const DEFAULT_BIND: &str = "0.0.0.0:9443";
+
+/// Long help of the subcommand (clap takes the one-line summary from `cli.rs`).
+const RELAY_HELP: &str = "\
+Run the self-hosted Azure Relay Hybrid Connections relay.\n\
+\n\
+Listeners (`dongle-relay listen`, or any Azure Relay listener such as hyco-ws) open\n\
+`wss://HOST:PORT/$hc/NAME?sb-hc-action=listen`; senders (`dongle-relay proxy`) open\n\
+`…?sb-hc-action=connect`; the relay pairs them. Tokens are Azure SAS tokens signed with\n\
+the keys of the hybrid connection's rules (see `dongle-relay token`).\n\
+\n\
+Without --config the relay hosts one hybrid connection (--hc, default `license`) with\n\
+three rules, `listen` (Listen), `send` (Send) and `manage` (Manage). Their keys come from\n\
+--listen-key/--send-key/--manage-key (or the DONGLE_RELAY_*_KEY variables) or are\n\
+generated; generated keys are printed once, on stdout, in ready-to-use connection strings.\n\
+\n\
+TLS: a generated self-signed certificate by default (its SHA-256 fingerprint is printed\n\
+for clients to pin; --write-cert saves it as a CA file), PEM files with --cert/--key (or\n\
+`[tls] mode = \"pem-files\"`), or plain ws:// with --insecure-plain-ws (loopback tests only).\n\
+\n\
+See docs/relay.md and deploy/relay.example.toml.";
 
 /// Options of `dongle-relay relay`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
-
-/// The validated configuration of `relay`.
-pub struct Loaded;
-
-/// Reads and validates the configuration.
-///
-/// # Errors
-/// Configuration errors.
-pub fn load(_args: Args) -> anyhow::Result<Loaded> {
-    Ok(Loaded)
+#[command(after_long_help = RELAY_HELP)]
+pub struct Args {
+    /// Configuration file (TOML, see deploy/relay.example.toml).
+    #[arg(long, short = 'c', env = "DONGLE_RELAY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: the configuration's `bind`, else 0.0.0.0:9443].
+    #[arg(long)]
+    pub bind: Option<SocketAddr>,
+    /// TLS certificate chain, PEM (leaf first). Needs --key.
+    #[arg(long, requires = "key", conflicts_with_all = ["self_signed", "insecure_plain_ws"])]
+    pub cert: Option<PathBuf>,
+    /// TLS private key, PEM. Needs --cert.
+    #[arg(long, requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Generate a self-signed certificate (the default unless the configuration says otherwise).
+    #[arg(long, conflicts_with = "insecure_plain_ws")]
+    pub self_signed: bool,
+    /// A name (DNS or IP) for the self-signed certificate; repeatable
+    /// [default: localhost, 127.0.0.1, ::1 and --public-host].
+    #[arg(long = "tls-name", value_name = "NAME")]
+    pub tls_names: Vec<String>,
+    /// Write the generated self-signed certificate (PEM) to this file, for clients' CA file.
+    #[arg(long, value_name = "FILE")]
+    pub write_cert: Option<PathBuf>,
+    /// Serve plain ws:// without TLS. Tokens and data then cross the network in clear: only
+    /// for tests on one machine.
+    #[arg(long)]
+    pub insecure_plain_ws: bool,
+    /// Host name clients use to reach this relay, for the printed connection strings.
+    #[arg(long, default_value = "localhost", value_name = "HOST")]
+    pub public_host: String,
+    /// Hybrid connection of the built-in configuration (without --config).
+    #[arg(long, default_value = quickstart::DEFAULT_HC, conflicts_with = "config", value_name = "NAME")]
+    pub hc: String,
+    /// Key of the built-in `listen` rule [default: generated].
+    #[arg(
+        long,
+        env = "DONGLE_RELAY_LISTEN_KEY",
+        hide_env_values = true,
+        conflicts_with = "config"
+    )]
+    pub listen_key: Option<String>,
+    /// Key of the built-in `send` rule [default: generated].
+    #[arg(
+        long,
+        env = "DONGLE_RELAY_SEND_KEY",
+        hide_env_values = true,
+        conflicts_with = "config"
+    )]
+    pub send_key: Option<String>,
+    /// Key of the built-in `manage` rule [default: generated].
+    #[arg(
+        long,
+        env = "DONGLE_RELAY_MANAGE_KEY",
+        hide_env_values = true,
+        conflicts_with = "config"
+    )]
+    pub manage_key: Option<String>,
 }
 
-/// Runs the command.
+/// The validated configuration of `relay`.
+pub struct Loaded {
+    config: RelayConfig,
+    bind: SocketAddr,
+    fingerprint: Option<String>,
+    self_signed: bool,
+    /// The built-in configuration: its keys may be printed (they were made for this run).
+    built_in: bool,
+    public_host: String,
+}
+
+/// Reads and validates the configuration and settles TLS (a self-signed certificate is
+/// generated here), before any socket is bound.
 ///
 /// # Errors
-/// Whatever stopped it.
-pub async fn run(_loaded: Loaded, _shutdown: CancellationToken) -> anyhow::Result<()> {
-    anyhow::bail!("'relay' is not implemented yet")
+/// Configuration, PEM or certificate errors.
+pub fn load(args: Args) -> anyhow::Result<Loaded> {
+    let built_in = args.config.is_none();
+    let mut config = match &args.config {
+        Some(path) => RelayConfig::from_file(path)
+            .with_context(|| format!("relay configuration {}", path.display()))?,
+        None => quickstart::config(
+            &args.hc,
+            QuickstartKeys {
+                listen: args.listen_key.map(Secret::new),
+                send: args.send_key.map(Secret::new),
+                manage: args.manage_key.map(Secret::new),
+            },
+            TlsConfig::default(),
+        ),
+    };
+    if args.insecure_plain_ws {
+        config.tls = TlsConfig::Plain;
+    } else if let (Some(cert_file), Some(key_file)) = (args.cert, args.key) {
+        config.tls = TlsConfig::PemFiles {
+            cert_file,
+            key_file,
+        };
+    } else if args.self_signed || !args.tls_names.is_empty() {
+        config.tls = TlsConfig::SelfSigned { names: Vec::new() };
+    }
+    let mut self_signed = false;
+    if let TlsConfig::SelfSigned { names } = &config.tls {
+        let mut names = if !args.tls_names.is_empty() {
+            args.tls_names.clone()
+        } else if names.is_empty() {
+            default_self_signed_names()
+        } else {
+            names.clone()
+        };
+        if !names.contains(&args.public_host) {
+            names.push(args.public_host.clone());
+        }
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let generated = tls::self_signed(&refs).context("self-signed certificate")?;
+        if let Some(path) = &args.write_cert {
+            std::fs::write(path, &generated.cert_pem)
+                .with_context(|| format!("writing the certificate to {}", path.display()))?;
+        }
+        config.tls = generated.tls_config();
+        self_signed = true;
+    } else if args.write_cert.is_some() {
+        anyhow::bail!("--write-cert only applies to a self-signed certificate");
+    }
+    config.validate()?;
+    let fingerprint = tls::load(&config.tls)?.map(|t| t.sha256_fingerprint);
+    let bind = match (args.bind, config.bind) {
+        (Some(bind), _) | (None, Some(bind)) => bind,
+        (None, None) => DEFAULT_BIND.parse().context("default bind address")?,
+    };
+    Ok(Loaded {
+        config,
+        bind,
+        fingerprint,
+        self_signed,
+        built_in,
+        public_host: args.public_host,
+    })
+}
+
+/// Binds, prints what clients need, and runs the relay until shutdown.
+///
+/// # Errors
+/// Binding the address, or the relay failing to start.
+pub async fn run(loaded: Loaded, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(loaded.bind)
+        .await
+        .with_context(|| format!("binding {}", loaded.bind))?;
+    let local = listener.local_addr().context("local address")?;
+    // Stdout is the operator's console: it gets the banner (and generated keys, once);
+    // the log (stderr) never sees keys.
+    println!("{}", banner(&loaded, local));
+    relay_server::run(loaded.config, listener, shutdown)
+        .await
+        .context("relay")
+}
+
+/// The start-up banner: address, TLS fingerprint, connection strings.
+fn banner(loaded: &Loaded, local: SocketAddr) -> String {
+    let tls = loaded.config.tls.is_tls();
+    let mut out = format!(
+        "dongle-relay relay listening on {local} ({})\n",
+        if tls {
+            "wss, TLS"
+        } else {
+            "ws, PLAIN - no TLS"
+        }
+    );
+    if let Some(fp) = &loaded.fingerprint {
+        let kind = if loaded.self_signed {
+            "self-signed; pin it in clients"
+        } else {
+            "from PEM"
+        };
+        out.push_str(&format!(
+            "TLS certificate SHA-256 fingerprint ({kind}):\n  {fp}\n"
+        ));
+    }
+    let endpoint = RelayEndpoint {
+        tls,
+        host: loaded.public_host.clone(),
+        port: local.port(),
+    };
+    for hc in &loaded.config.hybrid_connections {
+        out.push_str(&format!(
+            "Connection strings for hybrid connection '{}':\n",
+            hc.name
+        ));
+        let rules = hc.rules.iter().chain(&loaded.config.namespace_rules);
+        for (role, right) in [
+            ("relay-listener (dongle host)", Right::Listen),
+            ("local-proxy (client sites)", Right::Send),
+        ] {
+            // The narrowest rule: one granting exactly this right, else Manage.
+            let Some(rule) = rules
+                .clone()
+                .find(|r| r.rights == [right])
+                .or_else(|| rules.clone().find(|r| r.grants(right)))
+            else {
+                continue;
+            };
+            let key = if loaded.built_in {
+                rule.key.clone()
+            } else {
+                Secret::new(format!("<key of rule '{}'>", rule.name))
+            };
+            let cs = ConnectionString {
+                endpoint: endpoint.clone(),
+                credentials: Credentials::Key {
+                    key_name: rule.name.clone(),
+                    key,
+                },
+                entity_path: Some(hc.name.trim_matches('/').to_owned()),
+            };
+            out.push_str(&format!(
+                "  {role}:\n    {}\n",
+                cs.to_secret_string().expose()
+            ));
+        }
+    }
+    if loaded.built_in {
+        out.push_str(
+            "Keys of the built-in configuration: pass --listen-key/--send-key/--manage-key \
+             (or DONGLE_RELAY_*_KEY) to keep them across restarts; generated ones change each start.",
+        );
+    }
+    out.trim_end().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn load_from(argv: &[&str]) -> anyhow::Result<Loaded> {
+        let cli = Cli::try_parse_from(std::iter::once("relay").chain(argv.iter().copied()))?;
+        load(cli.args)
+    }
+
+    #[test]
+    fn built_in_configuration_prints_usable_connection_strings() {
+        let loaded =
+            load_from(&["--send-key", "given-send-key", "--bind", "127.0.0.1:0"]).expect("load");
+        assert!(loaded.self_signed);
+        let text = banner(&loaded, "127.0.0.1:9443".parse().expect("addr"));
+        let fp = loaded.fingerprint.as_deref().expect("fingerprint");
+        assert!(text.contains(fp), "{text}");
+        let strings: Vec<ConnectionString> = text
+            .lines()
+            .filter_map(|l| {
+                l.trim()
+                    .strip_prefix("Endpoint=")
+                    .map(|s| format!("Endpoint={s}"))
+            })
+            .map(|s| s.parse().expect("connection string"))
+            .collect();
+        assert_eq!(strings.len(), 2, "{text}");
+        assert_eq!(strings[0].endpoint.authority(), "localhost:9443");
+        assert!(strings[0].endpoint.tls);
+        assert_eq!(
+            strings[1].credentials,
+            Credentials::Key {
+                key_name: "send".into(),
+                key: Secret::new("given-send-key")
+            }
+        );
+    }
+
+    #[test]
+    fn config_file_keys_are_not_printed_and_plain_is_explicit() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("relay.toml");
+        std::fs::write(
+            &path,
+            "[[hybrid_connection]]\nname = \"hc\"\n[[hybrid_connection.rule]]\nname = \"l\"\nkey = \"topsecret\"\nrights = [\"Listen\"]\n",
+        )
+        .expect("write");
+        let path = path.to_str().expect("utf-8");
+        let loaded = load_from(&["--config", path, "--insecure-plain-ws"]).expect("load");
+        assert!(loaded.fingerprint.is_none());
+        let text = banner(&loaded, "127.0.0.1:80".parse().expect("addr"));
+        assert!(!text.contains("topsecret"), "{text}");
+        assert!(
+            text.contains("Endpoint=ws://localhost:80/;SharedAccessKeyName=l"),
+            "{text}"
+        );
+        assert!(load_from(&["--config", path, "--hc", "x"]).is_err());
+        assert!(load_from(&["--cert", "c.pem"]).is_err());
+    }
 }
