@@ -6,6 +6,21 @@ use std::time::Duration;
 
 use common::*;
 
+/// Sends a raw HTTP request and returns the response's status line.
+async fn raw_status_line(relay: &TestRelay, request: &str) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mut tcp = tokio::net::TcpStream::connect(relay.addr)
+        .await
+        .expect("connect");
+    tcp.write_all(request.as_bytes()).await.expect("write");
+    let mut line = String::new();
+    BufReader::new(tcp)
+        .read_line(&mut line)
+        .await
+        .expect("read");
+    line.trim_end().to_owned()
+}
+
 async fn listen_with(relay: &TestRelay, token: &str) -> (u16, String) {
     refused(
         relay
@@ -121,6 +136,21 @@ async fn unknown_hc_no_listener_and_bad_requests() {
         assert_eq!(status, 400);
         let (status, _) = refused(relay.ws(&relay.url("/license"), &[]).await);
         assert_eq!(status, 404);
+
+        // The description is also the HTTP reason phrase, as in Azure's responses.
+        let status_line = raw_status_line(
+            &relay,
+            "GET /$hc/nope?sb-hc-action=listen HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n\
+             Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .await;
+        assert!(
+            status_line.starts_with("HTTP/1.1 404 EndpointNotFound: hybrid connection 'nope' does not exist. TrackingId:"),
+            "{status_line}"
+        );
+        let health = raw_status_line(&relay, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert_eq!(health, "HTTP/1.1 200 OK");
         relay.stop().await;
     })
     .await;
