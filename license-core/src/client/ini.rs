@@ -1,0 +1,177 @@
+//! `mxnetapi.ini`, the client configuration of sections 7.1 and 9:
+//!
+//! ```ini
+//! [Options]
+//! ip=127.0.0.1
+//! port=12300
+//! timeout=3000        ; connect timeout, milliseconds
+//! remote=1            ; 1 = network server (0, the local dongle, is not supported here)
+//! ; extensions
+//! serverkey=<base64>  ; pin the server's Ed25519 key
+//! persistent=0        ; 1 = one connection for all calls
+//! iotimeout=10000     ; answer timeout, milliseconds
+//! name=cad-station-3  ; client name shown by the server
+//! [SocksServer]
+//! ip=127.0.0.1
+//! port=1080
+//! user=alice          ; instead of the vendor's encrypted UserPass=
+//! password=secret
+//! ```
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::config::{ClientConfig, Password, SocksConfig};
+use crate::config::ini::clean_value;
+use crate::config::{ConfigError, bad};
+use crate::protocol::ServerPublicKey;
+
+/// `[SocksServer]` keys as read: IP, Port, User, Password.
+type SocksKeys = (
+    Option<String>,
+    Option<u16>,
+    Option<String>,
+    Option<Password>,
+);
+
+impl ClientConfig {
+    /// Parses `mxnetapi.ini`.
+    ///
+    /// # Errors
+    /// Syntax errors, unknown keys or sections, bad values.
+    pub fn from_ini_str(text: &str) -> Result<Self, ConfigError> {
+        let ini = ::ini::Ini::load_from_str_noescape(text)
+            .map_err(|e| ConfigError::Syntax(format!("mxnetapi.ini: {e}")))?;
+        let mut config = Self::default();
+        let mut socks: Option<SocksKeys> = None;
+        for (name, props) in &ini {
+            let section = name.unwrap_or("Options");
+            match section.to_ascii_lowercase().as_str() {
+                "options" | "option" => {
+                    for (key, value) in props {
+                        option(&mut config, section, key, clean_value(value))?;
+                    }
+                }
+                "socksserver" => {
+                    let s = socks.get_or_insert((None, None, None, None));
+                    for (key, value) in props {
+                        let value = clean_value(value);
+                        match key.to_ascii_lowercase().as_str() {
+                            "ip" => s.0 = Some(value.to_owned()),
+                            "port" => {
+                                s.1 = Some(
+                                    value
+                                        .parse()
+                                        .map_err(|_| bad(section, key, value, "a port number"))?,
+                                );
+                            }
+                            "user" => s.2 = Some(value.to_owned()),
+                            "password" => s.3 = Some(Password::new(value)),
+                            "userpass" => {
+                                return Err(bad(
+                                    section,
+                                    key,
+                                    "<hidden>",
+                                    "the vendor's encrypted UserPass format is not public; \
+                                     use User= and Password= instead",
+                                ));
+                            }
+                            _ => {
+                                return Err(ConfigError::UnknownKey {
+                                    section: section.to_owned(),
+                                    key: key.to_owned(),
+                                });
+                            }
+                        }
+                    }
+                }
+                _ => return Err(ConfigError::UnknownSection(section.to_owned())),
+            }
+        }
+        if let Some((ip, port, user, password)) = socks {
+            let host = ip.ok_or_else(|| bad("SocksServer", "IP", "", "the proxy's address"))?;
+            let auth = match (user, password) {
+                (Some(u), Some(p)) => Some((u, p)),
+                (None, None) => None,
+                _ => {
+                    return Err(bad(
+                        "SocksServer",
+                        "User",
+                        "",
+                        "User= and Password= must be given together",
+                    ));
+                }
+            };
+            config.socks = Some(SocksConfig {
+                host,
+                port: port.unwrap_or(1080),
+                auth,
+            });
+        }
+        Ok(config)
+    }
+
+    /// Reads `mxnetapi.ini` from a file.
+    ///
+    /// # Errors
+    /// Read errors and those of [`ClientConfig::from_ini_str`].
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_ini_str(&text)
+    }
+}
+
+fn option(config: &mut ClientConfig, s: &str, key: &str, value: &str) -> Result<(), ConfigError> {
+    let millis = |value: &str| {
+        value
+            .parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|_| bad(s, key, value, "milliseconds"))
+    };
+    match key.to_ascii_lowercase().as_str() {
+        "ip" => config.host = value.to_owned(),
+        "port" => {
+            config.port = value
+                .parse()
+                .map_err(|_| bad(s, key, value, "a port number"))?;
+        }
+        "timeout" => config.connect_timeout = millis(value)?,
+        "iotimeout" => config.io_timeout = millis(value)?,
+        "remote" => match value {
+            "1" => {}
+            "0" => {
+                return Err(bad(
+                    s,
+                    key,
+                    value,
+                    "1 (local dongle access, remote=0, is not supported by this library)",
+                ));
+            }
+            _ => return Err(bad(s, key, value, "1")),
+        },
+        "persistent" => {
+            config.persistent = match value {
+                "0" => false,
+                "1" => true,
+                _ => return Err(bad(s, key, value, "0 or 1")),
+            };
+        }
+        "serverkey" => {
+            config.pinned_key = Some(
+                ServerPublicKey::from_base64(value)
+                    .map_err(|_| bad(s, key, value, "a base64 Ed25519 public key (32 bytes)"))?,
+            );
+        }
+        "name" => config.client_name = value.to_owned(),
+        _ => {
+            return Err(ConfigError::UnknownKey {
+                section: s.to_owned(),
+                key: key.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! `mxnet2.ini` as the manual writes it: an `[Option]` section (any case; keys before any
+//! section count as `[Option]` too) and `[dongleN]` sections read from 1 upwards, stopping at
+//! the first missing number (section 6.7). Section and key names are case-insensitive; a `#`
+//! or `;` after whitespace starts a comment; backslashes are literal (Windows paths).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::{BackendChoice, ConfigError, DongleSection, LogLevel, ServerConfig, bad, seconds};
+use crate::engine::LicenseMode;
+
+/// Strips an inline comment (`value  # comment`) and surrounding blanks.
+pub(crate) fn clean_value(value: &str) -> &str {
+    let mut prev_blank = false;
+    for (i, c) in value.char_indices() {
+        if prev_blank && (c == '#' || c == ';') {
+            return value[..i].trim();
+        }
+        prev_blank = c.is_whitespace();
+    }
+    value.trim()
+}
+
+pub(super) fn parse(text: &str) -> Result<ServerConfig, ConfigError> {
+    let ini = ::ini::Ini::load_from_str_noescape(text)
+        .map_err(|e| ConfigError::Syntax(format!("mxnet2.ini: {e}")))?;
+    let mut config = ServerConfig {
+        dongles: Vec::new(),
+        ..ServerConfig::default()
+    };
+    let mut dongles: BTreeMap<u32, DongleSection> = BTreeMap::new();
+    for (name, props) in &ini {
+        let lower = name.map(str::to_ascii_lowercase);
+        match lower.as_deref() {
+            None | Some("option" | "options") => {
+                for (key, value) in props {
+                    option(&mut config, key, clean_value(value))?;
+                }
+            }
+            Some(s) if s.starts_with("dongle") => {
+                let section = name.unwrap_or_default();
+                let number: u32 = s["dongle".len()..]
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| ConfigError::UnknownSection(section.to_owned()))?;
+                let entry = dongles.entry(number).or_insert_with(|| DongleSection {
+                    number,
+                    ..DongleSection::default()
+                });
+                for (key, value) in props {
+                    dongle_key(entry, section, key, clean_value(value))?;
+                }
+            }
+            Some(_) => {
+                return Err(ConfigError::UnknownSection(
+                    name.unwrap_or_default().to_owned(),
+                ));
+            }
+        }
+    }
+    // Section 6.7: read [dongle1], [dongle2], ... and stop at the first missing number.
+    let mut expected = 1;
+    for (number, section) in dongles {
+        if number == expected {
+            config.dongles.push(section);
+            expected += 1;
+        } else {
+            config.warnings.push(format!(
+                "[dongle{number}] ignored: [dongle{expected}] is missing and sections are read \
+                 in order until the first gap"
+            ));
+        }
+    }
+    let given = !config.dongles.is_empty();
+    config.finish(given)
+}
+
+fn option(config: &mut ServerConfig, key: &str, value: &str) -> Result<(), ConfigError> {
+    const S: &str = "Option";
+    let flag = |value: &str| match value {
+        "0" => Ok(false),
+        "1" => Ok(true),
+        _ => Err(bad(S, key, value, "0 or 1")),
+    };
+    match key.to_ascii_lowercase().as_str() {
+        "lang" => config.lang = value.to_owned(),
+        "port" => {
+            config.port = value
+                .parse()
+                .map_err(|_| bad(S, key, value, "a port number (0-65535)"))?;
+        }
+        "logintimeout" => config.login_timeout = seconds(S, key, value)?,
+        "sessiontimeout" => config.session_timeout = seconds(S, key, value)?,
+        "sessionbaselicense" => {
+            config.license_mode = if flag(value)? {
+                LicenseMode::Session
+            } else {
+                LicenseMode::Ip
+            };
+        }
+        "cmdissuetimeinterval" => config.cmd_issue_time_interval = seconds(S, key, value)?,
+        "checkcmdissuetime" => config.check_cmd_issue_time = flag(value)?,
+        "logfilefolder" => {
+            config.log_file_folder = (!value.is_empty()).then(|| PathBuf::from(value));
+        }
+        "loglevel" => {
+            config.log_level = value
+                .parse()
+                .ok()
+                .and_then(LogLevel::from_number)
+                .ok_or_else(|| bad(S, key, value, "0 (errors), 1 (information) or 2 (debug)"))?;
+        }
+        "bind" => {
+            config.bind = value
+                .parse()
+                .map_err(|_| bad(S, key, value, "an IP address"))?;
+        }
+        "keyfile" => config.key_file = (!value.is_empty()).then(|| PathBuf::from(value)),
+        "donglebackend" => {
+            config.backend = BackendChoice::parse(value)
+                .ok_or_else(|| bad(S, key, value, "simulated, usb or none"))?;
+        }
+        "maxsessions" => {
+            config.max_sessions = value
+                .parse()
+                .map_err(|_| bad(S, key, value, "a whole number"))?;
+        }
+        _ => {
+            return Err(ConfigError::UnknownKey {
+                section: S.to_owned(),
+                key: key.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn dongle_key(
+    d: &mut DongleSection,
+    section: &str,
+    key: &str,
+    value: &str,
+) -> Result<(), ConfigError> {
+    let lower = key.to_ascii_lowercase();
+    if let Ok(slot) = lower.parse::<u16>() {
+        d.slot_names.insert(slot, value.to_owned());
+        return Ok(());
+    }
+    if let Some(slot) = lower.strip_prefix("limit") {
+        let slot: u16 = slot
+            .parse()
+            .map_err(|_| bad(section, key, value, "LimitN with N an AppSlot number"))?;
+        let limit = value
+            .parse()
+            .map_err(|_| bad(section, key, value, "a number of seats"))?;
+        d.limits.insert(slot, limit);
+        return Ok(());
+    }
+    match lower.as_str() {
+        "sernr" => d.sernr = Some(serial(section, key, value)?),
+        "name" => d.name = Some(value.to_owned()),
+        "model" => d.model = Some(value.to_owned()),
+        "usercode" => {
+            d.user_code = Some(
+                value
+                    .parse()
+                    .map_err(|_| bad(section, key, value, "a 32-bit number"))?,
+            );
+        }
+        "data" => {
+            d.data = value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .map_err(|_| bad(section, key, value, "comma-separated 32-bit numbers"))?;
+        }
+        _ => {
+            return Err(ConfigError::UnknownKey {
+                section: section.to_owned(),
+                key: key.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A serial number: 1 to 2147483647 (the API returns it as a positive 32-bit value).
+pub(crate) fn serial(section: &str, key: &str, value: &str) -> Result<i32, ConfigError> {
+    value
+        .parse::<i32>()
+        .ok()
+        .filter(|s| *s > 0)
+        .ok_or_else(|| bad(section, key, value, "a serial number from 1 to 2147483647"))
+}

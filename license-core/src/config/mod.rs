@@ -1,0 +1,311 @@
+//! The license server's configuration: one validated [`ServerConfig`], read from `mxnet2.ini`
+//! as the manual writes it (section 3.1 keys, `[dongleN]` naming sections, section 6.7) or from
+//! an equivalent TOML file, with our extensions (bind address, key file, dongle backend,
+//! simulated dongles, seat limits) under documented keys. Unknown keys and bad values are
+//! errors naming the key.
+
+pub(crate) mod ini;
+mod toml;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::engine::{EngineSettings, LicenseMode};
+
+/// The default port (section 3).
+pub const DEFAULT_PORT: u16 = 12300;
+/// Default `CmdIssueTimeInterval` (section 6.8).
+pub const DEFAULT_CMD_ISSUE_TIME_INTERVAL: Duration = Duration::from_secs(60);
+
+/// `LogLevel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogLevel {
+    /// 0: errors only (the default).
+    #[default]
+    Errors,
+    /// 1: information.
+    Information,
+    /// 2: debug.
+    Debug,
+}
+
+impl LogLevel {
+    /// From the manual's number.
+    pub fn from_number(n: u8) -> Option<Self> {
+        match n {
+            0 => Some(Self::Errors),
+            1 => Some(Self::Information),
+            2 => Some(Self::Debug),
+            _ => None,
+        }
+    }
+
+    /// A tracing filter directive for this level.
+    pub fn filter(self) -> &'static str {
+        match self {
+            Self::Errors => "error",
+            Self::Information => "info",
+            Self::Debug => "debug",
+        }
+    }
+}
+
+/// Where dongles come from (`DongleBackend=`, our extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    /// Simulated dongles from the `[dongleN]` sections (the default).
+    #[default]
+    Simulated,
+    /// Matrix keys on USB (rusb); `[dongleN]` sections name them and give seat limits.
+    Usb,
+    /// No dongle: every dongle call answers -102.
+    None,
+}
+
+impl BackendChoice {
+    fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "simulated" | "sim" => Some(Self::Simulated),
+            "usb" => Some(Self::Usb),
+            "none" => Some(Self::None),
+            _ => None,
+        }
+    }
+}
+
+/// A `[dongleN]` section: names (section 6.7) plus our extensions.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DongleSection {
+    /// N of `[dongleN]` (the position in a TOML file, from 1).
+    pub number: u32,
+    /// `Sernr=`: the serial this section applies to (and a simulated dongle's serial).
+    pub sernr: Option<i32>,
+    /// `Name=`.
+    pub name: Option<String>,
+    /// `<slot>=<name>`: AppSlot names.
+    pub slot_names: BTreeMap<u16, String>,
+    /// `Limit<slot>=<seats>` (extension): AppSlot seat limits.
+    pub limits: BTreeMap<u16, u32>,
+    /// `Model=` (extension, simulated).
+    pub model: Option<String>,
+    /// `UserCode=` (extension): the user code the dongle answers to.
+    pub user_code: Option<i32>,
+    /// `Data=` (extension, simulated): comma-separated data variables.
+    pub data: Vec<i32>,
+}
+
+/// The license server's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// `Lang=` (accepted, not used: messages are English).
+    pub lang: String,
+    /// `Port=` (default 12300).
+    pub port: u16,
+    /// `Bind=` (extension): the address to listen on (default 127.0.0.1).
+    pub bind: IpAddr,
+    /// `LoginTimeOut=` (seconds, default 300).
+    pub login_timeout: Duration,
+    /// `SessionTimeOut=` (seconds, default 3600).
+    pub session_timeout: Duration,
+    /// `SessionBaseLicense=` (1 = per session, the default; 0 = per IP).
+    pub license_mode: LicenseMode,
+    /// `CmdIssueTimeInterval=` (seconds, default 60).
+    pub cmd_issue_time_interval: Duration,
+    /// `CheckCmdIssueTime=` (1 = check, the default; 0 = do not).
+    pub check_cmd_issue_time: bool,
+    /// `LogFileFolder=`: daily files `mxnetYYYY-MM-DD.log` there.
+    pub log_file_folder: Option<PathBuf>,
+    /// `LogLevel=` (0, 1, 2).
+    pub log_level: LogLevel,
+    /// `DongleBackend=` (extension).
+    pub backend: BackendChoice,
+    /// `[dongleN]` sections, numbered from 1 without gaps.
+    pub dongles: Vec<DongleSection>,
+    /// `KeyFile=` (extension): the server's Ed25519 identity, created (mode 0600) if absent.
+    /// `None`: a new identity at every start (clients cannot pin it).
+    pub key_file: Option<PathBuf>,
+    /// `MaxSessions=` (extension, default 10000).
+    pub max_sessions: usize,
+    /// Things worth a warning that are not errors (e.g. `[dongle4]` after a gap).
+    pub warnings: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    /// The out-of-the-box configuration: port 12300 on 127.0.0.1, one simulated dongle
+    /// (serial 1234567890) with AppSlot 1 "Demo Application" (3 seats) and AppSlot 2 (10).
+    fn default() -> Self {
+        Self {
+            lang: "eng".to_owned(),
+            port: DEFAULT_PORT,
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            login_timeout: crate::engine::DEFAULT_LOGIN_TIMEOUT,
+            session_timeout: crate::engine::DEFAULT_SESSION_TIMEOUT,
+            license_mode: LicenseMode::Session,
+            cmd_issue_time_interval: DEFAULT_CMD_ISSUE_TIME_INTERVAL,
+            check_cmd_issue_time: true,
+            log_file_folder: None,
+            log_level: LogLevel::Errors,
+            backend: BackendChoice::Simulated,
+            dongles: vec![default_dongle()],
+            key_file: None,
+            max_sessions: crate::engine::DEFAULT_MAX_SESSIONS,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// The simulated dongle used when the configuration defines none.
+pub fn default_dongle() -> DongleSection {
+    DongleSection {
+        number: 1,
+        sernr: Some(1_234_567_890),
+        name: Some("SimDongle".to_owned()),
+        slot_names: BTreeMap::from([(1, "Demo Application".to_owned())]),
+        limits: BTreeMap::from([(1, 3), (2, 10)]),
+        model: None,
+        user_code: None,
+        data: vec![1, 2, 3, 4],
+    }
+}
+
+/// A configuration error, naming the file part and key it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid INI or TOML.
+    #[error("{0}")]
+    Syntax(String),
+    /// A key we do not know.
+    #[error("[{section}] {key}: unknown key")]
+    UnknownKey {
+        /// The section.
+        section: String,
+        /// The key.
+        key: String,
+    },
+    /// A section we do not know.
+    #[error("[{0}]: unknown section")]
+    UnknownSection(String),
+    /// A value that does not fit its key.
+    #[error("[{section}] {key}: bad value {value:?}: {expected}")]
+    BadValue {
+        /// The section.
+        section: String,
+        /// The key.
+        key: String,
+        /// The value given.
+        value: String,
+        /// What is expected.
+        expected: &'static str,
+    },
+}
+
+impl ServerConfig {
+    /// Parses an `mxnet2.ini`.
+    ///
+    /// # Errors
+    /// Syntax errors, unknown keys, bad values.
+    pub fn from_ini_str(text: &str) -> Result<Self, ConfigError> {
+        ini::parse(text)
+    }
+
+    /// Parses the TOML equivalent.
+    ///
+    /// # Errors
+    /// Syntax errors, unknown keys, bad values.
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        toml::parse(text)
+    }
+
+    /// Reads a file: TOML when its name ends in `.toml`, INI otherwise. Relative
+    /// `LogFileFolder` and `KeyFile` paths are taken relative to the file's folder.
+    ///
+    /// # Errors
+    /// As for the parsers, plus read errors.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let is_toml = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
+        let mut config = if is_toml {
+            Self::from_toml_str(&text)?
+        } else {
+            Self::from_ini_str(&text)?
+        };
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut config.log_file_folder, &mut config.key_file]
+            .into_iter()
+            .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(config)
+    }
+
+    /// The engine settings of this configuration.
+    pub fn engine_settings(&self) -> EngineSettings {
+        EngineSettings {
+            login_timeout: self.login_timeout,
+            session_timeout: self.session_timeout,
+            mode: self.license_mode,
+            max_sessions: self.max_sessions,
+        }
+    }
+
+    /// Checks ranges that both formats share, and fills the default dongle in.
+    fn finish(mut self, dongles_given: bool) -> Result<Self, ConfigError> {
+        let option = |key: &str, value: String, expected| ConfigError::BadValue {
+            section: "Option".to_owned(),
+            key: key.to_owned(),
+            value,
+            expected,
+        };
+        if self.login_timeout.is_zero() {
+            return Err(option("LoginTimeOut", "0".into(), "at least 1 second"));
+        }
+        if self.session_timeout.is_zero() {
+            return Err(option("SessionTimeOut", "0".into(), "at least 1 second"));
+        }
+        if self.max_sessions == 0 {
+            return Err(option("MaxSessions", "0".into(), "at least 1"));
+        }
+        if !dongles_given && self.backend == BackendChoice::Simulated {
+            self.dongles = vec![default_dongle()];
+        }
+        Ok(self)
+    }
+}
+
+/// Parses a whole number of seconds.
+pub(crate) fn seconds(section: &str, key: &str, value: &str) -> Result<Duration, ConfigError> {
+    value
+        .parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|_| bad(section, key, value, "a whole number of seconds"))
+}
+
+pub(crate) fn bad(section: &str, key: &str, value: &str, expected: &'static str) -> ConfigError {
+    ConfigError::BadValue {
+        section: section.to_owned(),
+        key: key.to_owned(),
+        value: value.to_owned(),
+        expected,
+    }
+}
+
+#[cfg(test)]
+mod tests;

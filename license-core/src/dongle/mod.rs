@@ -1,0 +1,189 @@
+//! The dongle layer: backends that report which Matrix keys are present ([`DongleBackend`],
+//! with a [`Capabilities`] set), and the naming/limit rules that turn what a backend found into
+//! the engine's dongle table ([`describe`]).
+//!
+//! Two backends exist: [`simulated::SimulatedBackend`] (serial, model, AppSlot limits and data
+//! variables from configuration; the default for tests and the demo, labelled "simulated"), and
+//! [`usb::UsbBackend`] (rusb: enumerates Matrix keys, reports presence and access problems).
+//! The USB key's own protocol is not public, so for a real key the AppSlot limits come from
+//! configuration too.
+
+pub mod simulated;
+pub mod usb;
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::DongleSection;
+use crate::engine::AppSlotDef;
+
+/// Where a dongle comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DongleKind {
+    /// A simulated dongle defined in configuration.
+    Simulated,
+    /// A Matrix key found on USB.
+    Usb,
+}
+
+impl fmt::Display for DongleKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Simulated => "simulated",
+            Self::Usb => "usb",
+        })
+    }
+}
+
+/// Whether a dongle can be used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "state", content = "detail")]
+pub enum Presence {
+    /// Present and usable.
+    Present,
+    /// Present, but the process may not open it (permissions, or another driver owns it).
+    Inaccessible(String),
+    /// Was present, is gone.
+    Absent,
+}
+
+/// What a backend can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// Lists the keys present.
+    pub enumerate: bool,
+    /// Reports arrival and removal while running.
+    pub hotplug: bool,
+    /// Reads the Matrix serial number from the key.
+    pub serial: bool,
+    /// Reads data variables from the key.
+    pub read_data: bool,
+    /// Checks the user code against the key.
+    pub user_code: bool,
+    /// Reads AppSlot limits from the key (never true: the key's protocol is not public, limits
+    /// come from configuration).
+    pub app_slots_from_key: bool,
+}
+
+/// A dongle a backend found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detected {
+    /// Stable identity across scans: `sim:<serial>` or `usb:<bus>-<port path>`.
+    pub key: String,
+    /// The backend.
+    pub kind: DongleKind,
+    /// The model (from configuration, or the USB product).
+    pub model: String,
+    /// The Matrix serial number, when known.
+    pub serial: Option<i32>,
+    /// Data variables, when known.
+    pub data: Vec<i32>,
+    /// The user code the key answers to, when known (`None`: any).
+    pub user_code: Option<i32>,
+    /// Usable or not.
+    pub presence: Presence,
+}
+
+/// Why a backend could not scan.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DongleError {
+    /// The USB subsystem cannot be used on this machine (no usbfs, no permissions...).
+    #[error("USB is unavailable: {0}")]
+    UsbUnavailable(String),
+    /// Enumeration failed.
+    #[error("cannot list USB devices: {0}")]
+    Enumerate(String),
+}
+
+/// A source of dongles.
+pub trait DongleBackend: Send + Sync + fmt::Debug {
+    /// Which backend this is.
+    fn kind(&self) -> DongleKind;
+    /// What it can do.
+    fn capabilities(&self) -> Capabilities;
+    /// The dongles present now. Must not panic and must not block for long.
+    ///
+    /// # Errors
+    /// The backend cannot be used at all right now.
+    fn scan(&self) -> Result<Vec<Detected>, DongleError>;
+}
+
+/// One dongle as the engine knows it: what was detected, named and limited by configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DongleDescriptor {
+    /// Stable identity (see [`Detected::key`]).
+    pub key: String,
+    /// Display name (section 6.7: `Name=`, else `DongleN`).
+    pub name: String,
+    /// Serial number (`Sernr=` for a USB key, whose serial cannot be read).
+    pub serial: Option<i32>,
+    /// Model.
+    pub model: String,
+    /// Backend.
+    pub kind: DongleKind,
+    /// The user code it answers to (`None`: any).
+    pub user_code: Option<i32>,
+    /// Data variables (simulated).
+    pub data: Vec<i32>,
+    /// AppSlots with names and limits.
+    pub slots: Vec<AppSlotDef>,
+    /// Usable or not.
+    pub presence: Presence,
+}
+
+/// Applies the naming rules of section 6.7 to what a backend found: a `[dongleN]` section whose
+/// `Sernr` matches the dongle's serial wins; otherwise the section numbered like the dongle's
+/// position (DngNr, from 1); otherwise the names are `DongleN` / `AppSlotN`. A section's slot
+/// numbers name AppSlots and its `LimitN` keys give their seats.
+pub fn describe(found: &[Detected], sections: &[DongleSection]) -> Vec<DongleDescriptor> {
+    found
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let number = u32::try_from(i + 1).unwrap_or(u32::MAX);
+            let section = d
+                .serial
+                .and_then(|s| sections.iter().find(|sec| sec.sernr == Some(s)))
+                .or_else(|| sections.iter().find(|sec| sec.number == number));
+            let name = section
+                .and_then(|s| s.name.clone())
+                .unwrap_or_else(|| format!("Dongle{number}"));
+            let slots = section.map_or_else(Vec::new, slot_defs);
+            DongleDescriptor {
+                key: d.key.clone(),
+                name,
+                serial: d.serial.or(section.and_then(|s| s.sernr)),
+                model: d.model.clone(),
+                kind: d.kind,
+                user_code: d.user_code.or(section.and_then(|s| s.user_code)),
+                data: d.data.clone(),
+                slots,
+                presence: d.presence.clone(),
+            }
+        })
+        .collect()
+}
+
+fn slot_defs(section: &DongleSection) -> Vec<AppSlotDef> {
+    let numbers: BTreeSet<u16> = section
+        .slot_names
+        .keys()
+        .chain(section.limits.keys())
+        .copied()
+        .collect();
+    numbers
+        .into_iter()
+        .map(|slot| AppSlotDef {
+            slot,
+            name: section
+                .slot_names
+                .get(&slot)
+                .cloned()
+                .unwrap_or_else(|| format!("AppSlot{slot}")),
+            limit: section.limits.get(&slot).copied().unwrap_or(0),
+        })
+        .collect()
+}

@@ -1,0 +1,163 @@
+//! Sessions (sections 6.1–6.4): created by `rInit_MatrixAPI`, identified by an id, holding a
+//! per-session secret agreed at init, the client's information and its last access time; they
+//! end by release, by the session timeout, or by an administrator.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Instant;
+
+/// A session identifier (never 0: 0 means "no session" on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct SessionId(u64);
+
+impl SessionId {
+    /// Wraps a raw id; `None` for 0.
+    pub fn new(raw: u64) -> Option<Self> {
+        (raw != 0).then_some(Self(raw))
+    }
+
+    /// A fresh random id.
+    pub fn random() -> Self {
+        loop {
+            if let Some(id) = Self::new(rand::random()) {
+                return id;
+            }
+        }
+    }
+
+    /// The raw value.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl FromStr for SessionId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        u64::from_str_radix(s, 16)
+            .ok()
+            .and_then(Self::new)
+            .ok_or_else(|| format!("not a session id: {s:?}"))
+    }
+}
+
+impl From<SessionId> for String {
+    fn from(id: SessionId) -> String {
+        id.to_string()
+    }
+}
+
+impl TryFrom<String> for SessionId {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+/// The per-session secret agreed at init (the manual's "session password"). The engine only
+/// stores it; the protocol derives its keys from it. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionSecret([u8; 64]);
+
+impl SessionSecret {
+    /// Wraps key material.
+    pub fn new(bytes: [u8; 64]) -> Self {
+        Self(bytes)
+    }
+
+    /// The key material.
+    pub fn expose(&self) -> &[u8; 64] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SessionSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionSecret(<redacted>)")
+    }
+}
+
+/// What the server knows about a client (section 6.2, step 1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientInfo {
+    /// The client's address: the TCP peer, or the address a PROXY header reported.
+    pub addr: SocketAddr,
+    /// The client's site, when a relay reported it.
+    pub site: Option<String>,
+    /// The name the client gave at init (host and process), possibly empty.
+    pub name: String,
+}
+
+impl ClientInfo {
+    /// A client at `addr` with no site and no name.
+    pub fn at(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            site: None,
+            name: String::new(),
+        }
+    }
+
+    /// The address used for IP-based licences.
+    pub fn ip(&self) -> IpAddr {
+        super::identity::canonical_ip(self.addr.ip())
+    }
+
+    /// The name shown for this client: its own name, else its address.
+    pub fn display_name(&self) -> String {
+        if self.name.is_empty() {
+            self.ip().to_string()
+        } else {
+            self.name.clone()
+        }
+    }
+}
+
+/// One session.
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub(crate) client: ClientInfo,
+    pub(crate) secret: SessionSecret,
+    pub(crate) started: Instant,
+    pub(crate) last_access: Instant,
+    /// The highest packet number accepted so far; requests must carry a larger one.
+    pub(crate) last_packet: u64,
+    /// The (dongle index, AppSlot) pairs this session has a login record for.
+    pub(crate) logins: Vec<(usize, u16)>,
+}
+
+impl Session {
+    pub(crate) fn new(
+        client: ClientInfo,
+        secret: SessionSecret,
+        first_packet: u64,
+        now: Instant,
+    ) -> Self {
+        Self {
+            client,
+            secret,
+            started: now,
+            last_access: now,
+            last_packet: first_packet,
+            logins: Vec::new(),
+        }
+    }
+
+    /// True once no call came for longer than `timeout` (section 6.3).
+    pub(crate) fn expired(&self, now: Instant, timeout: std::time::Duration) -> bool {
+        now.saturating_duration_since(self.last_access) > timeout
+    }
+}

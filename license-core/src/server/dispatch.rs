@@ -1,0 +1,194 @@
+//! One request to one answer: decode the command, check the session, the request's tag, its
+//! time-stamp and packet number (in that order; nothing changes unless all pass), run it on the
+//! engine, and build the answer (tagged with the session's answer key whenever the request was
+//! authenticated).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::Shared;
+use super::connection::Peer;
+use crate::clock::Instant;
+use crate::engine::{ClientInfo, Engine, SessionId, SessionSecret};
+use crate::error::ErrorCode;
+use crate::protocol::command::ReplyBody;
+use crate::protocol::crypto::{self, ServerIdentity};
+use crate::protocol::frame::{Frame, Header, TAG_LEN};
+use crate::protocol::{Reply, Request};
+
+/// The answer to a frame whose framing is broken (the connection closes after it).
+pub(super) fn framing_error(shared: &Shared, code: ErrorCode) -> Frame {
+    let header = Header {
+        response: true,
+        command: 0,
+        session: 0,
+        packet: 0,
+        timestamp: shared.wall.unix_millis(),
+    };
+    answer(header, &Reply::error(code), None)
+}
+
+/// Handles one well-framed request.
+pub(super) fn handle(shared: &Shared, frame: &Frame, peer: &Peer) -> Frame {
+    let now = Instant::now();
+    let wall = shared.wall.unix_millis();
+    let h = frame.header;
+    let reply_header = |session| Header {
+        response: true,
+        command: h.command,
+        session,
+        packet: h.packet,
+        timestamp: wall,
+    };
+    if h.response {
+        return answer(
+            reply_header(h.session),
+            &Reply::error(ErrorCode::PacketHeader),
+            None,
+        );
+    }
+    let request = match Request::decode(h.command, &frame.payload) {
+        Ok(r) => r,
+        Err(code) => {
+            tracing::debug!(command = h.command, "rejected: {code}");
+            return answer(reply_header(h.session), &Reply::error(code), None);
+        }
+    };
+    if let Request::Init {
+        client_public,
+        client_name,
+    } = request
+    {
+        return match init(shared, &h, client_public, client_name, peer, now, wall) {
+            Ok((id, reply, secret)) => answer(reply_header(id.get()), &reply, Some(&secret)),
+            Err(code) => answer(reply_header(0), &Reply::error(code), None),
+        };
+    }
+    let Some(id) = SessionId::new(h.session) else {
+        return answer(
+            reply_header(0),
+            &Reply::error(ErrorCode::SessionPassword),
+            None,
+        );
+    };
+    let header_bytes = frame.header_bytes();
+    let mut engine = shared.engine();
+    let checked = engine.authorize(id, h.packet, now, |secret| {
+        if !crypto::verify(secret, false, &header_bytes, &frame.payload, &frame.tag) {
+            return Err(ErrorCode::SessionPassword);
+        }
+        if let Some(window) = shared.time_window
+            && stale(h.timestamp, wall, window)
+        {
+            return Err(ErrorCode::TimeStamp);
+        }
+        Ok(())
+    });
+    let secret = engine.session_secret(id).cloned();
+    let reply = match checked {
+        Ok(()) => execute(&mut engine, id, &request, now),
+        Err(code) => {
+            tracing::info!(session = %id, peer = %peer.addr, "request rejected: {code}");
+            Reply::error(code)
+        }
+    };
+    drop(engine);
+    tracing::debug!(session = %id, command = ?request.command(), value = reply.value, "call");
+    // A request that failed authentication gets an untagged answer: no key proves it.
+    let key = match checked {
+        Err(ErrorCode::SessionPassword) => None,
+        _ => secret.as_ref(),
+    };
+    answer(reply_header(h.session), &reply, key)
+}
+
+fn init(
+    shared: &Shared,
+    h: &Header,
+    client_public: [u8; 32],
+    client_name: String,
+    peer: &Peer,
+    now: Instant,
+    wall: u64,
+) -> Result<(SessionId, Reply, SessionSecret), ErrorCode> {
+    if let Some(window) = shared.time_window
+        && stale(h.timestamp, wall, window)
+    {
+        tracing::info!(peer = %peer.addr, "init rejected: request time-stamp error");
+        return Err(ErrorCode::TimeStamp);
+    }
+    let (server_public, secret) = ServerIdentity::accept(&client_public)?;
+    let client = ClientInfo {
+        addr: peer.addr,
+        site: peer.site.clone(),
+        name: client_name,
+    };
+    let id = shared
+        .engine()
+        .open_session(client, secret.clone(), h.packet, now)?;
+    let signature = shared
+        .identity
+        .sign_init(&client_public, &server_public, id, h.packet);
+    let reply = Reply {
+        value: 0,
+        body: ReplyBody::Init {
+            server_public,
+            server_key: shared.identity.public_key().0,
+            signature,
+        },
+    };
+    Ok((id, reply, secret))
+}
+
+fn execute(engine: &mut Engine, id: SessionId, request: &Request, now: Instant) -> Reply {
+    let value = |r: Result<i32, ErrorCode>| Reply::value(r.unwrap_or_else(ErrorCode::code));
+    match request {
+        Request::Init { .. } => Reply::error(ErrorCode::UnknownCommand),
+        Request::Release => value(engine.release(id, now).map(|()| 0)),
+        Request::Login(at) => value(engine.login(id, *at, now)),
+        Request::Logout(at) => value(engine.logout(id, *at, now)),
+        Request::DongleCount => value(engine.dongle_count()),
+        Request::ReadSerNr { dng_nr, user_code } => value(engine.read_serial(*dng_nr, *user_code)),
+        Request::LoginCount(at) => value(engine.login_count(*at, now)),
+        Request::LoginCountEx(at) => match engine.login_names(*at, now) {
+            Ok((count, names)) => Reply {
+                value: count,
+                body: ReplyBody::Names(names),
+            },
+            Err(code) => Reply::error(code),
+        },
+        Request::ReadData {
+            dng_nr,
+            user_code,
+            fpos,
+            count,
+        } => match engine.read_data(*dng_nr, *user_code, *fpos, *count) {
+            Ok(data) => Reply {
+                value: i32::try_from(data.len()).unwrap_or(0),
+                body: ReplyBody::Data(data),
+            },
+            Err(code) => Reply::error(code),
+        },
+    }
+}
+
+/// Section 6.8: a request more than `window` older (or newer: the clocks disagree) than the
+/// server's clock is rejected.
+pub(crate) fn stale(timestamp: u64, now: u64, window: Duration) -> bool {
+    let window = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+    now.abs_diff(timestamp) > window
+}
+
+fn answer(header: Header, reply: &Reply, key: Option<&SessionSecret>) -> Frame {
+    let payload: Bytes = reply.encode_payload();
+    let tag = match key {
+        Some(secret) => crypto::tag(secret, true, &header.to_bytes(payload.len()), &payload),
+        None => [0u8; TAG_LEN],
+    };
+    Frame {
+        header,
+        payload,
+        tag,
+    }
+}

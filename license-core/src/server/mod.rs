@@ -1,0 +1,283 @@
+//! The license server (tokio): accepts TCP connections, serves the engine over the wire
+//! protocol (one request per connection, as section 6.4's legacy clients do, or many on a
+//! persistent connection), sweeps timeouts periodically, polls the dongle backend, and shuts
+//! down gracefully (stops accepting, lets calls in flight finish).
+
+mod connection;
+mod dispatch;
+mod poller;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
+
+pub use connection::Peer;
+
+use crate::clock::{Instant, SharedWallClock, SystemClock};
+use crate::config::{BackendChoice, DongleSection, ServerConfig};
+use crate::dongle::simulated::{NoDongles, SimulatedBackend};
+use crate::dongle::usb::UsbBackend;
+use crate::dongle::{DongleBackend, describe};
+use crate::engine::{Engine, SeatObserver, SessionId, StatusSnapshot};
+use crate::error::ErrorCode;
+use crate::protocol::ServerPublicKey;
+use crate::protocol::crypto::{IdentityError, ServerIdentity};
+
+/// How often timed-out sessions and logins are swept.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// How long shutdown waits for connections to finish their call.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// At most this many connections are served at once; more wait in the listen backlog.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The identity key file cannot be used.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+}
+
+/// State shared by the server's tasks.
+pub(crate) struct Shared {
+    pub(crate) engine: Mutex<Engine>,
+    pub(crate) identity: ServerIdentity,
+    pub(crate) wall: SharedWallClock,
+    /// `Some(interval)` when `CheckCmdIssueTime=1`.
+    pub(crate) time_window: Option<Duration>,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) backend: Arc<dyn DongleBackend>,
+    pub(crate) sections: Vec<DongleSection>,
+}
+
+/// A license server and the handle to its state (cheap to clone).
+#[derive(Clone)]
+pub struct LicenseServer {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for LicenseServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LicenseServer")
+            .field("identity", &self.shared.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LicenseServer {
+    /// A server for `config`: its identity comes from `KeyFile` (created if absent) or is
+    /// generated, its dongles from the configured backend, time-stamps are checked against the
+    /// system clock.
+    ///
+    /// # Errors
+    /// The key file cannot be read or created.
+    pub fn new(config: &ServerConfig) -> Result<Self, ServerError> {
+        let identity = match &config.key_file {
+            Some(path) => ServerIdentity::load_or_create(path)?,
+            None => ServerIdentity::generate()?,
+        };
+        let backend: Arc<dyn DongleBackend> = match config.backend {
+            BackendChoice::Simulated => Arc::new(SimulatedBackend::new(&config.dongles)),
+            BackendChoice::Usb => Arc::new(UsbBackend::new()),
+            BackendChoice::None => Arc::new(NoDongles),
+        };
+        Ok(Self::with_parts(
+            config,
+            identity,
+            backend,
+            Arc::new(SystemClock),
+        ))
+    }
+
+    /// A server from explicit parts (tests inject a wall clock, a backend, an identity).
+    pub fn with_parts(
+        config: &ServerConfig,
+        identity: ServerIdentity,
+        backend: Arc<dyn DongleBackend>,
+        wall: SharedWallClock,
+    ) -> Self {
+        let mut engine = Engine::new(config.engine_settings());
+        // Static backends are read once here; the USB backend is polled by `serve`.
+        if backend.kind() == crate::dongle::DongleKind::Simulated
+            && let Ok(found) = backend.scan()
+        {
+            for change in engine.update_dongles(describe(&found, &config.dongles)) {
+                tracing::info!("dongle: {change:?}");
+            }
+        }
+        let shared = Shared {
+            engine: Mutex::new(engine),
+            identity,
+            wall,
+            time_window: config
+                .check_cmd_issue_time
+                .then_some(config.cmd_issue_time_interval),
+            idle_timeout: config.session_timeout,
+            backend,
+            sections: config.dongles.clone(),
+        };
+        Self {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// The server's public key (what clients pin).
+    pub fn public_key(&self) -> ServerPublicKey {
+        self.shared.identity.public_key()
+    }
+
+    /// The status snapshot.
+    pub fn snapshot(&self) -> StatusSnapshot {
+        let wall = self.shared.wall.unix_millis();
+        self.shared.engine().snapshot(Instant::now(), wall)
+    }
+
+    /// Administrator action: ends a session and its logins.
+    ///
+    /// # Errors
+    /// -105 for an unknown session.
+    pub fn disconnect_session(&self, id: SessionId) -> Result<(), ErrorCode> {
+        self.shared.engine().disconnect_session(id)
+    }
+
+    /// Administrator action: removes one login.
+    ///
+    /// # Errors
+    /// -11 when there is no such login.
+    pub fn logout_login(
+        &self,
+        id: SessionId,
+        dongle_key: &str,
+        slot: u16,
+    ) -> Result<(), ErrorCode> {
+        self.shared.engine().logout_login(id, dongle_key, slot)
+    }
+
+    /// Reports seat changes to `observer`.
+    pub fn set_observer(&self, observer: Box<dyn SeatObserver>) {
+        self.shared.engine().set_observer(observer);
+    }
+
+    /// Runs `f` with the engine locked (for embedding and tests).
+    pub fn with_engine<R>(&self, f: impl FnOnce(&mut Engine) -> R) -> R {
+        f(&mut self.shared.engine())
+    }
+
+    /// Serves one connection until the peer closes it, it idles out, a fatal framing error
+    /// occurs, or `shutdown` is cancelled (a call in progress is finished first). `peer` is the
+    /// client's address and site: the TCP peer, or what a PROXY header in front reported.
+    pub async fn serve_connection<S>(&self, stream: S, peer: Peer, shutdown: CancellationToken)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        connection::serve(&self.shared, stream, peer, shutdown).await;
+    }
+
+    /// Accepts connections on `listener` until `shutdown` is cancelled, then waits up to
+    /// [`SHUTDOWN_GRACE`] for open connections to finish their call.
+    ///
+    /// # Errors
+    /// None today; the signature leaves room for fatal listener errors.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<(), ServerError> {
+        let local = listener.local_addr().ok();
+        tracing::info!(addr = ?local, key = %self.public_key(),
+            backend = %self.shared.backend.kind(), "license server listening");
+        let tracker = TaskTracker::new();
+        if self.shared.backend.kind() == crate::dongle::DongleKind::Usb {
+            tracker.spawn(poller::run(self.shared.clone(), shutdown.clone()));
+        }
+        let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let permit = tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = sweep.tick() => {
+                    self.shared.engine().sweep(Instant::now());
+                    continue;
+                }
+                p = permits.clone().acquire_owned() => p,
+            };
+            let Ok(permit) = permit else { break };
+            let accepted = tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = sweep.tick() => {
+                    self.shared.engine().sweep(Instant::now());
+                    continue;
+                }
+                a = listener.accept() => a,
+            };
+            match accepted {
+                Ok((stream, addr)) => {
+                    // Calls are small request/answer exchanges: do not let Nagle delay them.
+                    let _ = stream.set_nodelay(true);
+                    let server = self.clone();
+                    let token = shutdown.clone();
+                    let span = tracing::debug_span!("conn", peer = %addr);
+                    tracker.spawn(
+                        async move {
+                            server
+                                .serve_connection(stream, Peer::tcp(addr), token)
+                                .await;
+                            drop(permit);
+                        }
+                        .instrument(span),
+                    );
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::error!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown: connections still open after {SHUTDOWN_GRACE:?}");
+        }
+        tracing::info!("license server stopped");
+        Ok(())
+    }
+}
+
+impl Shared {
+    /// The engine, locked. A panic while holding the lock cannot leave seats half-updated
+    /// in a way later calls would mis-count, so a poisoned lock is taken over.
+    pub(crate) fn engine(&self) -> MutexGuard<'_, Engine> {
+        self.engine
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Runs the license server for `config` on `listener` until `shutdown` is cancelled.
+///
+/// # Errors
+/// The key file cannot be read or created.
+pub async fn run(
+    config: ServerConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    for warning in &config.warnings {
+        tracing::warn!("configuration: {warning}");
+    }
+    LicenseServer::new(&config)?.serve(listener, shutdown).await
+}
+
+/// The address a server binds for `config`.
+pub fn bind_addr(config: &ServerConfig) -> SocketAddr {
+    SocketAddr::new(config.bind, config.port)
+}
