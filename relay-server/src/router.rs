@@ -85,6 +85,16 @@ fn refuse(relay: &Relay, conn: &ConnInfo, Refused(refusal, hc): Refused) -> Resp
     refusal.into_response(&tracking_id, tracker.as_deref())
 }
 
+/// What an action works on: the relay, the client connection, the hybrid connection and the
+/// request's query.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    relay: &'a Arc<Relay>,
+    conn: &'a Arc<ConnInfo>,
+    hc: &'a Arc<HcEntry>,
+    query: &'a Query<'a>,
+}
+
 /// The parsed query of a request: decoded pairs, plus the raw text for forwarding.
 struct Query<'a> {
     raw: &'a str,
@@ -167,15 +177,19 @@ async fn route(
         ));
     };
     let tag = |r: Refusal| Refused(r, Some(hc.name.clone()));
+    let at = Target {
+        relay,
+        conn,
+        hc: &hc,
+        query: &query,
+    };
     match action {
-        Action::Listen if suffix.is_empty() => listen(relay, conn, &hc, &query, req).map_err(tag),
+        Action::Listen if suffix.is_empty() => listen(&at, req).map_err(tag),
         Action::Listen => Err(tag(Refusal::not_found(format!(
             "EndpointNotFound: hybrid connection '{entity}' does not exist"
         )))),
-        Action::Connect => connect(relay, conn, &hc, &suffix, &query, req)
-            .await
-            .map_err(tag),
-        Action::Accept => accept(relay, conn, &hc, &query, req).map_err(tag),
+        Action::Connect => connect(&at, &suffix, req).await.map_err(tag),
+        Action::Accept => accept(&at, req).map_err(tag),
         Action::Request => Err(tag(Refusal::bad_request(
             "HTTP request mode (sb-hc-action=request) is not supported by this relay",
         ))),
@@ -197,13 +211,13 @@ fn base_url(relay: &Relay, conn: &ConnInfo, headers: &HeaderMap) -> String {
     format!("{}://{host}", if relay.tls { "wss" } else { "ws" })
 }
 
-fn listen(
-    relay: &Arc<Relay>,
-    conn: &Arc<ConnInfo>,
-    hc: &Arc<HcEntry>,
-    query: &Query<'_>,
-    mut req: Request<Incoming>,
-) -> Result<Response<Body>, Refusal> {
+fn listen(at: &Target<'_>, mut req: Request<Incoming>) -> Result<Response<Body>, Refusal> {
+    let Target {
+        relay,
+        conn,
+        hc,
+        query,
+    } = *at;
     if !relay.admission.allow_listen(conn.peer.ip()) {
         return Err(Refusal::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -317,13 +331,16 @@ fn display_name(lower: &str) -> String {
 }
 
 async fn connect(
-    relay: &Arc<Relay>,
-    conn: &Arc<ConnInfo>,
-    hc: &Arc<HcEntry>,
+    at: &Target<'_>,
     suffix: &str,
-    query: &Query<'_>,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Refusal> {
+    let Target {
+        relay,
+        conn,
+        hc,
+        query,
+    } = *at;
     if hc.config.requires_client_authorization {
         let token = request_token(req.headers(), &query.pairs);
         relay
@@ -454,13 +471,13 @@ async fn connect(
     Ok(switching_protocols(&key, protocol.as_deref()))
 }
 
-fn accept(
-    relay: &Arc<Relay>,
-    conn: &Arc<ConnInfo>,
-    hc: &Arc<HcEntry>,
-    query: &Query<'_>,
-    mut req: Request<Incoming>,
-) -> Result<Response<Body>, Refusal> {
+fn accept(at: &Target<'_>, mut req: Request<Incoming>) -> Result<Response<Body>, Refusal> {
+    let Target {
+        relay,
+        conn,
+        hc,
+        query,
+    } = *at;
     let invalid = || {
         Refusal::forbidden("the rendezvous address is not valid, was already used, or has expired")
     };
