@@ -48,11 +48,9 @@ pub fn init(args: &LogArgs, file: Option<FileLog>) -> anyhow::Result<LogGuard> {
             std::fs::create_dir_all(&file.dir).map_err(|e| {
                 anyhow::anyhow!("cannot create log folder {}: {e}", file.dir.display())
             })?;
-            let appender = tracing_appender::rolling::Builder::new()
-                .rotation(tracing_appender::rolling::Rotation::DAILY)
-                .filename_prefix(file.prefix)
-                .filename_suffix("log")
-                .build(&file.dir)
+            // The manual's names are `mxnetYYYY-MM-DD.log`; tracing-appender's rolling writer
+            // would write `mxnet.YYYY-MM-DD.log`, so license-core's daily writer is used.
+            let appender = license_core::logs::DailyFile::new(&file.dir, &file.prefix)
                 .map_err(|e| anyhow::anyhow!("cannot open log file: {e}"))?;
             let (writer, guard) = tracing_appender::non_blocking(appender);
             guards.push(guard);

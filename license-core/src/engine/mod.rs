@@ -732,12 +732,25 @@ impl Engine {
             limit,
         };
         // The manual's server log shows `AppSlot x(y)` with y the seats taken.
-        let what = match kind {
-            SeatEventKind::Taken => "seat taken",
-            SeatEventKind::Freed => "seat freed",
-        };
-        tracing::info!(session = %session, reason = ?reason, "{} {}({}/{}) {what} by {}",
-            event.dongle, event.slot_name, taken, limit, event.identity);
+        match reason {
+            None => tracing::info!(
+                "{} {}({}/{}) seat taken by {}",
+                event.dongle,
+                event.slot_name,
+                taken,
+                limit,
+                event.identity
+            ),
+            Some(reason) => tracing::info!(
+                ?reason,
+                "{} {}({}/{}) seat freed by {}",
+                event.dongle,
+                event.slot_name,
+                taken,
+                limit,
+                event.identity
+            ),
+        }
         if let Some(observer) = self.observer.as_mut() {
             observer.on_seat_event(&event);
         }

@@ -188,8 +188,10 @@ impl LicenseServer {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> Result<(), ServerError> {
-        let local = listener.local_addr().ok();
-        tracing::info!(addr = ?local, key = %self.public_key(),
+        let local = listener
+            .local_addr()
+            .map_or_else(|e| e.to_string(), |a| a.to_string());
+        tracing::info!(addr = %local, key = %self.public_key(),
             backend = %self.shared.backend.kind(), "license server listening");
         let tracker = TaskTracker::new();
         if self.shared.backend.kind() == crate::dongle::DongleKind::Usb {
