@@ -5,21 +5,29 @@
 //! A rendezvous is keyed by an unguessable single-use id (a v4 UUID from the OS random
 //! source) carried in the accept address; the sender's request owns it through a
 //! [`PendingGuard`], so it disappears when the sender times out or goes away.
+//!
+//! Bursts: each listener has a short queue of accept messages in front of its control
+//! channel. When every listener's queue is full, a sender waits for room
+//! ([`HcEntry::dispatch`]) instead of being refused; the wait counts against its rendezvous
+//! timeout. Waiting senders are bounded by the relay's connection limit (each holds a
+//! connection slot), so memory stays bounded without a second limit.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use futures_util::future::select_ok;
 use http::StatusCode;
 use hyper::upgrade::OnUpgrade;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::admission::ConnectionSlot;
 use crate::config::HybridConnectionConfig;
 use crate::refusal::Refusal;
 use crate::stats::RelayStats;
 
-/// Accept messages queued per listener before it counts as busy.
+/// Accept messages queued per listener ahead of its control channel. Senders beyond it wait
+/// for room (backpressure), so this only bounds buffering, not how many senders may wait.
 const ACCEPT_QUEUE: usize = 64;
 
 /// A hosted hybrid connection.
@@ -31,8 +39,14 @@ pub(crate) struct HcEntry {
     segments: Vec<String>,
     listeners: Mutex<ListenerSet>,
     cursor: AtomicUsize,
+    /// Signalled when a listener registers, so senders waiting for queue room consider it.
+    registered: Notify,
     stats: RelayStats,
 }
+
+/// No listener could take an accept message: none is registered (or all are going away).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NoListener;
 
 #[derive(Debug, Default)]
 struct ListenerSet {
@@ -58,6 +72,11 @@ impl HcEntry {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether any listener is registered.
+    pub fn has_listeners(&self) -> bool {
+        !self.lock().active.is_empty()
+    }
+
     /// Registered listeners, starting at the next one in round-robin order.
     pub fn listeners_round_robin(&self) -> Vec<ListenerHandle> {
         let set = self.lock();
@@ -69,6 +88,52 @@ impl HcEntry {
         (0..n)
             .map(|i| set.active[(start + i) % n].clone())
             .collect()
+    }
+
+    /// Hands an accept message to a listener: the first in round-robin order with room in
+    /// its queue, or — when every queue is full — whichever listener frees room first. The
+    /// caller bounds the wait (the rendezvous timeout). `message` builds the JSON for the
+    /// chosen listener (the accept address uses its host).
+    ///
+    /// # Errors
+    /// [`NoListener`] when no open listener is registered.
+    pub async fn dispatch(
+        &self,
+        message: impl Fn(&ListenerHandle) -> String,
+    ) -> Result<(), NoListener> {
+        loop {
+            // Armed before the snapshot, so a registration in between is not missed.
+            let registered = self.registered.notified();
+            tokio::pin!(registered);
+            registered.as_mut().enable();
+            let listeners: Vec<ListenerHandle> = self
+                .listeners_round_robin()
+                .into_iter()
+                .filter(|l| !l.accepts.is_closed())
+                .collect();
+            if listeners.is_empty() {
+                return Err(NoListener);
+            }
+            for listener in &listeners {
+                if let Ok(permit) = listener.accepts.try_reserve() {
+                    permit.send(message(listener));
+                    return Ok(());
+                }
+            }
+            let room = select_ok(listeners.iter().map(|listener| {
+                Box::pin(async move { listener.accepts.reserve().await.map(|p| (p, listener)) })
+            }));
+            tokio::select! {
+                room = room => {
+                    if let Ok(((permit, listener), _)) = room {
+                        permit.send(message(listener));
+                        return Ok(());
+                    }
+                    // Every listener went away meanwhile: the next snapshot decides.
+                }
+                () = registered => {}
+            }
+        }
     }
 
     fn publish_count(&self, active: usize) {
@@ -101,6 +166,7 @@ impl ListenerSlot {
         drop(set);
         self.registered = Some(id);
         self.hc.publish_count(active);
+        self.hc.registered.notify_waiters();
         rx
     }
 }
@@ -184,6 +250,7 @@ impl Hub {
                     config: config.clone(),
                     listeners: Mutex::new(ListenerSet::default()),
                     cursor: AtomicUsize::new(0),
+                    registered: Notify::new(),
                     stats: stats.clone(),
                 })
             })
@@ -333,6 +400,51 @@ mod tests {
         drop(one);
         assert_eq!(hub.stats.listener_count("license"), 1);
         assert!(hub.reserve_listener(&hc).is_ok());
+    }
+
+    #[tokio::test]
+    async fn dispatch_waits_for_room_instead_of_refusing() {
+        let hub = hub(25);
+        let (hc, _) = hub.find("license").expect("hc");
+        assert_eq!(hc.dispatch(|_| "x".into()).await, Err(NoListener));
+        let mut one = hub.reserve_listener(&hc).expect("slot");
+        let mut rx1 = one.register(1, "wss://one".into());
+        for _ in 0..ACCEPT_QUEUE {
+            hc.dispatch(|l| l.base_url.clone()).await.expect("room");
+        }
+        // Full: the next sender waits, and gets in once the listener takes a message.
+        let waiting = tokio::spawn({
+            let hc = hc.clone();
+            async move { hc.dispatch(|l| format!("late {}", l.base_url)).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        assert_eq!(rx1.recv().await.as_deref(), Some("wss://one"));
+        assert_eq!(waiting.await.expect("task"), Ok(()));
+        // Full again: a listener registering meanwhile takes the waiting sender.
+        let waiting = tokio::spawn({
+            let hc = hc.clone();
+            async move { hc.dispatch(|l| format!("late {}", l.base_url)).await }
+        });
+        tokio::task::yield_now().await;
+        let mut two = hub.reserve_listener(&hc).expect("slot");
+        let mut rx2 = two.register(2, "wss://two".into());
+        assert_eq!(waiting.await.expect("task"), Ok(()));
+        assert_eq!(rx2.recv().await.as_deref(), Some("late wss://two"));
+        // Listeners going away end the wait with NoListener.
+        let waiting = tokio::spawn({
+            let hc = hc.clone();
+            async move {
+                loop {
+                    if let Err(err) = hc.dispatch(|_| "fill".into()).await {
+                        return err;
+                    }
+                }
+            }
+        });
+        drop((rx1, rx2));
+        assert_eq!(waiting.await.expect("task"), NoListener);
+        drop((one, two));
     }
 
     #[test]

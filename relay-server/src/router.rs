@@ -24,7 +24,7 @@ use crate::control_channel::{self, ControlChannel, Ended};
 use crate::handshake::{
     self, chosen_protocol, offered_protocols, switching_protocols, upgrade_key,
 };
-use crate::hub::{Arrival, HcEntry};
+use crate::hub::{Arrival, HcEntry, ListenerHandle, NoListener};
 use crate::refusal::{Body, Refusal, ok_text};
 use crate::relay::Relay;
 
@@ -348,12 +348,14 @@ async fn connect(
             .authorize(&hc.config, token, Right::Send, unix_now())?;
     }
     let key = upgrade_key(&req)?;
-    let listeners = hc.listeners_round_robin();
-    if listeners.is_empty() {
-        return Err(Refusal::not_found(format!(
+    let no_listener = || {
+        Refusal::not_found(format!(
             "EndpointNotFound: no listener is connected to hybrid connection '{}'",
             hc.name
-        )));
+        ))
+    };
+    if !hc.has_listeners() {
+        return Err(no_listener());
     }
     let offered = offered_protocols(req.headers());
     let id = query
@@ -378,7 +380,7 @@ async fn connect(
     } else {
         format!("{app_query}&{relay_query}")
     };
-    let mut accept = Accept {
+    let accept = Accept {
         address: String::new(),
         id: id.clone(),
         connect_headers: connect_headers(req.headers()),
@@ -387,28 +389,42 @@ async fn connect(
             port: conn.peer.port(),
         }),
     };
-    let dispatched = listeners.iter().any(|listener| {
+    let message = |listener: &ListenerHandle| {
+        let mut accept = accept.clone();
         accept.address = format!("{}{path}?{query_text}", listener.base_url);
-        let json = ControlMessage::Accept(accept.clone()).to_json();
-        listener.accepts.try_send(json).is_ok()
-    });
-    if !dispatched {
-        return Err(Refusal::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+        ControlMessage::Accept(accept).to_json()
+    };
+    // One deadline for both steps: in a burst the sender may first wait for room in the
+    // listeners' accept queues (backpressure, not refusal), then for the dial-back.
+    let wait = relay.limits.rendezvous_timeout;
+    let deadline = tokio::time::Instant::now() + wait;
+    let timed_out = || {
+        Refusal::new(
+            StatusCode::GATEWAY_TIMEOUT,
             format!(
-                "ServerBusy: the listeners of '{}' are not taking connections",
-                hc.name
+                "GatewayTimeout: the listener did not accept the connection within {} s",
+                wait.as_secs_f64()
             ),
         )
-        .retry_after(1));
+    };
+    let shutting_down = || {
+        Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServerBusy: the relay is shutting down",
+        )
+    };
+    tokio::select! {
+        () = relay.shutdown.cancelled() => return Err(shutting_down()),
+        dispatched = tokio::time::timeout_at(deadline, hc.dispatch(message)) => match dispatched {
+            Ok(Ok(())) => {}
+            Ok(Err(NoListener)) => return Err(no_listener()),
+            Err(_) => return Err(timed_out()),
+        },
     }
     tracing::debug!(hc = %hc.name, %id, peer = %conn.peer, "sender waiting for rendezvous");
-    let wait = relay.limits.rendezvous_timeout;
     let outcome = tokio::select! {
-        () = relay.shutdown.cancelled() => {
-            return Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "ServerBusy: the relay is shutting down"));
-        }
-        outcome = tokio::time::timeout(wait, arrival) => outcome,
+        () = relay.shutdown.cancelled() => return Err(shutting_down()),
+        outcome = tokio::time::timeout_at(deadline, arrival) => outcome,
     };
     let (protocol, listener_upgrade, listener_slot) = match outcome {
         Ok(Ok(Arrival::Accepted {
@@ -423,15 +439,7 @@ async fn connect(
                 "the listener's rendezvous failed",
             ));
         }
-        Err(_) => {
-            return Err(Refusal::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                format!(
-                    "GatewayTimeout: the listener did not accept the connection within {} s",
-                    wait.as_secs_f64()
-                ),
-            ));
-        }
+        Err(_) => return Err(timed_out()),
     };
     let sender_upgrade = hyper::upgrade::on(&mut req);
     let relay2 = relay.clone();
