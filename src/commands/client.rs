@@ -159,3 +159,48 @@ pub async fn run(loaded: Loaded, shutdown: CancellationToken) -> anyhow::Result<
     anyhow::ensure!(failed == 0, "{failed} step(s) failed");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> anyhow::Result<Loaded> {
+        let cli =
+            crate::cli::Cli::try_parse_from(["dongle-relay", "client"].iter().chain(args.iter()))?;
+        match cli.command {
+            crate::cli::Command::Client(a) => load(a),
+            _ => anyhow::bail!("not client"),
+        }
+    }
+
+    #[test]
+    fn steps_server_and_options() {
+        let l = parse(&[
+            "--server",
+            "10.0.0.5:12301",
+            "--slot",
+            "5",
+            "init",
+            "refresh",
+            "sleep=1",
+        ])
+        .expect("parse");
+        assert_eq!((l.config.host.as_str(), l.config.port), ("10.0.0.5", 12301));
+        assert_eq!(l.at.slot, 5);
+        assert_eq!(
+            l.steps,
+            [
+                Step::Init,
+                Step::Refresh,
+                Step::Sleep(Duration::from_secs(1))
+            ]
+        );
+        let d = parse(&[]).expect("defaults");
+        assert_eq!(d.steps.len(), 5);
+        assert_eq!(d.config.port, 12300);
+        assert!(parse(&["--server", "nohost"]).is_err());
+        assert!(parse(&["dance"]).is_err());
+        assert!(parse(&["--pin-key", "xyz"]).is_err());
+    }
+}

@@ -176,3 +176,45 @@ pub fn file_log(loaded: &Loaded) -> Option<crate::telemetry::FileLog> {
         filter: loaded.config.log_level.filter().to_owned(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> anyhow::Result<Loaded> {
+        let cli =
+            crate::cli::Cli::try_parse_from(["dongle-relay", "server"].iter().chain(args.iter()))?;
+        match cli.command {
+            crate::cli::Command::Server(a) => load(a),
+            _ => anyhow::bail!("not server"),
+        }
+    }
+
+    #[test]
+    fn config_file_overrides_and_log_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ini = dir.path().join("mxnet2.ini");
+        std::fs::write(
+            &ini,
+            "[Option]\nPort=12345\nLogFileFolder=logs\nLogLevel=2\n",
+        )
+        .expect("write");
+        let path = ini.to_str().expect("utf-8");
+        let l = parse(&["--config", path, "--dongle", "none"]).expect("load");
+        assert_eq!(l.config.port, 12345);
+        assert_eq!(l.config.backend, BackendChoice::None);
+        assert_eq!(l.config.key_file, Some(dir.path().join(DEFAULT_KEY_FILE)));
+        let log = file_log(&l).expect("file log");
+        assert_eq!(log.dir, dir.path().join("logs"));
+        assert_eq!(
+            (log.prefix.as_str(), log.filter.as_str()),
+            ("mxnet", "debug")
+        );
+        let l = parse(&["--config", path, "--port", "1", "--ephemeral-key"]).expect("load");
+        assert_eq!((l.config.port, l.config.key_file.clone()), (1, None));
+        std::fs::write(&ini, "[Option]\nPrt=1\n").expect("write");
+        let err = parse(&["--config", path]).err().expect("error");
+        assert!(format!("{err:#}").contains("Prt"), "{err:#}");
+    }
+}
