@@ -8,7 +8,10 @@ use hc_client::pump::PumpConfig;
 use hc_client::settings::{EgressSection, TlsSection, de_opt_duration};
 use hc_protocol::Secret;
 use hc_protocol::connection_string::ConnectionString;
-use serde::Deserialize;
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Deserializer};
+
+use crate::identity::{IdentityConfig, IdentityMode};
 
 /// The license server's default address on the dongle host.
 pub const DEFAULT_TARGET: &str = "127.0.0.1:12300";
@@ -34,6 +37,8 @@ pub struct ListenerConfig {
     pub reconnect_max: Duration,
     /// How long streams may drain after shutdown before they are closed.
     pub shutdown_grace: Duration,
+    /// How the target learns the real client (default: it does not).
+    pub identity: IdentityConfig,
 }
 
 impl ListenerConfig {
@@ -49,6 +54,7 @@ impl ListenerConfig {
             max_streams: 1024,
             reconnect_max: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
+            identity: IdentityConfig::default(),
         }
     }
 }
@@ -86,6 +92,13 @@ pub struct ListenerFile {
     /// Drain time on shutdown (`5s`).
     #[serde(default, deserialize_with = "de_opt_duration")]
     pub shutdown_grace: Option<Duration>,
+    /// How the target learns the real client: `none`, `proxy-v2` or `loopback`.
+    pub identity: Option<IdentityMode>,
+    /// Site name for senders that send none.
+    pub default_site: Option<String>,
+    /// Source addresses of the loopback identity mode (`127.64.0.0/10`).
+    #[serde(default, deserialize_with = "de_opt_ipv4net")]
+    pub loopback_range: Option<Ipv4Net>,
     /// Trust of the relay's certificate.
     #[serde(default)]
     pub tls: TlsSection,
@@ -104,6 +117,15 @@ impl ListenerFile {
     }
 }
 
+/// Reads `"127.64.0.0/10"`.
+fn de_opt_ipv4net<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Ipv4Net>, D::Error> {
+    let text = String::deserialize(d)?;
+    text.trim()
+        .parse::<Ipv4Net>()
+        .map(Some)
+        .map_err(|_| serde::de::Error::custom(format!("{text:?} is not an IPv4 CIDR range")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +142,24 @@ mod tests {
         let err = ListenerFile::parse("idle_timeout = \"soon\"").expect_err("bad duration");
         assert!(err.to_string().contains("idle_timeout"), "{err}");
         assert!(!format!("{file:?}").contains("SharedAccessKey="));
+        assert_eq!(file.identity, Some(IdentityMode::None));
+    }
+
+    #[test]
+    fn identity_keys_parse_and_bad_values_are_named() {
+        let file = ListenerFile::parse(
+            "identity = \"proxy-v2\"\ndefault_site = \"hq\"\nloopback_range = \"127.80.0.0/16\"",
+        )
+        .expect("parses");
+        assert_eq!(file.identity, Some(IdentityMode::ProxyV2));
+        assert_eq!(file.default_site.as_deref(), Some("hq"));
+        assert_eq!(
+            file.loopback_range.map(|n| n.to_string()).as_deref(),
+            Some("127.80.0.0/16")
+        );
+        let err = ListenerFile::parse("identity = \"proxy-v1\"").expect_err("bad mode");
+        assert!(err.to_string().contains("identity"), "{err}");
+        let err = ListenerFile::parse("loopback_range = \"127.0.0.1\"").expect_err("bad range");
+        assert!(err.to_string().contains("loopback_range"), "{err}");
     }
 }

@@ -3,27 +3,37 @@
 //!
 //! - [`config`]: [`ListenerConfig`] and the `listen` configuration file.
 //! - [`status`]: [`ListenerStatus`], the live state (connected, reconnects, streams, counters).
-//! - [`target`]: [`TargetConnector`], how a rendezvous reaches the target — **the extension
-//!   point for the PROXY v2 header** — and the plain [`TcpTarget`].
+//! - [`identity`]: [`RemoteClient`], the real client behind a connection (sender headers,
+//!   relay endpoint, site), and [`IdentityConfig`], how the target learns it.
+//! - [`target`]: [`TargetConnector`], how a rendezvous reaches the target, the plain
+//!   [`TcpTarget`] and [`ConfiguredTarget`] (the connector of the configured identity mode).
+//! - [`proxy_v2`]: [`ProxyV2Target`], a PROXY protocol v2 header naming the client and site.
+//! - [`loopback`]: [`LoopbackTarget`], a per-client loopback source address (Linux).
 //! - [`control`]: one control-channel session (accepts, token renewal, keep-alive pings).
 //! - [`rendezvous`]: one accepted connection: connect the target, then accept or reject.
 //! - [`listener`]: [`RelayListener`], the reconnect loop and graceful shutdown.
 
 pub mod config;
 pub mod control;
+pub mod identity;
 pub mod listener;
+pub mod loopback;
+pub mod proxy_v2;
 pub mod rendezvous;
 pub mod status;
 pub mod target;
 
 pub use config::{ListenerConfig, ListenerFile};
+pub use identity::{ClientSource, IdentityConfig, IdentityMode, RemoteClient};
 pub use listener::{ListenerError, RelayListener};
-pub use status::{ListenerSnapshot, ListenerStatus};
-pub use target::{TargetConnector, TcpTarget};
+pub use loopback::LoopbackTarget;
+pub use proxy_v2::{PP2_TYPE_SITE, ProxyV2Target};
+pub use status::{ListenerSnapshot, ListenerStatus, StreamInfo, StreamState};
+pub use target::{ConfiguredTarget, Connected, TargetConnector, TargetRequest, TcpTarget};
 
 use tokio_util::sync::CancellationToken;
 
-/// Runs a relay-listener with the plain TCP target until `shutdown` is cancelled.
+/// Runs a relay-listener with the configured target and identity mode until `shutdown` is cancelled.
 ///
 /// # Errors
 /// [`ListenerError`] when the configuration is unusable (the relay being unreachable is not an

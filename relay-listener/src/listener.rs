@@ -15,9 +15,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::ListenerConfig;
 use crate::control::{SessionEnd, session};
+use crate::identity::{IdentityError, IdentityMode};
 use crate::rendezvous;
 use crate::status::ListenerStatus;
-use crate::target::{TargetConnector, TcpTarget};
+use crate::target::{ConfiguredTarget, TargetConnector};
 
 /// A control channel that stayed up this long resets the back-off.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
@@ -28,10 +29,13 @@ pub enum ListenerError {
     /// Relay access settings are unusable.
     #[error(transparent)]
     Access(#[from] AccessError),
+    /// Client identity settings are unusable.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
 }
 
 /// A relay-listener, generic over how it reaches its target.
-pub struct RelayListener<C: TargetConnector = TcpTarget> {
+pub struct RelayListener<C: TargetConnector = ConfiguredTarget> {
     config: Arc<ListenerConfig>,
     access: Arc<RelayAccess>,
     connector: Arc<C>,
@@ -39,14 +43,21 @@ pub struct RelayListener<C: TargetConnector = TcpTarget> {
     id: String,
 }
 
-impl RelayListener<TcpTarget> {
-    /// A listener bridging to the configured TCP target.
+impl RelayListener<ConfiguredTarget> {
+    /// A listener bridging to the configured TCP target in the configured identity mode.
     ///
     /// # Errors
-    /// [`ListenerError`] for unusable relay settings (hybrid connection name, TLS trust).
+    /// [`ListenerError`] for unusable relay settings (hybrid connection name, TLS trust) or
+    /// identity settings (default site, loopback range).
     pub fn new(config: ListenerConfig) -> Result<Self, ListenerError> {
         let access = RelayAccess::new(config.access.clone())?;
-        let connector = TcpTarget::new(config.target.clone(), config.target_keepalive);
+        config.identity.validate()?;
+        let connector = ConfiguredTarget::new(&config)?;
+        if connector.mode() == IdentityMode::Loopback && !cfg!(target_os = "linux") {
+            tracing::warn!(
+                "loopback identity mode needs Linux; every connection will be rejected with 502"
+            );
+        }
         Ok(Self {
             config: Arc::new(config),
             access: Arc::new(access),
@@ -58,7 +69,8 @@ impl RelayListener<TcpTarget> {
 }
 
 impl<C: TargetConnector> RelayListener<C> {
-    /// Replaces the target connector (the PROXY v2 extension point, see [`crate::target`]).
+    /// Replaces the target connector (see [`crate::target`]); the configured identity mode is
+    /// then ignored, the default site still applies.
     pub fn with_connector<D: TargetConnector>(self, connector: D) -> RelayListener<D> {
         RelayListener {
             config: self.config,

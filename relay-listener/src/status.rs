@@ -1,12 +1,69 @@
 //! The relay-listener's live state, shared with whoever watches it (tests, the CLI, a later
 //! admin page): whether the control channel is up, how often it reconnected, streams and byte
-//! counters. Changes are published through a `watch` channel so watchers can wait for a
-//! condition instead of polling.
+//! counters, and the recent streams with the client, site and source address each one had.
+//! Changes are published through a `watch` channel so watchers can wait for a condition
+//! instead of polling.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hc_client::ByteMeter;
 use tokio::sync::watch;
+
+use crate::identity::{ClientSource, RemoteClient};
+
+/// Most entries kept in [`ListenerSnapshot::recent_streams`].
+pub const RECENT_STREAMS: usize = 64;
+
+/// Where a stream is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamState {
+    /// Being pumped.
+    Active,
+    /// Ended (either side closed, idle timeout, shutdown).
+    Ended,
+    /// The target was unreachable; the sender was rejected with 502.
+    Rejected,
+    /// The dial-back to the relay failed.
+    Failed,
+}
+
+/// One tunnelled connection as the listener saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// The relay's connection id (`accept.id`).
+    pub id: String,
+    /// The real client.
+    pub client: SocketAddr,
+    /// Where `client` came from.
+    pub client_from: ClientSource,
+    /// The client's site.
+    pub site: Option<String>,
+    /// The address the target saw the connection come from (the mapped address in loopback
+    /// mode); `None` when the target was not reached.
+    pub source: Option<SocketAddr>,
+    /// Active, ended, rejected or failed.
+    pub state: StreamState,
+}
+
+impl StreamInfo {
+    /// A stream of `client`.
+    pub fn new(
+        id: &str,
+        client: &RemoteClient,
+        source: Option<SocketAddr>,
+        state: StreamState,
+    ) -> Self {
+        Self {
+            id: id.to_owned(),
+            client: client.addr,
+            client_from: client.source,
+            site: client.site.clone(),
+            source,
+            state,
+        }
+    }
+}
 
 /// A point-in-time copy of the listener's state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,6 +86,20 @@ pub struct ListenerSnapshot {
     pub token_renewals: u64,
     /// The last connection problem, one line.
     pub last_error: Option<String>,
+    /// Times two different clients were given the same loopback source address.
+    pub identity_collisions: u64,
+    /// The most recent streams, oldest first, at most [`RECENT_STREAMS`]; when full, the oldest
+    /// finished entry makes room first, so active streams stay listed.
+    pub recent_streams: Vec<StreamInfo>,
+}
+
+impl ListenerSnapshot {
+    /// The streams being pumped now (among the recent ones).
+    pub fn active(&self) -> impl Iterator<Item = &StreamInfo> {
+        self.recent_streams
+            .iter()
+            .filter(|s| s.state == StreamState::Active)
+    }
 }
 
 /// A cloneable handle on the listener's state.
@@ -82,6 +153,35 @@ impl ListenerStatus {
         self.inner.state.send_modify(change);
     }
 
+    /// Lists a new stream, making room if the list is full.
+    pub(crate) fn stream_started(&self, info: StreamInfo) {
+        self.update(|s| {
+            let list = &mut s.recent_streams;
+            if list.len() >= RECENT_STREAMS {
+                let victim = list
+                    .iter()
+                    .position(|e| e.state != StreamState::Active)
+                    .unwrap_or(0);
+                list.remove(victim);
+            }
+            list.push(info);
+        });
+    }
+
+    /// Marks the latest active stream with `id` as finished.
+    pub(crate) fn stream_finished(&self, id: &str, state: StreamState) {
+        self.update(|s| {
+            if let Some(e) = s
+                .recent_streams
+                .iter_mut()
+                .rev()
+                .find(|e| e.id == id && e.state == StreamState::Active)
+            {
+                e.state = state;
+            }
+        });
+    }
+
     pub(crate) fn connected(&self) {
         self.update(|s| {
             s.connected = true;
@@ -98,5 +198,48 @@ impl ListenerStatus {
                 s.last_error = error;
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: usize, state: StreamState) -> StreamInfo {
+        let client = RemoteClient {
+            addr: "192.0.2.7:1".parse().expect("addr"),
+            site: Some("a".into()),
+            source: ClientSource::FromHeader,
+        };
+        StreamInfo::new(&id.to_string(), &client, None, state)
+    }
+
+    #[test]
+    fn recent_streams_are_bounded_and_keep_active_ones() {
+        let status = ListenerStatus::default();
+        status.stream_started(info(0, StreamState::Active));
+        for i in 1..RECENT_STREAMS * 3 {
+            status.stream_started(info(i, StreamState::Active));
+            status.stream_finished(&i.to_string(), StreamState::Ended);
+        }
+        let s = status.snapshot();
+        assert_eq!(s.recent_streams.len(), RECENT_STREAMS);
+        assert_eq!(s.recent_streams[0].id, "0", "the active stream was dropped");
+        assert_eq!(s.active().count(), 1);
+        let last = s.recent_streams.last().expect("last");
+        assert_eq!(
+            (last.id.as_str(), last.state),
+            (
+                (RECENT_STREAMS * 3 - 1).to_string().as_str(),
+                StreamState::Ended
+            )
+        );
+        // Only active streams are overwritten by a finish.
+        status.stream_finished("0", StreamState::Failed);
+        status.stream_finished("0", StreamState::Ended);
+        assert_eq!(
+            status.snapshot().recent_streams[0].state,
+            StreamState::Failed
+        );
     }
 }

@@ -9,6 +9,7 @@ use hc_client::access::AccessConfig;
 use hc_client::dial::DialTimeouts;
 use hc_client::settings::{self, EgressSection, TlsSection, parse_duration};
 use hc_protocol::Secret;
+use relay_listener::identity::{IdentityMode, Ipv4Net};
 use relay_listener::{ListenerConfig, ListenerFile};
 use tokio_util::sync::CancellationToken;
 
@@ -137,6 +138,16 @@ pub fn read_file<T>(
     Ok(Some(parsed))
 }
 
+fn identity_mode(text: &str) -> Result<IdentityMode, String> {
+    text.parse().map_err(|e| format!("{e}"))
+}
+
+fn ipv4_range(text: &str) -> Result<Ipv4Net, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not an IPv4 CIDR range such as 127.64.0.0/10"))
+}
+
 /// `Some(d)` unless `d` is zero (a zero duration turns the feature off).
 fn nonzero(d: Duration) -> Option<Duration> {
     (!d.is_zero()).then_some(d)
@@ -171,6 +182,19 @@ pub struct Args {
     /// How long open connections may finish after SIGTERM [default: 5s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub shutdown_grace: Option<Duration>,
+    /// How the target learns the real client: `none`; `proxy-v2` (a PROXY protocol v2 header
+    /// with the client's address and site, for our license server); `loopback` (one loopback
+    /// source address per client, for servers that count seats per IP; Linux only). Without
+    /// proxy-v2 or loopback every client reaches the target from this host's one address
+    /// [default: none].
+    #[arg(long, value_name = "MODE", value_parser = identity_mode)]
+    pub identity: Option<IdentityMode>,
+    /// Site name for senders that send none (`X-Dongle-Relay-Site`) [default: none].
+    #[arg(long, value_name = "NAME")]
+    pub default_site: Option<String>,
+    /// Source addresses of `--identity loopback` [default: 127.64.0.0/10].
+    #[arg(long, value_name = "CIDR", value_parser = ipv4_range)]
+    pub loopback_range: Option<Ipv4Net>,
 }
 
 /// The validated configuration of `listen`.
@@ -211,6 +235,13 @@ pub fn load(args: Args) -> anyhow::Result<Loaded> {
     if let Some(g) = args.shutdown_grace.or(file.shutdown_grace) {
         config.shutdown_grace = g;
     }
+    if let Some(mode) = args.identity.or(file.identity) {
+        config.identity.mode = mode;
+    }
+    config.identity.default_site = args.default_site.or(file.default_site);
+    if let Some(range) = args.loopback_range.or(file.loopback_range) {
+        config.identity.loopback_range = range;
+    }
     // Fail before running: the hybrid connection name and TLS trust must be usable.
     relay_listener::RelayListener::new(config.clone())?;
     Ok(Loaded { config })
@@ -223,4 +254,71 @@ pub fn load(args: Args) -> anyhow::Result<Loaded> {
 pub async fn run(loaded: Loaded, shutdown: CancellationToken) -> anyhow::Result<()> {
     relay_listener::run(loaded.config, shutdown).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use relay_listener::IdentityMode;
+
+    const CS: &str =
+        "Endpoint=sb://relay.test/;SharedAccessKeyName=listen;SharedAccessKey=k;EntityPath=license";
+
+    fn parse(args: &[&str]) -> anyhow::Result<Loaded> {
+        let base = ["dongle-relay", "listen", "--connection-string", CS];
+        let cli = crate::cli::Cli::try_parse_from(base.iter().chain(args.iter()))?;
+        match cli.command {
+            crate::cli::Command::Listen(a) => load(a),
+            _ => anyhow::bail!("not listen"),
+        }
+    }
+
+    #[test]
+    fn identity_options_from_file_and_flags() {
+        let l = parse(&[]).expect("defaults");
+        assert_eq!(l.config.identity, relay_listener::IdentityConfig::default());
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("listener.toml");
+        std::fs::write(
+            &file,
+            "identity = \"loopback\"\ndefault_site = \"hq\"\nloopback_range = \"127.80.0.0/16\"\n",
+        )
+        .expect("write");
+        let path = file.to_str().expect("utf-8");
+        let l = parse(&["--config", path]).expect("file");
+        assert_eq!(l.config.identity.mode, IdentityMode::Loopback);
+        assert_eq!(l.config.identity.default_site.as_deref(), Some("hq"));
+        assert_eq!(
+            l.config.identity.loopback_range.to_string(),
+            "127.80.0.0/16"
+        );
+
+        let l = parse(&[
+            "--config",
+            path,
+            "--identity",
+            "proxy-v2",
+            "--default-site",
+            "dongle-host",
+        ])
+        .expect("flags win");
+        assert_eq!(l.config.identity.mode, IdentityMode::ProxyV2);
+        assert_eq!(
+            l.config.identity.default_site.as_deref(),
+            Some("dongle-host")
+        );
+
+        let err = parse(&["--identity", "proxy-v3"])
+            .err()
+            .expect("bad mode")
+            .to_string();
+        assert!(err.contains("proxy-v3"), "{err}");
+        let err = parse(&["--loopback-range", "10.0.0.0/8"])
+            .err()
+            .expect("bad range")
+            .to_string();
+        assert!(err.contains("127.0.0.0/8"), "{err}");
+    }
 }

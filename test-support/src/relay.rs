@@ -1,0 +1,216 @@
+//! The relay fixture: the real self-hosted relay (`relay-server`) on `127.0.0.1:0` over TLS with
+//! a freshly generated self-signed certificate, one hybrid connection ([`HC`]) with a Listen
+//! rule and a Send rule, and builders for listener and proxy configurations that pin the
+//! certificate and carry real SAS credentials. It can be stopped and restarted on the same
+//! port to test reconnection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hc_client::access::AccessConfig;
+use hc_client::trust::{Fingerprint, TrustConfig};
+use hc_protocol::connection_string::ConnectionString;
+use local_proxy::ProxyConfig;
+use relay_listener::ListenerConfig;
+use relay_server::config::{HybridConnectionConfig, Right, SasRule};
+use relay_server::{RelayConfig, RelayError, RelayStats, SelfSigned};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The hybrid connection every fixture uses.
+pub const HC: &str = "license";
+/// Key of the `listen` rule (Listen right).
+pub const LISTEN_KEY: &str = "listen-key-0123456789";
+/// Key of the `send` rule (Send right).
+pub const SEND_KEY: &str = "send-key-0123456789";
+
+type Customise = Arc<dyn Fn(&mut RelayConfig) + Send + Sync>;
+
+/// A running (or stopped) relay. Dropping it shuts the relay down.
+pub struct Relay {
+    addr: SocketAddr,
+    cert: SelfSigned,
+    customise: Option<Customise>,
+    stats: RelayStats,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<Result<(), RelayError>>>,
+}
+
+impl Relay {
+    /// Starts a TLS relay on `127.0.0.1:0` and waits until it serves. Also installs the ring
+    /// crypto provider.
+    pub async fn start_tls() -> Self {
+        Self::start(None).await
+    }
+
+    /// Like [`Relay::start_tls`], with `customise` applied to the configuration (limits,
+    /// timeouts, more rules) on this and every restart.
+    pub async fn start_tls_with(
+        customise: impl Fn(&mut RelayConfig) + Send + Sync + 'static,
+    ) -> Self {
+        Self::start(Some(Arc::new(customise))).await
+    }
+
+    async fn start(customise: Option<Customise>) -> Self {
+        hc_client::install_crypto_provider();
+        let cert =
+            relay_server::tls::self_signed(&["localhost", "127.0.0.1"]).expect("certificate");
+        let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
+        let addr = socket.local_addr().expect("relay addr");
+        let mut relay = Self {
+            addr,
+            cert,
+            customise,
+            stats: RelayStats::default(),
+            shutdown: CancellationToken::new(),
+            task: None,
+        };
+        relay.serve(socket).await;
+        relay
+    }
+
+    async fn serve(&mut self, socket: TcpListener) {
+        let mut config = RelayConfig::new(
+            self.cert.tls_config(),
+            vec![HybridConnectionConfig::new(
+                HC,
+                vec![
+                    SasRule::new("listen", LISTEN_KEY, &[Right::Listen]),
+                    SasRule::new("send", SEND_KEY, &[Right::Send]),
+                ],
+            )],
+        );
+        config.limits.shutdown_grace = Duration::from_millis(200);
+        if let Some(customise) = &self.customise {
+            customise(&mut config);
+        }
+        self.stats = config.stats();
+        self.shutdown = CancellationToken::new();
+        self.task = Some(tokio::spawn(relay_server::run(
+            config,
+            socket,
+            self.shutdown.clone(),
+        )));
+        self.stats.wait_serving().await;
+    }
+
+    /// Shuts the relay down and waits until it has stopped (its port is then free).
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Stops the relay if it runs, then starts a new one on the same port with the same
+    /// certificate and keys.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let socket = TcpListener::bind(self.addr)
+            .await
+            .expect("rebind the relay's port");
+        self.serve(socket).await;
+    }
+
+    /// The relay's address (`127.0.0.1:port`).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The relay's port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The relay's self-signed certificate.
+    pub fn cert(&self) -> &SelfSigned {
+        &self.cert
+    }
+
+    /// Counters and readiness of the relay (of the latest start).
+    pub fn stats(&self) -> &RelayStats {
+        &self.stats
+    }
+
+    /// A connection string for rule `rule` with `key` on hybrid connection `hc`.
+    pub fn connection(&self, rule: &str, key: &str, hc: &str) -> ConnectionString {
+        format!(
+            "Endpoint=sb://127.0.0.1:{}/;SharedAccessKeyName={rule};SharedAccessKey={key};EntityPath={hc}",
+            self.port()
+        )
+        .parse()
+        .expect("connection string")
+    }
+
+    /// The Listen connection string.
+    pub fn listen_connection(&self) -> ConnectionString {
+        self.connection("listen", LISTEN_KEY, HC)
+    }
+
+    /// The Send connection string.
+    pub fn send_connection(&self) -> ConnectionString {
+        self.connection("send", SEND_KEY, HC)
+    }
+
+    /// Relay access with `connection`, trusting exactly this relay's certificate (pinned).
+    pub fn access(&self, connection: ConnectionString) -> AccessConfig {
+        let mut access = AccessConfig::new(connection);
+        access.trust = TrustConfig {
+            pins: vec![
+                self.cert
+                    .sha256_fingerprint
+                    .parse::<Fingerprint>()
+                    .expect("fingerprint"),
+            ],
+            ..TrustConfig::default()
+        };
+        access
+    }
+
+    /// A listener configuration bridging to `target` with the Listen key (target timeout 2 s,
+    /// reconnects at most 1 s apart, no client identity).
+    pub fn listener_config(&self, target: SocketAddr) -> ListenerConfig {
+        self.listener_config_with(self.listen_connection(), target)
+    }
+
+    /// A listener configuration with any connection string (wrong keys, other hubs).
+    pub fn listener_config_with(
+        &self,
+        connection: ConnectionString,
+        target: SocketAddr,
+    ) -> ListenerConfig {
+        let mut config = ListenerConfig::new(connection.clone());
+        config.access = self.access(connection);
+        config.target = target.to_string();
+        config.target_timeout = Duration::from_secs(2);
+        config.reconnect_max = Duration::from_secs(1);
+        config
+    }
+
+    /// A proxy configuration with the Send key and no site.
+    pub fn proxy_config(&self) -> ProxyConfig {
+        self.proxy_config_with(self.send_connection())
+    }
+
+    /// A proxy configuration with the Send key that names its site (`X-Dongle-Relay-Site`).
+    pub fn proxy_config_at(&self, site: &str) -> ProxyConfig {
+        let mut config = self.proxy_config();
+        config.site = Some(site.to_owned());
+        config
+    }
+
+    /// A proxy configuration with any connection string and no site.
+    pub fn proxy_config_with(&self, connection: ConnectionString) -> ProxyConfig {
+        let mut config = ProxyConfig::new(connection.clone());
+        config.access = self.access(connection);
+        config
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
