@@ -1,8 +1,10 @@
 //! The client library's settings: server address and port, connect timeout, SOCKS5 egress,
-//! the pinned server key, connection reuse, the client's name and clock. Read from
+//! the local source address, the pinned server key, connection reuse, the client's name and
+//! clock. Read from
 //! `mxnetapi.ini` ([`super::ini`]) or built in code.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,6 +63,10 @@ pub struct ClientConfig {
     pub io_timeout: Duration,
     /// SOCKS5 egress.
     pub socks: Option<SocksConfig>,
+    /// The local address to connect from (`localip=`); `None` lets the system choose. On a
+    /// multi-homed host it picks the interface, and on Linux any `127.x.y.z` works, which lets
+    /// one machine act as several clients of an IP-licensed server.
+    pub local_addr: Option<IpAddr>,
     /// The server key to insist on (`serverkey=`); `None` accepts any key.
     pub pinned_key: Option<ServerPublicKey>,
     /// Keep one connection open across calls (`persistent=1`); the default opens one
@@ -80,6 +86,7 @@ impl Default for ClientConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             io_timeout: DEFAULT_IO_TIMEOUT,
             socks: None,
+            local_addr: None,
             pinned_key: None,
             persistent: false,
             client_name: default_client_name(),

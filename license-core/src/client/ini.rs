@@ -11,6 +11,7 @@
 //! persistent=0        ; 1 = one connection for all calls
 //! iotimeout=10000     ; answer timeout, milliseconds
 //! name=cad-station-3  ; client name shown by the server
+//! localip=10.0.0.7    ; connect from this local address
 //! [SocksServer]
 //! ip=127.0.0.1
 //! port=1080
@@ -166,6 +167,17 @@ fn option(config: &mut ClientConfig, s: &str, key: &str, value: &str) -> Result<
             );
         }
         "name" => config.client_name = value.to_owned(),
+        "localip" => {
+            config.local_addr = if value.is_empty() {
+                None
+            } else {
+                Some(
+                    value
+                        .parse()
+                        .map_err(|_| bad(s, key, value, "an IP address of this host"))?,
+                )
+            };
+        }
         _ => {
             return Err(ConfigError::UnknownKey {
                 section: s.to_owned(),

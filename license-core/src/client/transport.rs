@@ -1,10 +1,12 @@
 //! Getting a frame to the server and its answer back: a direct TCP connection or one through a
-//! SOCKS5 proxy (section 9), under the connect timeout; one connection per call (the manual's
-//! pattern, section 6.4) or one kept open across calls.
+//! SOCKS5 proxy (section 9), under the connect timeout, optionally from a chosen local address;
+//! one connection per call (the manual's pattern, section 6.4) or one kept open across calls.
 
 use futures_util::{SinkExt as _, StreamExt as _};
+use std::net::{IpAddr, SocketAddr};
+
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream, lookup_host};
 use tokio_util::codec::Framed;
 
 use super::config::ClientConfig;
@@ -86,7 +88,7 @@ async fn connect(config: &ClientConfig) -> Result<Conn, ErrorCode> {
         None => {
             let tcp = tokio::time::timeout(
                 timeout,
-                TcpStream::connect((config.host.as_str(), config.port)),
+                tcp_connect(&config.host, config.port, config.local_addr),
             )
             .await
             .map_err(|_| ErrorCode::Connect)?
@@ -100,7 +102,7 @@ async fn connect(config: &ClientConfig) -> Result<Conn, ErrorCode> {
         Some(socks) => {
             let proxy = tokio::time::timeout(
                 timeout,
-                TcpStream::connect((socks.host.as_str(), socks.port)),
+                tcp_connect(&socks.host, socks.port, config.local_addr),
             )
             .await
             .map_err(|_| ErrorCode::Connect)?
@@ -138,6 +140,36 @@ async fn connect(config: &ClientConfig) -> Result<Conn, ErrorCode> {
         }
     };
     Ok(Framed::new(stream, FrameCodec))
+}
+
+/// Connects to `host:port`, from `local` when given (trying each address of `host` of the
+/// same family in turn).
+async fn tcp_connect(host: &str, port: u16, local: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(local) = local else {
+        return TcpStream::connect((host, port)).await;
+    };
+    let mut last = None;
+    for addr in lookup_host((host, port)).await? {
+        if addr.is_ipv4() != local.is_ipv4() {
+            continue;
+        }
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.bind(SocketAddr::new(local, 0))?;
+        match socket.connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            format!("{host} has no address of the family of local address {local}"),
+        )
+    }))
 }
 
 /// Maps SOCKS failures to the codes of section 9.

@@ -121,6 +121,16 @@ fn option(config: &mut ServerConfig, key: &str, value: &str) -> Result<(), Confi
             config.backend = BackendChoice::parse(value)
                 .ok_or_else(|| bad(S, key, value, "simulated, usb or none"))?;
         }
+        "trustedproxy" | "trustedproxies" => {
+            config.trusted_proxies = super::TrustedProxies::parse_list(value).map_err(|_| {
+                bad(
+                    S,
+                    key,
+                    value,
+                    "IP addresses or networks separated by commas (127.0.0.0/8, ::1), or none",
+                )
+            })?;
+        }
         "maxsessions" => {
             config.max_sessions = value
                 .parse()

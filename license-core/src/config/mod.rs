@@ -1,11 +1,12 @@
 //! The license server's configuration: one validated [`ServerConfig`], read from `mxnet2.ini`
 //! as the manual writes it (section 3.1 keys, `[dongleN]` naming sections, section 6.7) or from
 //! an equivalent TOML file, with our extensions (bind address, key file, dongle backend,
-//! simulated dongles, seat limits) under documented keys. Unknown keys and bad values are
-//! errors naming the key.
+//! simulated dongles, seat limits, trusted PROXY header senders) under documented keys. Unknown
+//! keys and bad values are errors naming the key.
 
 pub(crate) mod ini;
 mod toml;
+mod trusted;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -13,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::engine::{EngineSettings, LicenseMode};
+
+pub use trusted::{TrustedProxies, parse_net};
 
 /// The default port (section 3).
 pub const DEFAULT_PORT: u16 = 12300;
@@ -128,6 +131,10 @@ pub struct ServerConfig {
     pub key_file: Option<PathBuf>,
     /// `MaxSessions=` (extension, default 10000).
     pub max_sessions: usize,
+    /// `TrustedProxy=` (extension): peers whose PROXY protocol v2 headers name the real client
+    /// and site (default loopback, where the relay-listener runs). Headers from other peers
+    /// are refused.
+    pub trusted_proxies: TrustedProxies,
     /// Things worth a warning that are not errors (e.g. `[dongle4]` after a gap).
     pub warnings: Vec<String>,
 }
@@ -151,6 +158,7 @@ impl Default for ServerConfig {
             dongles: vec![default_dongle()],
             key_file: None,
             max_sessions: crate::engine::DEFAULT_MAX_SESSIONS,
+            trusted_proxies: TrustedProxies::loopback(),
             warnings: Vec::new(),
         }
     }

@@ -239,3 +239,38 @@ fn load_picks_the_format_and_resolves_relative_paths() {
         Err(ConfigError::Read { .. })
     ));
 }
+
+#[test]
+fn trusted_proxies_default_to_loopback_and_read_from_both_formats() {
+    let d = ServerConfig::from_ini_str("").expect("parse");
+    assert_eq!(d.trusted_proxies, TrustedProxies::loopback());
+    let ini = ServerConfig::from_ini_str("[Option]\nTrustedProxy=10.0.0.5, 192.168.0.0/16 # lan\n")
+        .expect("ini");
+    assert!(
+        ini.trusted_proxies
+            .contains("192.168.7.7".parse().expect("ip"))
+    );
+    assert!(
+        !ini.trusted_proxies
+            .contains("127.0.0.1".parse().expect("ip"))
+    );
+    let toml =
+        ServerConfig::from_toml_str("trusted_proxies = [\"10.0.0.5\", \"192.168.0.0/16\"]\n")
+            .expect("toml");
+    assert_eq!(
+        ini, toml,
+        "the INI and TOML forms give the same configuration"
+    );
+    let none = ServerConfig::from_ini_str("[Option]\nTrustedProxy=none\n").expect("none");
+    assert!(none.trusted_proxies.is_empty());
+    let none = ServerConfig::from_toml_str("trusted_proxies = []\n").expect("none");
+    assert!(none.trusted_proxies.is_empty());
+    let err = ServerConfig::from_ini_str("[Option]\nTrustedProxy=relay.local\n")
+        .expect_err("bad")
+        .to_string();
+    assert!(err.contains("TrustedProxy"), "{err}");
+    let err = ServerConfig::from_toml_str("trusted_proxies = [\"x\"]\n")
+        .expect_err("bad")
+        .to_string();
+    assert!(err.contains("trusted_proxies"), "{err}");
+}

@@ -19,7 +19,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{BackendChoice, ConfigError, DongleSection, LogLevel, ServerConfig, bad};
+use super::{
+    BackendChoice, ConfigError, DongleSection, LogLevel, ServerConfig, TrustedProxies, bad,
+    parse_net,
+};
 use crate::engine::LicenseMode;
 
 #[derive(Debug, Deserialize)]
@@ -38,6 +41,7 @@ struct File {
     dongle_backend: Option<String>,
     key_file: Option<PathBuf>,
     max_sessions: Option<usize>,
+    trusted_proxies: Option<Vec<String>>,
     #[serde(default)]
     dongle: Vec<Dongle>,
 }
@@ -82,6 +86,23 @@ pub(super) fn parse(text: &str) -> Result<ServerConfig, ConfigError> {
         Some(s) => BackendChoice::parse(&s)
             .ok_or_else(|| bad("", "dongle_backend", &s, "simulated, usb or none"))?,
     };
+    let trusted_proxies = match file.trusted_proxies {
+        None => d.trusted_proxies.clone(),
+        Some(list) => TrustedProxies::new(
+            list.iter()
+                .map(|s| {
+                    parse_net(s).map_err(|_| {
+                        bad(
+                            "",
+                            "trusted_proxies",
+                            s,
+                            "IP addresses or networks (\"127.0.0.0/8\", \"::1\")",
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+    };
     let given = !file.dongle.is_empty();
     let mut dongles = Vec::new();
     for (i, dongle) in file.dongle.into_iter().enumerate() {
@@ -114,6 +135,7 @@ pub(super) fn parse(text: &str) -> Result<ServerConfig, ConfigError> {
         dongles,
         key_file: file.key_file.filter(|p| !p.as_os_str().is_empty()),
         max_sessions: file.max_sessions.unwrap_or(d.max_sessions),
+        trusted_proxies,
         warnings: Vec::new(),
     };
     config.finish(given)

@@ -731,10 +731,19 @@ impl Engine {
             taken,
             limit,
         };
+        // Who, behind the seat holder: the client address and site (from a PROXY header when
+        // the relay carried the connection).
+        let client =
+            self.sessions
+                .get(&session)
+                .map_or_else(String::new, |s| match &s.client.site {
+                    Some(site) => format!(" (client {} at site {site})", s.client.addr),
+                    None => format!(" (client {})", s.client.addr),
+                });
         // The manual's server log shows `AppSlot x(y)` with y the seats taken.
         match reason {
             None => tracing::info!(
-                "{} {}({}/{}) seat taken by {}",
+                "{} {}({}/{}) seat taken by {}{client}",
                 event.dongle,
                 event.slot_name,
                 taken,
@@ -743,7 +752,7 @@ impl Engine {
             ),
             Some(reason) => tracing::info!(
                 ?reason,
-                "{} {}({}/{}) seat freed by {}",
+                "{} {}({}/{}) seat freed by {}{client}",
                 event.dongle,
                 event.slot_name,
                 taken,

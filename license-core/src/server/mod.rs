@@ -1,4 +1,5 @@
-//! The license server (tokio): accepts TCP connections, serves the engine over the wire
+//! The license server (tokio): accepts TCP connections, learns the real client from a PROXY v2
+//! header sent by a trusted relay-listener ([`proxy_header`]), serves the engine over the wire
 //! protocol (one request per connection, as section 6.4's legacy clients do, or many on a
 //! persistent connection), sweeps timeouts periodically, polls the dongle backend, and shuts
 //! down gracefully (stops accepting, lets calls in flight finish).
@@ -6,20 +7,22 @@
 mod connection;
 mod dispatch;
 mod poller;
+pub mod proxy_header;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 pub use connection::Peer;
+pub use proxy_header::{PP2_TYPE_SITE, ProxyHeaderStats};
 
 use crate::clock::{Instant, SharedWallClock, SystemClock};
-use crate::config::{BackendChoice, DongleSection, ServerConfig};
+use crate::config::{BackendChoice, DongleSection, ServerConfig, TrustedProxies};
 use crate::dongle::simulated::{NoDongles, SimulatedBackend};
 use crate::dongle::usb::UsbBackend;
 use crate::dongle::{DongleBackend, describe};
@@ -53,6 +56,9 @@ pub(crate) struct Shared {
     pub(crate) idle_timeout: Duration,
     pub(crate) backend: Arc<dyn DongleBackend>,
     pub(crate) sections: Vec<DongleSection>,
+    /// Peers whose PROXY headers are believed.
+    pub(crate) trusted_proxies: TrustedProxies,
+    pub(crate) proxy_counters: proxy_header::Counters,
 }
 
 /// A license server and the handle to its state (cheap to clone).
@@ -120,6 +126,8 @@ impl LicenseServer {
             idle_timeout: config.session_timeout,
             backend,
             sections: config.dongles.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
+            proxy_counters: proxy_header::Counters::default(),
         };
         Self {
             shared: Arc::new(shared),
@@ -135,6 +143,16 @@ impl LicenseServer {
     pub fn snapshot(&self) -> StatusSnapshot {
         let wall = self.shared.wall.unix_millis();
         self.shared.engine().snapshot(Instant::now(), wall)
+    }
+
+    /// How many PROXY headers were accepted and refused since the server started.
+    pub fn proxy_header_stats(&self) -> ProxyHeaderStats {
+        self.shared.proxy_counters.stats()
+    }
+
+    /// The peers whose PROXY headers this server believes (`TrustedProxy=`).
+    pub fn trusted_proxies(&self) -> &TrustedProxies {
+        &self.shared.trusted_proxies
     }
 
     /// Administrator action: ends a session and its logins.
@@ -178,6 +196,41 @@ impl LicenseServer {
         connection::serve(&self.shared, stream, peer, shutdown).await;
     }
 
+    /// Serves one accepted TCP connection: a PROXY v2 header in front of it (peeked, so a
+    /// client that sends none loses nothing) names the client and site when the peer is in
+    /// `TrustedProxy=`; a header from any other peer, or a malformed one, closes the
+    /// connection with one warning and nothing served.
+    pub async fn serve_tcp(&self, mut stream: TcpStream, shutdown: CancellationToken) {
+        let Ok(tcp_peer) = stream.peer_addr() else {
+            return;
+        };
+        let shared = &self.shared;
+        let identified = proxy_header::identify(
+            &mut stream,
+            tcp_peer,
+            &shared.trusted_proxies,
+            &shared.proxy_counters,
+            shared.idle_timeout,
+            &shutdown,
+        )
+        .await;
+        match identified {
+            Ok(None) => {}
+            Ok(Some(peer)) if peer.addr == tcp_peer && peer.site.is_none() => {
+                self.serve_connection(stream, peer, shutdown).await;
+            }
+            Ok(Some(peer)) => {
+                let site = peer.site.as_deref().unwrap_or("-");
+                tracing::debug!(client = %peer.addr, site, via = %tcp_peer, "PROXY header accepted");
+                let span = tracing::debug_span!("client", addr = %peer.addr, site);
+                self.serve_connection(stream, peer, shutdown)
+                    .instrument(span)
+                    .await;
+            }
+            Err(refusal) => tracing::warn!("{refusal}; connection closed"),
+        }
+    }
+
     /// Accepts connections on `listener` until `shutdown` is cancelled, then waits up to
     /// [`SHUTDOWN_GRACE`] for open connections to finish their call.
     ///
@@ -192,7 +245,8 @@ impl LicenseServer {
             .local_addr()
             .map_or_else(|e| e.to_string(), |a| a.to_string());
         tracing::info!(addr = %local, key = %self.public_key(),
-            backend = %self.shared.backend.kind(), "license server listening");
+            backend = %self.shared.backend.kind(),
+            trusted_proxies = %self.shared.trusted_proxies, "license server listening");
         let tracker = TaskTracker::new();
         if self.shared.backend.kind() == crate::dongle::DongleKind::Usb {
             tracker.spawn(poller::run(self.shared.clone(), shutdown.clone()));
@@ -227,9 +281,7 @@ impl LicenseServer {
                     let span = tracing::debug_span!("conn", peer = %addr);
                     tracker.spawn(
                         async move {
-                            server
-                                .serve_connection(stream, Peer::tcp(addr), token)
-                                .await;
+                            server.serve_tcp(stream, token).await;
                             drop(permit);
                         }
                         .instrument(span),
