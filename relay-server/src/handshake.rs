@@ -96,10 +96,12 @@ pub(crate) struct ChosenProtocol {
 
 /// The protocol a listener's accept dial-back names: one `Sec-WebSocket-Protocol` value.
 ///
-/// `hyco-ws` 1.0.5 passes its handshake headers to `ws` 1.1.x as an array of `"Name: value"`
-/// strings, which `ws` sends as headers named `0`, `1`, … . We read the chosen protocol from
-/// such a header too, but must not echo it to that listener: `ws` fails a handshake whose
-/// response names a protocol it did not request.
+/// `hyco-ws` 1.0.5 names its choice in a proper header, but passes its other handshake
+/// headers to `ws` 1.1.x as an array of `"Name: value"` strings, which `ws` sends as headers
+/// named `0`, `1`, … (seen in practice: `0: Sec-WebSocket-Extensions: permessage-deflate`).
+/// A numbered header carrying `Sec-WebSocket-Protocol: p` (an application may add one via
+/// hyco-ws' `headers` event) also counts as choosing `p`, but must not be echoed to that
+/// listener: `ws` fails a handshake whose response names a protocol it did not request.
 pub(crate) fn chosen_protocol(headers: &HeaderMap) -> Result<Option<ChosenProtocol>, Refusal> {
     let offered = offered_protocols(headers);
     match offered.as_slice() {

@@ -80,6 +80,11 @@ pub async fn run(
             tracing::debug!(%peer, "client address not allowed");
             continue;
         }
+        if relay.admission.throttled(peer.ip()) {
+            // A listen storm (see admission.rs): closing before TLS costs next to nothing.
+            relay.stats.update(|s| s.throttled_total += 1);
+            continue;
+        }
         let Some(slot) = relay.admission.connection_slot() else {
             tracing::debug!(%peer, "connection limit reached, dropping");
             continue;

@@ -26,6 +26,9 @@ pub struct Snapshot {
     pub bridged_total: u64,
     /// Upgrade requests refused with an HTTP error since start.
     pub refused_total: u64,
+    /// Connections closed at accept, before TLS, because their IP was throttled for
+    /// listening too often (a `hyco-ws` reconnect storm), since start.
+    pub throttled_total: u64,
 }
 
 struct Inner {

@@ -200,7 +200,7 @@ async fn connection_limit_gives_503() {
 }
 
 #[tokio::test]
-async fn listener_cap_and_listen_rate_give_429() {
+async fn listener_cap_and_listen_rate_give_429_then_throttle() {
     within(async {
         let relay = TestRelay::start(false, |c| c.limits.max_listeners_per_hc = 2).await;
         let a = relay.listen().await;
@@ -223,6 +223,16 @@ async fn listener_cap_and_listen_rate_give_429() {
         let (status, body) = listen_with(&relay, &relay.token("listen", 3600)).await;
         assert_eq!(status, 429);
         assert!(body.contains("too many listen attempts"), "{body}");
+        // From then on the address is throttled: its connections close before any answer.
+        let result = relay.ws(&relay.url("/healthz"), &[]).await;
+        assert!(
+            !matches!(
+                result,
+                Err(tokio_tungstenite::tungstenite::Error::Http(_)) | Ok(_)
+            ),
+            "a throttled client gets no HTTP answer"
+        );
+        assert_eq!(relay.stats.snapshot().throttled_total, 1);
         relay.stop().await;
     })
     .await;

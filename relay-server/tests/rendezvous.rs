@@ -237,8 +237,8 @@ async fn hyco_ws_numbered_protocol_header_is_understood() {
         let sender =
             relay.sender_with_token("", vec![("Sec-WebSocket-Protocol".into(), "a, b".into())]);
         let accept = next_accept(&mut control).await;
-        // hyco-ws sends its choice as a header named "0" (see handshake.rs); the listener's
-        // 101 must not name a protocol it did not request.
+        // A choice in a numbered header, as hyco-ws sends its extra headers (see
+        // handshake.rs); the listener's 101 must not name a protocol it did not request.
         let (listener_ws, response) = relay
             .ws(&accept.address, &[("0", "Sec-WebSocket-Protocol: b")])
             .await
