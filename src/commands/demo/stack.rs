@@ -1,0 +1,287 @@
+//! The demo's stack: every component of the product in one process, wired the way the sites
+//! are in production but on loopback — the self-hosted relay (TLS, self-signed certificate,
+//! generated SAS keys), the license server (simulated dongle, ephemeral key, PROXY headers
+//! trusted from loopback), the relay-listener (pinning the relay's certificate, identity mode
+//! PROXY v2) and one local-proxy for a named site. Start waits on each component's readiness
+//! signal; stop cancels them all and waits a bounded time.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hc_client::access::AccessConfig;
+use hc_client::trust::{Fingerprint, TrustConfig};
+use hc_protocol::connection_string::Credentials;
+use hc_protocol::{ConnectionString, RelayEndpoint};
+use license_core::{LicenseServer, ServerConfig};
+use local_proxy::{LocalProxy, ProxyConfig, ProxyStatus};
+use relay_listener::{IdentityMode, ListenerConfig, ListenerStatus, RelayListener};
+use relay_server::config::Right;
+use relay_server::quickstart::{self, DEFAULT_HC, QuickstartKeys};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long the relay-listener may take to open its control channel.
+const CONNECT_LIMIT: Duration = Duration::from_secs(15);
+/// How long stopping may take before the remaining tasks are abandoned.
+const STOP_LIMIT: Duration = Duration::from_secs(10);
+/// Drain time of each component at stop (the demo's calls are finished by then).
+const GRACE: Duration = Duration::from_secs(1);
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Where the local-proxy accepts license clients (`127.0.0.1:12300`, or port 0).
+    pub proxy_addr: SocketAddr,
+    /// The local-proxy's site name.
+    pub site: String,
+    /// The license server's configuration (its bind address and port are ignored: it listens
+    /// on `127.0.0.1:0`).
+    pub server: ServerConfig,
+}
+
+type Task = (&'static str, JoinHandle<anyhow::Result<()>>);
+
+/// The running stack.
+pub struct DemoStack {
+    /// The relay's address.
+    pub relay_addr: SocketAddr,
+    /// SHA-256 fingerprint of the relay's self-signed certificate (`AB:CD:…`).
+    pub fingerprint: String,
+    /// Connection string with the Listen key (for relay-listeners).
+    pub listen_connection: ConnectionString,
+    /// Connection string with the Send key (for local-proxies).
+    pub send_connection: ConnectionString,
+    /// The license server's address.
+    pub license_addr: SocketAddr,
+    /// The license server (snapshot, public key, PROXY header counters).
+    pub server: LicenseServer,
+    /// The relay-listener's live state.
+    pub listener: ListenerStatus,
+    /// Where license clients connect.
+    pub proxy_addr: SocketAddr,
+    /// The local-proxy's live counters.
+    pub proxy: ProxyStatus,
+    /// The local-proxy's site.
+    pub site: String,
+    shutdown: CancellationToken,
+    tasks: Vec<Task>,
+}
+
+impl DemoStack {
+    /// Starts everything and returns once the relay-listener is connected and the local-proxy
+    /// accepts clients.
+    ///
+    /// # Errors
+    /// A port that cannot be bound (the proxy's port first, so a taken 12300 fails before
+    /// anything starts), a component that does not come up in time.
+    pub async fn start(options: StackOptions) -> anyhow::Result<Self> {
+        let proxy_socket = local_proxy::bind(options.proxy_addr, 128).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                anyhow::anyhow!(
+                    "{} is already in use (a license server or another proxy?); run \
+                     `dongle-relay demo --port 0` to use a free port",
+                    options.proxy_addr
+                )
+            } else {
+                anyhow::anyhow!("cannot listen on {}: {e}", options.proxy_addr)
+            }
+        })?;
+        let proxy_addr = proxy_socket.local_addr().context("proxy address")?;
+        let shutdown = CancellationToken::new();
+        let mut tasks: Vec<Task> = Vec::new();
+        let started = Self::start_rest(&options, proxy_socket, proxy_addr, &shutdown, &mut tasks);
+        match started.await {
+            Ok(parts) => Ok(Self {
+                shutdown,
+                tasks,
+                site: options.site,
+                proxy_addr,
+                ..parts
+            }),
+            Err(e) => {
+                stop_tasks(&shutdown, tasks).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Relay, license server, listener, proxy; `tasks` collects what was spawned so a failure
+    /// half-way can still stop it.
+    async fn start_rest(
+        options: &StackOptions,
+        proxy_socket: TcpListener,
+        proxy_addr: SocketAddr,
+        shutdown: &CancellationToken,
+        tasks: &mut Vec<Task>,
+    ) -> anyhow::Result<Self> {
+        // The relay: TLS with a certificate generated now, the built-in hybrid connection and
+        // generated keys.
+        let cert = relay_server::tls::self_signed(&["localhost", "127.0.0.1"])
+            .context("self-signed certificate")?;
+        let mut relay_config =
+            quickstart::config(DEFAULT_HC, QuickstartKeys::default(), cert.tls_config());
+        relay_config.limits.shutdown_grace = GRACE;
+        let key_of = |right: Right| {
+            relay_config.hybrid_connections[0]
+                .rules
+                .iter()
+                .find(|r| r.rights == [right])
+                .map(|r| (r.name.clone(), r.key.clone()))
+                .context("built-in rule")
+        };
+        let (listen_rule, listen_key) = key_of(Right::Listen)?;
+        let (send_rule, send_key) = key_of(Right::Send)?;
+        let relay_socket = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("cannot listen for the relay on 127.0.0.1")?;
+        let relay_addr = relay_socket.local_addr().context("relay address")?;
+        let relay_stats = relay_config.stats();
+        tasks.push((
+            "relay",
+            tokio::spawn({
+                let token = shutdown.clone();
+                async move {
+                    relay_server::run(relay_config, relay_socket, token)
+                        .await
+                        .context("relay")
+                }
+            }),
+        ));
+        relay_stats.wait_serving().await;
+
+        let connection = |key_name: String, key| ConnectionString {
+            endpoint: RelayEndpoint {
+                tls: true,
+                host: "127.0.0.1".to_owned(),
+                port: relay_addr.port(),
+            },
+            credentials: Credentials::Key { key_name, key },
+            entity_path: Some(DEFAULT_HC.to_owned()),
+        };
+        let listen_connection = connection(listen_rule, listen_key);
+        let send_connection = connection(send_rule, send_key);
+        let trust = TrustConfig {
+            pins: vec![
+                cert.sha256_fingerprint
+                    .parse::<Fingerprint>()
+                    .map_err(|e| anyhow::anyhow!("relay fingerprint: {e:?}"))?,
+            ],
+            public_roots: false,
+            ..TrustConfig::default()
+        };
+        let access = |connection: &ConnectionString| {
+            let mut access = AccessConfig::new(connection.clone());
+            access.trust = trust.clone();
+            access
+        };
+
+        // The license server, on loopback: the listener's PROXY headers come from loopback.
+        let license_socket = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("cannot listen for the license server on 127.0.0.1")?;
+        let license_addr = license_socket
+            .local_addr()
+            .context("license server address")?;
+        let server = LicenseServer::new(&options.server).context("license server")?;
+        tasks.push((
+            "license server",
+            tokio::spawn({
+                let server = server.clone();
+                let token = shutdown.clone();
+                async move {
+                    server
+                        .serve(license_socket, token)
+                        .await
+                        .context("license server")
+                }
+            }),
+        ));
+
+        // The relay-listener: bridges to the license server with a PROXY v2 header per
+        // connection (client address and site).
+        let mut listener_config = ListenerConfig::new(listen_connection.clone());
+        listener_config.access = access(&listen_connection);
+        listener_config.target = license_addr.to_string();
+        listener_config.identity.mode = IdentityMode::ProxyV2;
+        listener_config.reconnect_max = Duration::from_secs(2);
+        listener_config.shutdown_grace = GRACE;
+        let relay_listener = RelayListener::new(listener_config).context("relay-listener")?;
+        let listener = relay_listener.status();
+        tasks.push((
+            "relay-listener",
+            tokio::spawn({
+                let token = shutdown.clone();
+                async move { relay_listener.run(token).await.context("relay-listener") }
+            }),
+        ));
+        if tokio::time::timeout(CONNECT_LIMIT, listener.wait_for(|s| s.connected))
+            .await
+            .is_err()
+        {
+            let why = listener
+                .snapshot()
+                .last_error
+                .unwrap_or_else(|| "no error reported".to_owned());
+            anyhow::bail!(
+                "the relay-listener did not connect to the relay within {CONNECT_LIMIT:?}: {why}"
+            );
+        }
+
+        // The local-proxy of one site.
+        let mut proxy_config = ProxyConfig::new(send_connection.clone());
+        proxy_config.access = access(&send_connection);
+        proxy_config.site = Some(options.site.clone());
+        proxy_config.shutdown_grace = GRACE;
+        let local_proxy = LocalProxy::new(proxy_config).context("local-proxy")?;
+        let proxy = local_proxy.status();
+        tasks.push((
+            "local-proxy",
+            tokio::spawn({
+                let token = shutdown.clone();
+                async move {
+                    local_proxy
+                        .run(proxy_socket, token)
+                        .await
+                        .context("local-proxy")
+                }
+            }),
+        ));
+
+        Ok(Self {
+            relay_addr,
+            fingerprint: cert.sha256_fingerprint.clone(),
+            listen_connection,
+            send_connection,
+            license_addr,
+            server,
+            listener,
+            proxy_addr,
+            proxy,
+            site: String::new(),
+            shutdown: shutdown.clone(),
+            tasks: Vec::new(),
+        })
+    }
+
+    /// Stops every component (the proxy first, the relay last) and waits up to 10 s.
+    pub async fn stop(self) {
+        stop_tasks(&self.shutdown, self.tasks).await;
+    }
+}
+
+/// Cancels `shutdown` and waits for `tasks` within [`STOP_LIMIT`], logging failures.
+async fn stop_tasks(shutdown: &CancellationToken, tasks: Vec<Task>) {
+    shutdown.cancel();
+    let deadline = tokio::time::Instant::now() + STOP_LIMIT;
+    // Last started first: the proxy drains before the listener, the relay goes last.
+    for (name, task) in tasks.into_iter().rev() {
+        match tokio::time::timeout_at(deadline, task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!("{name} stopped with an error: {e:#}"),
+            Ok(Err(e)) => tracing::warn!("{name} task failed: {e}"),
+            Err(_) => tracing::warn!("{name} still running after {STOP_LIMIT:?}; abandoned"),
+        }
+    }
+}
