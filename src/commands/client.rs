@@ -67,6 +67,10 @@ pub struct Args {
     /// Client name shown by the server [default: host/pid].
     #[arg(long)]
     pub name: Option<String>,
+    /// Local address to connect from (mxnetapi.ini localip=), e.g. 127.0.0.2 to be another
+    /// client address on the same machine [default: chosen by the system].
+    #[arg(long, value_name = "IP")]
+    pub bind: Option<std::net::IpAddr>,
 }
 
 fn parse_step(s: &str) -> Result<Step, String> {
@@ -110,6 +114,9 @@ pub fn load(args: Args) -> anyhow::Result<Loaded> {
     }
     if let Some(name) = args.name {
         config.client_name = name;
+    }
+    if let Some(ip) = args.bind {
+        config.local_addr = Some(ip);
     }
     anyhow::ensure!(
         args.interval.is_finite() && (0.0..86_400.0).contains(&args.interval),
@@ -181,6 +188,8 @@ mod tests {
             "10.0.0.5:12301",
             "--slot",
             "5",
+            "--bind",
+            "127.0.0.2",
             "init",
             "refresh",
             "sleep=1",
@@ -188,6 +197,7 @@ mod tests {
         .expect("parse");
         assert_eq!((l.config.host.as_str(), l.config.port), ("10.0.0.5", 12301));
         assert_eq!(l.at.slot, 5);
+        assert_eq!(l.config.local_addr, Some("127.0.0.2".parse().expect("ip")));
         assert_eq!(
             l.steps,
             [

@@ -276,3 +276,49 @@ fn print_addresses(stack: &DemoStack, show_keys: bool) {
         stack.fingerprint
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> anyhow::Result<Loaded> {
+        let cli =
+            crate::cli::Cli::try_parse_from(["dongle-relay", "demo"].iter().chain(args.iter()))?;
+        match cli.command {
+            crate::cli::Command::Demo(a) => load(a),
+            _ => anyhow::bail!("not demo"),
+        }
+    }
+
+    #[test]
+    fn defaults_need_no_files_and_options_are_checked() {
+        let d = parse(&[]).expect("defaults");
+        assert_eq!(
+            d.options.proxy_addr,
+            "127.0.0.1:12300".parse().expect("addr")
+        );
+        assert_eq!(d.options.site, "demo-site");
+        assert_eq!(d.options.server.key_file, None, "nothing is written");
+        assert!(!d.keep_running);
+        let l = parse(&[
+            "--port",
+            "0",
+            "--site",
+            "branch-a",
+            "--keep-running",
+            "--show-keys",
+        ])
+        .expect("parse");
+        assert_eq!(l.options.proxy_addr.port(), 0);
+        assert_eq!(l.options.site, "branch-a");
+        assert!(l.keep_running && l.show_keys);
+        assert!(
+            parse(&["--show-keys"]).is_err(),
+            "--show-keys needs --keep-running"
+        );
+        assert!(parse(&["--site", ""]).is_err());
+        assert!(parse(&["--site", &"x".repeat(65)]).is_err());
+    }
+}

@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use license_core::config::{BackendChoice, ServerConfig};
+use license_core::config::{BackendChoice, ServerConfig, TrustedProxies};
 use license_core::protocol::ServerIdentity;
 use tokio_util::sync::CancellationToken;
 
@@ -28,7 +28,12 @@ KeyFile (default mxnet2-server.key next to the configuration, created mode 0600)
 public key is printed at start; clients pin it with serverkey= (mxnetapi.ini) or --pin-key.\n\
 \n\
 Dongles: simulated (default), usb (TDi Matrix keys 0e50:0001/0002 via libusb, polled every\n\
-2 s; seat limits still come from the configuration) or none. See docs/license-server.md.";
+2 s; seat limits still come from the configuration) or none. See docs/license-server.md.\n\
+\n\
+Client identity: a relay-listener on a trusted address (TrustedProxy=, --trusted-proxy;\n\
+default loopback) may start each connection with a PROXY protocol v2 header naming the\n\
+real client and its site; seats, per-IP licences, logs and status then use them. A header\n\
+from any other address is refused and logged. See docs/identity.md.";
 
 /// Options of `dongle-relay server`.
 #[derive(clap::Args, Debug)]
@@ -60,6 +65,11 @@ pub struct Args {
     /// Print the server's public key (base64, for clients to pin) and exit.
     #[arg(long)]
     pub print_key: bool,
+    /// Addresses or networks allowed to send PROXY v2 headers (the relay-listener's), comma
+    /// separated or repeated; `none` refuses every header [default: TrustedProxy=, else
+    /// 127.0.0.0/8 and ::1].
+    #[arg(long, value_name = "CIDR", value_delimiter = ',')]
+    pub trusted_proxy: Vec<String>,
 }
 
 fn parse_backend(s: &str) -> Result<BackendChoice, String> {
@@ -101,6 +111,10 @@ pub fn load(args: Args) -> anyhow::Result<Loaded> {
         if backend == BackendChoice::Simulated && config.dongles.is_empty() {
             config.dongles = vec![license_core::config::default_dongle()];
         }
+    }
+    if !args.trusted_proxy.is_empty() {
+        config.trusted_proxies = TrustedProxies::parse_list(&args.trusted_proxy.join(","))
+            .map_err(|e| anyhow::anyhow!("--trusted-proxy: {e}"))?;
     }
     if args.ephemeral_key {
         config.key_file = None;
@@ -163,6 +177,10 @@ pub async fn run(loaded: Loaded, shutdown: CancellationToken) -> anyhow::Result<
             slots.join(", ")
         );
     }
+    println!(
+        "PROXY v2 headers (client and site from a relay-listener) accepted from: {}",
+        server.trusted_proxies()
+    );
     server.serve(listener, shutdown).await?;
     Ok(())
 }
@@ -213,6 +231,23 @@ mod tests {
         );
         let l = parse(&["--config", path, "--port", "1", "--ephemeral-key"]).expect("load");
         assert_eq!((l.config.port, l.config.key_file.clone()), (1, None));
+        assert_eq!(l.config.trusted_proxies, TrustedProxies::loopback());
+        let l = parse(&[
+            "--config",
+            path,
+            "--trusted-proxy",
+            "10.0.0.5,10.1.0.0/16",
+            "--trusted-proxy",
+            "::1",
+        ])
+        .expect("load");
+        assert_eq!(
+            l.config.trusted_proxies.to_string(),
+            "10.0.0.5, 10.1.0.0/16, ::1"
+        );
+        let l = parse(&["--config", path, "--trusted-proxy", "none"]).expect("load");
+        assert!(l.config.trusted_proxies.is_empty());
+        assert!(parse(&["--config", path, "--trusted-proxy", "relay.lan"]).is_err());
         std::fs::write(&ini, "[Option]\nPrt=1\n").expect("write");
         let err = parse(&["--config", path]).err().expect("error");
         assert!(format!("{err:#}").contains("Prt"), "{err:#}");
