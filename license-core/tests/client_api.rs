@@ -306,3 +306,14 @@ fn mxnetapi_ini_errors_name_the_key() {
     assert_eq!(cfg.pinned_key, Some(key));
     assert!(cfg.persistent);
 }
+
+#[test]
+fn mxnetapi_ini_local_address() {
+    let cfg = ClientConfig::from_ini_str("[Options]\nlocalip=127.0.0.2\n").expect("parse");
+    assert_eq!(cfg.local_addr, Some("127.0.0.2".parse().expect("ip")));
+    assert_eq!(ClientConfig::default().local_addr, None);
+    let err = ClientConfig::from_ini_str("[Options]\nlocalip=my-pc\n")
+        .expect_err("error")
+        .to_string();
+    assert!(err.contains("localip"), "{err}");
+}
