@@ -138,17 +138,8 @@ impl DemoStack {
             .context("cannot listen for the relay on 127.0.0.1")?;
         let relay_addr = relay_socket.local_addr().context("relay address")?;
         let relay_stats = relay_config.stats();
-        tasks.push((
-            "relay",
-            tokio::spawn({
-                let token = shutdown.clone();
-                async move {
-                    relay_server::run(relay_config, relay_socket, token)
-                        .await
-                        .context("relay")
-                }
-            }),
-        ));
+        let relay = relay_server::run(relay_config, relay_socket, shutdown.clone());
+        spawn(tasks, "relay", relay);
         relay_stats.wait_serving().await;
 
         let connection = |key_name: String, key| ConnectionString {
@@ -185,19 +176,11 @@ impl DemoStack {
             .local_addr()
             .context("license server address")?;
         let server = LicenseServer::new(&options.server).context("license server")?;
-        tasks.push((
-            "license server",
-            tokio::spawn({
-                let server = server.clone();
-                let token = shutdown.clone();
-                async move {
-                    server
-                        .serve(license_socket, token)
-                        .await
-                        .context("license server")
-                }
-            }),
-        ));
+        spawn(tasks, "license server", {
+            let server = server.clone();
+            let token = shutdown.clone();
+            async move { server.serve(license_socket, token).await }
+        });
 
         // The relay-listener: bridges to the license server with a PROXY v2 header per
         // connection (client address and site).
@@ -209,13 +192,11 @@ impl DemoStack {
         listener_config.shutdown_grace = GRACE;
         let relay_listener = RelayListener::new(listener_config).context("relay-listener")?;
         let listener = relay_listener.status();
-        tasks.push((
+        spawn(
+            tasks,
             "relay-listener",
-            tokio::spawn({
-                let token = shutdown.clone();
-                async move { relay_listener.run(token).await.context("relay-listener") }
-            }),
-        ));
+            relay_listener.run(shutdown.clone()),
+        );
         if tokio::time::timeout(CONNECT_LIMIT, listener.wait_for(|s| s.connected))
             .await
             .is_err()
@@ -236,18 +217,11 @@ impl DemoStack {
         proxy_config.shutdown_grace = GRACE;
         let local_proxy = LocalProxy::new(proxy_config).context("local-proxy")?;
         let proxy = local_proxy.status();
-        tasks.push((
+        spawn(
+            tasks,
             "local-proxy",
-            tokio::spawn({
-                let token = shutdown.clone();
-                async move {
-                    local_proxy
-                        .run(proxy_socket, token)
-                        .await
-                        .context("local-proxy")
-                }
-            }),
-        ));
+            local_proxy.run(proxy_socket, shutdown.clone()),
+        );
 
         Ok(Self {
             relay_addr,
@@ -269,6 +243,18 @@ impl DemoStack {
     pub async fn stop(self) {
         stop_tasks(&self.shutdown, self.tasks).await;
     }
+}
+
+/// Runs one component in its own task, remembered under `name` for [`stop_tasks`].
+fn spawn<E>(
+    tasks: &mut Vec<Task>,
+    name: &'static str,
+    run: impl Future<Output = Result<(), E>> + Send + 'static,
+) where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let task = tokio::spawn(async move { run.await.context(name) });
+    tasks.push((name, task));
 }
 
 /// Cancels `shutdown` and waits for `tasks` within [`STOP_LIMIT`], logging failures.
