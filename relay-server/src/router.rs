@@ -234,6 +234,10 @@ fn listen(at: &Target<'_>, mut req: Request<Incoming>) -> Result<Response<Body>,
     let base = base_url(relay, conn, req.headers());
     let upgrade = hyper::upgrade::on(&mut req);
     let id = relay.hub.next_listener_id();
+    // Register before answering 101: once the listener sees its handshake succeed it may tell
+    // senders it is ready, and a sender arriving before the upgrade task runs must find it.
+    // Accepts queue in the channel until the control channel starts reading them.
+    let accepts = slot.register(id, base);
     let relay2 = relay.clone();
     let conn2 = conn.clone();
     let hc2 = hc.clone();
@@ -250,7 +254,6 @@ fn listen(at: &Target<'_>, mut req: Request<Incoming>) -> Result<Response<Body>,
                 Ok(Ok(ws)) => ws,
                 _ => return tracing::debug!("upgrade did not complete"),
             };
-            let accepts = slot.register(id, base);
             tracing::info!("listener registered");
             let auth = relay2.auth.clone();
             let hc_config = hc2.config.clone();
