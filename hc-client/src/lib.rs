@@ -9,23 +9,31 @@
 //!   dials (listen, connect, accept, reject) built on [`Dialer`].
 //! - [`token`]: SAS tokens issued from connection-string credentials, with renewal timing.
 //! - [`subprotocol`]: the `dongle-relay.v1` half-close negotiation.
-//! - [`identity`]: the custom headers that tell the listener who the local client is.
+//! - [`identity`]: how the listener learns who the local client is (custom headers, PROXY v2).
 //! - [`pump`]: the one byte pump between a local stream and a relay WebSocket.
+//! - [`ws_io`]: a relay WebSocket as one byte stream (for the multiplexer).
+//! - [`mux`]: many TCP streams over one relay WebSocket (`dongle-relay.mux.v1`, yamux).
+//! - [`splice`]: the byte copy between a local stream and one multiplexed stream.
+//! - [`azbridge`]: Azure Relay Bridge's in-stream preamble.
 //! - [`backoff`]: reconnect delays (exponential, full jitter, capped).
 //! - [`net`]: TCP socket tuning (no-delay, keepalive).
 //! - [`settings`]: the configuration-file sections shared by `listen` and `proxy`.
 
 pub mod access;
+pub mod azbridge;
 pub mod backoff;
 pub mod dial;
 pub mod egress;
 pub mod identity;
+pub mod mux;
 pub mod net;
 pub mod pump;
 pub mod settings;
+pub mod splice;
 pub mod subprotocol;
 pub mod token;
 pub mod trust;
+pub mod ws_io;
 
 pub use access::{AccessError, RelayAccess};
 pub use backoff::Backoff;

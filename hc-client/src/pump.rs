@@ -3,10 +3,12 @@
 //!
 //! Two halves run concurrently in one task:
 //!
-//! - **up** (local → relay): reads at most [`PumpConfig::max_frame`] bytes (the buffer starts
-//!   small and doubles while reads fill it, so idle connections stay cheap) and sends each read
-//!   as one binary message, flushed at once (TLS would otherwise hold it back). It owns the
-//!   WebSocket's sending side, so it also sends pings and every Close frame.
+//! - **up** (local → relay): reads at most [`PumpConfig::max_frame`] bytes (the read size starts
+//!   small, doubles while reads fill it and halves after short ones) and sends each read as one
+//!   binary message, flushed at once (TLS would otherwise hold it back). The read buffer exists
+//!   only while a read is attempted: it is allocated when the local stream is polled and freed
+//!   when nothing was there, so an idle tunnel holds no read buffer. It owns the WebSocket's
+//!   sending side, so it also sends pings and every Close frame.
 //! - **down** (relay → local): writes each binary message to the local stream and flushes.
 //!
 //! Backpressure is end to end: a half waits for its write to finish before it reads again, so
@@ -22,12 +24,14 @@
 //! **Text messages are treated as data** (their UTF-8 bytes): a foreign peer such as a Node
 //! `ws` client sends strings as text frames, and a byte tunnel has no reason to refuse them.
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
-use bytes::{BufMut as _, BytesMut};
+use bytes::BytesMut;
 use futures_util::{Sink, SinkExt as _, Stream, StreamExt as _};
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::WebSocketStream;
@@ -70,8 +74,8 @@ impl Default for PumpConfig {
 /// message.
 #[derive(Debug, Default)]
 pub struct ByteMeter {
-    to_relay: AtomicU64,
-    from_relay: AtomicU64,
+    pub(crate) to_relay: AtomicU64,
+    pub(crate) from_relay: AtomicU64,
 }
 
 impl ByteMeter {
@@ -308,12 +312,11 @@ where
         DownChanged,
         Idle,
         Ping,
-        Read(std::io::Result<usize>),
+        Read(std::io::Result<BytesMut>),
     }
     let config = ctx.config;
     let max_frame = config.max_frame.max(1);
     let mut chunk = INITIAL_READ.min(max_frame);
-    let mut buf = BytesMut::new();
     let mut local_eof = false;
     let mut ping = config.ping_interval.map(|every| {
         let mut t = tokio::time::interval_at(Instant::now() + every, every);
@@ -332,17 +335,13 @@ where
         let idle_at = config
             .idle_timeout
             .map(|d| ctx.clock.at(&ctx.clock.last_data) + d);
-        if buf.capacity() < chunk {
-            buf.reserve(chunk);
-        }
-        let mut limited = (&mut buf).limit(chunk);
         let step = tokio::select! {
             biased;
             _ = ctx.abort.cancelled() => Step::Abort,
             _ = down.changed() => Step::DownChanged,
             _ = sleep_until(idle_at) => Step::Idle,
             _ = tick(ping.as_mut()) => Step::Ping,
-            r = local.read_buf(&mut limited), if !local_eof => Step::Read(r),
+            r = read_chunk(local, chunk), if !local_eof => Step::Read(r),
         };
         let message = match step {
             Step::Abort => {
@@ -373,7 +372,7 @@ where
                 }
                 Message::Ping(Default::default())
             }
-            Step::Read(Ok(0)) => {
+            Step::Read(Ok(buf)) if buf.is_empty() => {
                 local_eof = true;
                 match ctx.framing {
                     // Half-close: tell the peer this direction ended; keep receiving.
@@ -383,14 +382,17 @@ where
                     }
                 }
             }
-            Step::Read(Ok(n)) => {
+            Step::Read(Ok(buf)) => {
+                let n = buf.len();
                 if n == chunk && chunk < max_frame {
                     chunk = (chunk * 2).min(max_frame);
+                } else if n < chunk / 4 {
+                    chunk = (chunk / 2).max(INITIAL_READ.min(max_frame));
                 }
                 *sent += n as u64;
                 ctx.meter.to_relay.fetch_add(n as u64, Ordering::Relaxed);
                 ctx.clock.touch_data();
-                Message::Binary(buf.split().freeze())
+                Message::Binary(buf.freeze())
             }
             Step::Read(Err(e)) => {
                 let end = UpEnd::Local(e);
@@ -515,6 +517,24 @@ where
         ctx.meter.from_relay.fetch_add(n, Ordering::Relaxed);
         ctx.clock.touch_data();
     }
+}
+
+/// Reads at most `size` bytes into a buffer that exists only during the attempt: allocated
+/// when polled, freed again when the reader has nothing (see the module documentation). An
+/// empty buffer means EOF.
+async fn read_chunk<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    size: usize,
+) -> std::io::Result<BytesMut> {
+    std::future::poll_fn(|cx| {
+        let mut buf = BytesMut::with_capacity(size);
+        match tokio_util::io::poll_read_buf(Pin::new(&mut *reader), cx, &mut buf) {
+            Poll::Ready(Ok(_)) => Poll::Ready(Ok(buf)),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -9,13 +9,24 @@
 //! Under `dongle-relay.v1` a **zero-length binary message means end-of-stream in that
 //! direction**. Under `dongle-relay.raw` or no subprotocol (foreign peers) end-of-stream is the
 //! WebSocket Close frame, so a half-close becomes a full close.
+//!
+//! A third protocol, `dongle-relay.mux.v1`, marks a **pooled** connection: a long-lived sender
+//! WebSocket that carries many TCP streams with yamux (see [`crate::mux`]). The local-proxy
+//! offers `dongle-relay.raw, dongle-relay.mux.v1` on such a connection (raw first, for the same
+//! reason); our listener picks `dongle-relay.mux.v1` and runs a yamux server on it. A foreign
+//! listener answers raw or nothing, which tells the proxy to fall back to one relay connection
+//! per TCP connection.
 
 /// Half-close framing (zero-length binary message = end of stream).
 pub const V1: &str = "dongle-relay.v1";
 /// Plain framing, offered first for listeners that pick the first offer blindly.
 pub const RAW: &str = "dongle-relay.raw";
+/// Multiplexed framing: the WebSocket's binary messages carry one yamux session.
+pub const MUX: &str = "dongle-relay.mux.v1";
 /// What a sender offers, in this order.
 pub const SENDER_OFFER: [&str; 2] = [RAW, V1];
+/// What the local-proxy offers on a pooled (multiplexed) connection, in this order.
+pub const MUX_OFFER: [&str; 2] = [RAW, MUX];
 
 /// How the end of a byte stream is carried on the WebSocket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,13 +48,21 @@ impl Framing {
 }
 
 /// The listener's choice from a sender's `Sec-WebSocket-Protocol` offer (a comma-separated list,
-/// possibly absent): `v1` if offered, else `raw` if offered, else nothing (a foreign offer we
-/// cannot speak is declined, as RFC 6455 allows).
-pub fn choose(offer: Option<&str>) -> Option<&'static str> {
+/// possibly absent): `mux.v1` if offered and `mux` is allowed, else `v1` if offered, else `raw`
+/// if offered, else nothing (a foreign offer we cannot speak is declined, as RFC 6455 allows).
+/// A listener that does not multiplex (`mux == false`) answers a pooled connection with `raw`,
+/// which the proxy takes as "fall back to 1:1".
+pub fn choose(offer: Option<&str>, mux: bool) -> Option<&'static str> {
     let offered: Vec<&str> = offer
         .map(|o| o.split(',').map(str::trim).collect())
         .unwrap_or_default();
-    [V1, RAW].into_iter().find(|p| offered.contains(p))
+    let preference: &[&'static str] = if mux { &[MUX, V1, RAW] } else { &[V1, RAW] };
+    preference.iter().copied().find(|p| offered.contains(p))
+}
+
+/// Whether a negotiated subprotocol is the multiplexed one.
+pub fn is_mux(chosen: Option<&str>) -> bool {
+    chosen.is_some_and(|p| p.trim() == MUX)
 }
 
 #[cfg(test)]
@@ -52,10 +71,22 @@ mod tests {
 
     #[test]
     fn listener_prefers_v1_and_declines_foreign_offers() {
-        assert_eq!(choose(Some("dongle-relay.raw, dongle-relay.v1")), Some(V1));
-        assert_eq!(choose(Some("dongle-relay.raw")), Some(RAW));
-        assert_eq!(choose(Some("mqtt")), None);
-        assert_eq!(choose(None), None);
+        assert_eq!(
+            choose(Some("dongle-relay.raw, dongle-relay.v1"), true),
+            Some(V1)
+        );
+        assert_eq!(choose(Some("dongle-relay.raw"), true), Some(RAW));
+        assert_eq!(choose(Some("mqtt"), true), None);
+        assert_eq!(choose(None, true), None);
+        assert_eq!(
+            choose(Some("dongle-relay.raw, dongle-relay.mux.v1"), true),
+            Some(MUX)
+        );
+        assert_eq!(
+            choose(Some("dongle-relay.raw, dongle-relay.mux.v1"), false),
+            Some(RAW)
+        );
+        assert!(is_mux(Some(MUX)) && !is_mux(Some(V1)) && !is_mux(None));
         assert_eq!(Framing::from_subprotocol(Some(V1)), Framing::HalfClose);
         assert_eq!(Framing::from_subprotocol(Some(RAW)), Framing::Raw);
         assert_eq!(Framing::from_subprotocol(None), Framing::Raw);

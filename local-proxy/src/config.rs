@@ -19,6 +19,60 @@ pub const DEFAULT_BIND: &str = "127.0.0.1:12300";
 /// Default listen backlog.
 pub const DEFAULT_BACKLOG: u32 = 128;
 
+/// How local connections travel to the listener.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TunnelMode {
+    /// Multiplexed over a small pool of long-lived relay connections when the listener speaks
+    /// `dongle-relay.mux.v1`; otherwise (a foreign listener) one relay connection per TCP
+    /// connection, re-probing now and then.
+    #[default]
+    Auto,
+    /// Multiplexed only: clients wait for a pooled connection (never 1:1).
+    Mux,
+    /// One relay connection per TCP connection (what IPWorks' AzureRelayProxy and every plain
+    /// Hybrid Connections peer expect).
+    Single,
+    /// One relay connection per TCP connection, each starting with Azure Relay Bridge's
+    /// preamble, for an `azbridge -T` listener.
+    Azbridge,
+}
+
+impl TunnelMode {
+    /// The names accepted on the command line and in the file.
+    pub const NAMES: [&'static str; 4] = ["auto", "mux", "single", "azbridge"];
+}
+
+impl std::fmt::Display for TunnelMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Mux => "mux",
+            Self::Single => "single",
+            Self::Azbridge => "azbridge",
+        })
+    }
+}
+
+impl std::str::FromStr for TunnelMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "mux" => Ok(Self::Mux),
+            "single" | "1:1" => Ok(Self::Single),
+            "azbridge" => Ok(Self::Azbridge),
+            other => Err(format!(
+                "unknown mode {other:?} (expected auto, mux, single or azbridge)"
+            )),
+        }
+    }
+}
+
+/// Default number of pooled relay connections in `auto`/`mux` mode.
+pub const DEFAULT_POOL_SIZE: usize = 2;
+
 /// Everything a local-proxy needs (the listening socket is handed to `run`).
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
@@ -40,6 +94,14 @@ pub struct ProxyConfig {
     pub pump: PumpConfig,
     /// How long tunnels may drain after shutdown before they are closed.
     pub shutdown_grace: Duration,
+    /// Multiplexed, 1:1 or azbridge (default: auto).
+    pub mode: TunnelMode,
+    /// Pooled relay connections in `auto`/`mux` mode (default 2).
+    pub pool_size: usize,
+    /// WebSocket ping interval on pooled connections (keep-alive, dead-peer detection).
+    pub pool_ping: Duration,
+    /// Port name sent in `azbridge` mode (default: the local port number, as `azbridge -L`).
+    pub azbridge_port_name: Option<String>,
 }
 
 impl ProxyConfig {
@@ -55,6 +117,10 @@ impl ProxyConfig {
             site: None,
             pump: PumpConfig::default(),
             shutdown_grace: Duration::from_secs(10),
+            mode: TunnelMode::Auto,
+            pool_size: DEFAULT_POOL_SIZE,
+            pool_ping: Duration::from_secs(30),
+            azbridge_port_name: None,
         }
     }
 }
@@ -112,6 +178,12 @@ pub struct ProxyFile {
     /// Drain time on shutdown (`10s`).
     #[serde(default, deserialize_with = "de_opt_duration")]
     pub shutdown_grace: Option<Duration>,
+    /// `auto` (default), `mux`, `single` or `azbridge`.
+    pub mode: Option<TunnelMode>,
+    /// Pooled relay connections in `auto`/`mux` mode (2).
+    pub pool_size: Option<usize>,
+    /// Port name sent in `azbridge` mode.
+    pub azbridge_port_name: Option<String>,
     /// TLS for local clients.
     #[serde(default)]
     pub local_tls: LocalTlsSection,

@@ -1,21 +1,25 @@
 //! The local-proxy: runs at a client site, accepts local TCP connections and forwards each one
-//! over the relay as one Hybrid Connections sender WebSocket (modelled on IPWorks'
+//! over the relay — as a stream of a pooled, multiplexed relay connection when the listener
+//! is ours, else as one Hybrid Connections sender WebSocket (modelled on IPWorks'
 //! AzureRelayProxy: local host/port, backlog, connection limit, idle timeout, keepalive,
-//! optional TLS for local clients, accept/deny of clients, graceful shutdown).
+//! optional TLS for local clients, accept/deny of clients, graceful shutdown), optionally with
+//! Azure Relay Bridge's preamble.
 //!
 //! - [`config`]: [`ProxyConfig`] and the `proxy` configuration file.
 //! - [`access_list`]: allow and deny lists of client addresses.
 //! - [`local_tls`]: TLS for local clients (PEM certificate and key).
 //! - [`status`]: [`ProxyStatus`], live counters.
+//! - [`pool`]: the pool of long-lived multiplexed relay connections (`auto`/`mux` modes).
 //! - [`proxy`]: [`LocalProxy`], the accept loop and one tunnel per client; [`bind`].
 
 pub mod access_list;
 pub mod config;
 pub mod local_tls;
+pub mod pool;
 pub mod proxy;
 pub mod status;
 
-pub use config::{ProxyConfig, ProxyFile};
+pub use config::{ProxyConfig, ProxyFile, TunnelMode};
 pub use proxy::{LocalProxy, ProxyError, bind};
 pub use status::{ProxySnapshot, ProxyStatus};
 

@@ -1,19 +1,32 @@
 //! The local-proxy: accepts local clients (allow/deny lists, connection limit, keepalive,
-//! optional TLS) and opens one relay sender WebSocket per client (`sb-hc-action=connect`, fresh
-//! `sb-hc-id`, the half-close subprotocol offer, and the client's address and site as custom
-//! headers), then pumps. A refusal by the relay closes the client's connection and is logged
-//! as one line with the status and reason. Shutdown stops accepting at once and lets tunnels
-//! drain for the grace period.
+//! optional TLS) and carries each one to the listener in the configured [`TunnelMode`]:
+//!
+//! - **multiplexed** (`auto` with a listener that multiplexes, `mux`): a new stream on the
+//!   least busy pooled connection ([`crate::pool`]), starting with a PROXY v2 header that names
+//!   the client and site, then spliced;
+//! - **1:1** (`single`, or `auto` while no pooled connection is up or the listener does not
+//!   multiplex): one relay sender WebSocket per client (`sb-hc-action=connect`, fresh
+//!   `sb-hc-id`, the half-close subprotocol offer, and the client's address and site as custom
+//!   headers), then pumped;
+//! - **azbridge**: 1:1, with Azure Relay Bridge's preamble first.
+//!
+//! A refusal by the relay closes the client's connection and is logged as one line with the
+//! status and reason. Shutdown stops accepting at once, lets tunnels drain for the grace
+//! period, then closes the pooled connections.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use futures_util::io::AsyncWriteExt as _;
 use hc_client::access::AccessError;
+use hc_client::azbridge;
 use hc_client::dial::DialError;
-use hc_client::identity::{CLIENT_HEADER, SITE_HEADER};
+use hc_client::identity::{CLIENT_HEADER, SITE_HEADER, proxy_v2_header};
 use hc_client::pump::pump;
+use hc_client::splice::splice;
 use hc_client::subprotocol::{Framing, SENDER_OFFER};
 use hc_client::{RelayAccess, RelayStream};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
@@ -21,8 +34,9 @@ use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::ProxyConfig;
+use crate::config::{ProxyConfig, TunnelMode};
 use crate::local_tls::LocalTlsError;
+use crate::pool::{Pool, Pooled};
 use crate::status::ProxyStatus;
 
 /// The proxy cannot start.
@@ -34,6 +48,9 @@ pub enum ProxyError {
     /// Local TLS files are unusable.
     #[error(transparent)]
     LocalTls(#[from] LocalTlsError),
+    /// The azbridge port name is unusable.
+    #[error(transparent)]
+    Azbridge(#[from] azbridge::AzbridgeError),
 }
 
 /// Binds the local listening socket with an explicit backlog (`SO_REUSEADDR` on Unix so a
@@ -68,6 +85,9 @@ impl LocalProxy {
     /// [`ProxyError`] naming the unusable setting.
     pub fn new(config: ProxyConfig) -> Result<Self, ProxyError> {
         let access = RelayAccess::new(config.access.clone())?;
+        if let Some(name) = &config.azbridge_port_name {
+            azbridge::preamble(name)?;
+        }
         let tls = match &config.local_tls {
             Some(files) => Some(TlsAcceptor::from(files.server_config()?)),
             None => None,
@@ -106,6 +126,24 @@ impl LocalProxy {
             self.access.describe(),
             self.access.dialer().egress().label()
         );
+        let pool_tasks = TaskTracker::new();
+        let pool_stop = CancellationToken::new();
+        let pool = matches!(self.config.mode, TunnelMode::Auto | TunnelMode::Mux).then(|| {
+            Pool::start(
+                self.config.clone(),
+                self.access.clone(),
+                self.status.clone(),
+                &pool_tasks,
+                pool_stop.clone(),
+            )
+        });
+        let port_name: Arc<str> = match &self.config.azbridge_port_name {
+            Some(name) => name.as_str().into(),
+            None => listener
+                .local_addr()
+                .map_or_else(|_| "0".to_owned(), |a| a.port().to_string())
+                .into(),
+        };
         self.status.update(|s| s.listening = true);
         loop {
             let accepted = tokio::select! {
@@ -149,6 +187,9 @@ impl LocalProxy {
                 tls: self.tls.clone(),
                 status: self.status.clone(),
                 abort: abort.child_token(),
+                pool: pool.clone(),
+                port_name: port_name.clone(),
+                local_addr: tcp.local_addr().ok(),
                 peer,
                 _permit: permit,
             };
@@ -165,6 +206,9 @@ impl LocalProxy {
             abort.cancel();
             tunnels.wait().await;
         }
+        pool_stop.cancel();
+        pool_tasks.close();
+        pool_tasks.wait().await;
         Ok(())
     }
 }
@@ -176,9 +220,15 @@ struct Tunnel {
     tls: Option<TlsAcceptor>,
     status: ProxyStatus,
     abort: CancellationToken,
+    pool: Option<Arc<Pool>>,
+    port_name: Arc<str>,
+    local_addr: Option<SocketAddr>,
     peer: SocketAddr,
     _permit: OwnedSemaphorePermit,
 }
+
+/// A local client connection: TCP, or TLS over TCP.
+type Local = Either<TcpStream, tokio_rustls::server::TlsStream<TcpStream>>;
 
 impl Tunnel {
     async fn run(self, tcp: TcpStream) {
@@ -210,23 +260,117 @@ impl Tunnel {
                 }
             }
         };
+        let local = match self.multiplexed(local).await {
+            Ok(completed) => return completed,
+            Err(local) => local,
+        };
+        self.single(local).await
+    }
+
+    /// Carries the client as a stream of a pooled connection, when the mode and the pool allow
+    /// it. Gives the connection back when it is to go 1:1 instead.
+    async fn multiplexed(&self, local: Local) -> Result<bool, Local> {
+        let peer = self.peer;
+        let Some(pool) = &self.pool else {
+            return Err(local);
+        };
+        let pooled = match self.config.mode {
+            TunnelMode::Mux => {
+                let limit =
+                    self.config.access.timeouts.connect + self.config.access.timeouts.handshake;
+                let waited = tokio::select! {
+                    _ = self.abort.cancelled() => return Ok(false),
+                    p = pool.wait_pick(limit) => p,
+                };
+                match waited {
+                    Some(p) => p,
+                    None => {
+                        return Ok(self.failed(format!(
+                            "no multiplexed relay connection for {peer} within {limit:?}"
+                        )));
+                    }
+                }
+            }
+            _ if pool.single_only() => return Err(local),
+            _ => match pool.pick() {
+                Some(p) => p,
+                None => return Err(local),
+            },
+        };
+        match self.stream(local, &pooled).await {
+            Ok(completed) => Ok(completed),
+            Err(local) if self.config.mode == TunnelMode::Auto => Err(local),
+            Err(_) => Ok(self.failed(format!(
+                "multiplexed relay connection failed before {peer}'s stream opened"
+            ))),
+        }
+    }
+
+    /// One stream on `pooled`: PROXY v2 header (client, site), then splice.
+    async fn stream(&self, local: Local, pooled: &Arc<Pooled>) -> Result<bool, Local> {
+        let peer = self.peer;
+        let opened = tokio::select! {
+            _ = self.abort.cancelled() => return Ok(false),
+            r = pooled.open() => r,
+        };
+        let Ok((mut stream, _guard)) = opened else {
+            return Err(local);
+        };
+        let destination = self.local_addr.unwrap_or(peer);
+        let header = match proxy_v2_header(Some(peer), destination, self.config.site.as_deref()) {
+            Ok(h) => h,
+            Err(e) => return Ok(self.failed(format!("PROXY v2 header for {peer}: {e}"))),
+        };
+        if stream.write_all(&header).await.is_err() {
+            return Err(local);
+        }
+        self.status.update(|s| s.multiplexed += 1);
+        let report = splice(
+            local,
+            stream,
+            self.config.pump.max_frame,
+            self.config.pump.idle_timeout,
+            self.status.bytes(),
+            &self.abort,
+        )
+        .await;
+        tracing::debug!(%peer, sent = report.sent, received = report.received, end = ?report.end, "multiplexed tunnel ended");
+        Ok(report.end.is_normal())
+    }
+
+    /// One relay connection for this client (1:1 and azbridge modes).
+    async fn single(&self, mut local: Local) -> bool {
+        let peer = self.peer;
         let relay = tokio::select! {
             _ = self.abort.cancelled() => return false,
             r = self.dial() => r,
         };
-        let relay = match relay {
+        let mut relay = match relay {
             Ok(stream) => stream,
             Err(AccessError::Dial(e @ DialError::Refused { .. })) => {
                 let line = format!("{peer}: {e}");
                 tracing::warn!("relay refused connection for {line}");
-                self.status.update(|s| {
-                    s.refused += 1;
-                    s.last_refusal = Some(line);
-                });
+                self.refused(line);
                 return false;
             }
             Err(e) => return self.failed(format!("cannot reach relay for {peer}: {e}")),
         };
+        if self.config.mode == TunnelMode::Azbridge {
+            let limit = self.config.access.timeouts.handshake;
+            match azbridge::offer(&mut relay.ws, &self.port_name, limit).await {
+                Ok(rest) => {
+                    if !rest.is_empty() && local.write_all(&rest).await.is_err() {
+                        return false;
+                    }
+                }
+                Err(e) => {
+                    let line = format!("{peer}: {e}");
+                    tracing::warn!("azbridge listener refused connection for {line}");
+                    self.refused(line);
+                    return false;
+                }
+            }
+        }
         let framing = Framing::from_subprotocol(relay.subprotocol.as_deref());
         let report = pump(
             local,
@@ -239,6 +383,13 @@ impl Tunnel {
         .await;
         tracing::debug!(%peer, sent = report.sent, received = report.received, end = ?report.end, "tunnel ended");
         report.end.is_normal()
+    }
+
+    fn refused(&self, line: String) {
+        self.status.update(|s| {
+            s.refused += 1;
+            s.last_refusal = Some(line);
+        });
     }
 
     /// Opens the sender WebSocket. A listener that ignores our offer makes a strict client

@@ -27,6 +27,12 @@ pub struct ProxySnapshot {
     pub completed: u64,
     /// The last refusal, one line (`127.0.0.1:40000: 404 no listener connected`).
     pub last_refusal: Option<String>,
+    /// Pooled (multiplexed) relay connections open now.
+    pub pooled: u64,
+    /// Tunnels carried as streams of a pooled connection, in total.
+    pub multiplexed: u64,
+    /// The listener answered a pooled connection without multiplexing (1:1 until re-probed).
+    pub mux_fallback: bool,
 }
 
 /// A cloneable handle on the proxy's counters.

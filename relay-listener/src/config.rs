@@ -39,6 +39,13 @@ pub struct ListenerConfig {
     pub shutdown_grace: Duration,
     /// How the target learns the real client (default: it does not).
     pub identity: IdentityConfig,
+    /// Accept pooled connections (`dongle-relay.mux.v1`, many streams each). Default true;
+    /// false makes the listener answer them like a plain Hybrid Connections peer, and proxies
+    /// fall back to one relay connection per TCP connection.
+    pub mux: bool,
+    /// When not empty, every 1:1 rendezvous must start with Azure Relay Bridge's preamble
+    /// naming one of these ports (`azbridge -L` senders; see `hc_client::azbridge`).
+    pub azbridge_port_names: Vec<String>,
 }
 
 impl ListenerConfig {
@@ -55,6 +62,8 @@ impl ListenerConfig {
             reconnect_max: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
             identity: IdentityConfig::default(),
+            mux: true,
+            azbridge_port_names: Vec::new(),
         }
     }
 }
@@ -99,6 +108,10 @@ pub struct ListenerFile {
     /// Source addresses of the loopback identity mode (`127.64.0.0/10`).
     #[serde(default, deserialize_with = "de_opt_ipv4net")]
     pub loopback_range: Option<Ipv4Net>,
+    /// Accept multiplexed pooled connections from our local-proxies (default true).
+    pub mux: Option<bool>,
+    /// Serve Azure Relay Bridge senders: the port names they may ask for.
+    pub azbridge_port_names: Option<Vec<String>>,
     /// Trust of the relay's certificate.
     #[serde(default)]
     pub tls: TlsSection,

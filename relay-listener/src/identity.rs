@@ -12,12 +12,16 @@
 //! [`IdentityConfig`] chooses how the identity reaches the target ([`IdentityMode`]): not at all,
 //! as a PROXY protocol v2 header ([`crate::proxy_v2`]), or as a distinct loopback source
 //! address per client ([`crate::loopback`]). `docs/identity.md` explains the choice.
+//!
+//! On a multiplexed connection one sender carries many clients, so the headers say nothing
+//! about a stream; the proxy starts each stream with a PROXY v2 header instead, and
+//! [`RemoteClient::from_proxy_v2`] turns it into the same identity.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 
-use hc_client::identity::{CLIENT_HEADER, SITE_HEADER};
+use hc_client::identity::{CLIENT_HEADER, ProxyV2, SITE_HEADER};
 use hc_protocol::Accept;
 pub use ipnet::Ipv4Net;
 use serde::Deserialize;
@@ -108,6 +112,28 @@ impl RemoteClient {
                 }
                 site
             })
+            .or_else(|| default_site.map(str::to_owned));
+        Self { addr, site, source }
+    }
+
+    /// Derives the client of a multiplexed stream from the PROXY v2 header the local-proxy
+    /// wrote at its start: its source address, else unknown; its site TLV (sanitised like the
+    /// header), else `default_site`.
+    pub fn from_proxy_v2(header: &ProxyV2, default_site: Option<&str>) -> Self {
+        let (addr, source) = match header.source {
+            Some(a) => (
+                SocketAddr::new(a.ip().to_canonical(), a.port()),
+                ClientSource::FromHeader,
+            ),
+            None => (
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+                ClientSource::Unknown,
+            ),
+        };
+        let site = header
+            .site
+            .as_deref()
+            .and_then(sanitize_site)
             .or_else(|| default_site.map(str::to_owned));
         Self { addr, site, source }
     }

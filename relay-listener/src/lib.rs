@@ -11,6 +11,7 @@
 //! - [`loopback`]: [`LoopbackTarget`], a per-client loopback source address (Linux).
 //! - [`control`]: one control-channel session (accepts, token renewal, keep-alive pings).
 //! - [`rendezvous`]: one accepted connection: connect the target, then accept or reject.
+//! - [`mux_session`]: a local-proxy's pooled connection, many streams over yamux.
 //! - [`listener`]: [`RelayListener`], the reconnect loop and graceful shutdown.
 
 pub mod config;
@@ -18,6 +19,7 @@ pub mod control;
 pub mod identity;
 pub mod listener;
 pub mod loopback;
+pub mod mux_session;
 pub mod proxy_v2;
 pub mod rendezvous;
 pub mod status;

@@ -11,9 +11,8 @@
 //! addresses) and no TLV, because parsers (`ppp` among them) read everything after an UNSPEC
 //! header as address bytes. Header and TLV go out in one write before the first payload byte.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
-use ppp::v2::{Addresses, Builder, Command, IPv4, IPv6, Protocol, Version};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
@@ -23,36 +22,17 @@ use crate::target::{Connected, TargetConnector, TargetRequest, TcpTarget};
 /// The TLV type carrying the client's site name (UTF-8, at most
 /// [`MAX_SITE_LEN`](crate::identity::MAX_SITE_LEN) bytes). `0xE0`–`0xEF` are reserved for
 /// applications by the PROXY protocol specification.
-pub const PP2_TYPE_SITE: u8 = 0xE0;
+pub const PP2_TYPE_SITE: u8 = hc_client::identity::PP2_TYPE_SITE;
 
-/// The PROXY v2 header announcing `client` on a connection to `destination`.
+/// The PROXY v2 header announcing `client` on a connection to `destination` (built by
+/// [`hc_client::identity::proxy_v2_header`], which the local-proxy uses for multiplexed
+/// streams too).
 ///
 /// # Errors
 /// Only if the header could not be encoded (it is far below the format's 64 KiB limit).
 pub fn header(client: &RemoteClient, destination: SocketAddr) -> std::io::Result<Vec<u8>> {
-    let proxy = Version::Two | Command::Proxy;
-    if client.source == ClientSource::Unknown {
-        return Builder::with_addresses(proxy, Protocol::Unspecified, Addresses::Unspecified)
-            .build();
-    }
-    let builder =
-        Builder::with_addresses(proxy, Protocol::Stream, addresses(client.addr, destination));
-    match &client.site {
-        Some(site) => builder.write_tlv(PP2_TYPE_SITE, site.as_bytes())?.build(),
-        None => builder.build(),
-    }
-}
-
-/// Source and destination in one family (IPv4-mapped IPv6 when they differ).
-fn addresses(source: SocketAddr, destination: SocketAddr) -> Addresses {
-    let v6 = |ip: IpAddr| match ip {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-        IpAddr::V6(v6) => v6,
-    };
-    match (source.ip(), destination.ip()) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => IPv4::new(s, d, source.port(), destination.port()).into(),
-        (s, d) => IPv6::new(v6(s), v6(d), source.port(), destination.port()).into(),
-    }
+    let source = (client.source != ClientSource::Unknown).then_some(client.addr);
+    hc_client::identity::proxy_v2_header(source, destination, client.site.as_deref())
 }
 
 /// A TCP target that is sent a PROXY v2 header naming the client before any payload.
@@ -86,7 +66,7 @@ impl TargetConnector for ProxyV2Target {
 
 #[cfg(test)]
 mod tests {
-    use ppp::v2::{Header, Type};
+    use ppp::v2::{Addresses, Command, Header, Protocol, Type};
 
     use super::*;
 

@@ -3,14 +3,20 @@
 //! then dial the accept address back, offering the subprotocol chosen from the sender's offer,
 //! and pump. The client, its site and the source address the target sees go to one debug line
 //! and to the status' recent streams.
+//!
+//! A sender that offers `dongle-relay.mux.v1` is a local-proxy's pooled connection: it is
+//! accepted without a target and handed to [`crate::mux_session`]. With azbridge port names
+//! configured, a 1:1 stream must first pass Azure Relay Bridge's preamble.
 
 use std::sync::Arc;
 
 use hc_client::RelayAccess;
+use hc_client::azbridge;
 use hc_client::pump::pump;
 use hc_client::subprotocol::{self, Framing};
 use hc_protocol::Accept;
 use hc_protocol::status::{HTTP_BAD_GATEWAY, HTTP_TOO_MANY};
+use tokio::io::AsyncWriteExt as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ListenerConfig;
@@ -19,7 +25,7 @@ use crate::status::{ListenerStatus, StreamInfo, StreamState};
 use crate::target::{TargetConnector, TargetRequest};
 
 /// Decrements the active-stream count however the stream ends.
-struct Active<'a>(&'a ListenerStatus);
+pub(crate) struct Active<'a>(pub(crate) &'a ListenerStatus);
 
 impl Drop for Active<'_> {
     fn drop(&mut self) {
@@ -29,10 +35,10 @@ impl Drop for Active<'_> {
 }
 
 /// Marks the stream's status entry finished however the stream ends.
-struct Listed<'a> {
-    status: &'a ListenerStatus,
-    id: &'a str,
-    end: StreamState,
+pub(crate) struct Listed<'a> {
+    pub(crate) status: &'a ListenerStatus,
+    pub(crate) id: &'a str,
+    pub(crate) end: StreamState,
 }
 
 impl Drop for Listed<'_> {
@@ -50,6 +56,11 @@ pub async fn handle<C: TargetConnector>(
     status: ListenerStatus,
     abort: CancellationToken,
 ) {
+    let chosen = subprotocol::choose(accept.header("Sec-WebSocket-Protocol"), config.mux);
+    if subprotocol::is_mux(chosen) {
+        crate::mux_session::run(accept, access, connector, config, status, abort).await;
+        return;
+    }
     let id = accept.id.as_str();
     let mut admitted = false;
     status.update(|s| {
@@ -116,8 +127,7 @@ pub async fn handle<C: TargetConnector>(
         id,
         end: StreamState::Ended,
     };
-    let target = connected.stream;
-    let chosen = subprotocol::choose(accept.header("Sec-WebSocket-Protocol"));
+    let mut target = connected.stream;
     let stream = tokio::select! {
         _ = abort.cancelled() => return,
         r = access.accept(&accept.address, chosen) => r,
@@ -131,17 +141,29 @@ pub async fn handle<C: TargetConnector>(
             return;
         }
     };
+    let mut ws = stream.ws;
+    if !config.azbridge_port_names.is_empty() {
+        match azbridge::answer(&mut ws, &config.azbridge_port_names, config.target_timeout).await {
+            Ok((port, rest)) => {
+                tracing::debug!(id, port, "azbridge preamble accepted");
+                if !rest.is_empty() && target.write_all(&rest).await.is_err() {
+                    listed.end = StreamState::Failed;
+                    status.update(|s| s.failed += 1);
+                    return;
+                }
+            }
+            Err(e) => {
+                let line = format!("stream {id} from {}: {e}", client.addr);
+                tracing::warn!("refused azbridge {line}");
+                status.rejected(line);
+                listed.end = StreamState::Rejected;
+                return;
+            }
+        }
+    }
     status.update(|s| s.accepted += 1);
     let framing = Framing::from_subprotocol(stream.subprotocol.as_deref());
-    let report = pump(
-        target,
-        stream.ws,
-        framing,
-        &config.pump,
-        status.bytes(),
-        &abort,
-    )
-    .await;
+    let report = pump(target, ws, framing, &config.pump, status.bytes(), &abort).await;
     tracing::debug!(
         id,
         sent = report.sent,
@@ -151,7 +173,7 @@ pub async fn handle<C: TargetConnector>(
     );
 }
 
-async fn reject(
+pub(crate) async fn reject(
     access: &RelayAccess,
     accept: &Accept,
     code: u16,
@@ -160,8 +182,9 @@ async fn reject(
 ) {
     match access.reject(&accept.address, code, description).await {
         Ok(()) => {
-            status.update(|s| s.rejected += 1);
-            tracing::warn!("rejected connection {}: {code} {description}", accept.id);
+            let line = format!("connection {}: {code} {description}", accept.id);
+            tracing::warn!("rejected {line}");
+            status.rejected(line);
         }
         Err(e) => {
             status.update(|s| s.failed += 1);

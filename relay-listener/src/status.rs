@@ -22,7 +22,8 @@ pub enum StreamState {
     Active,
     /// Ended (either side closed, idle timeout, shutdown).
     Ended,
-    /// The target was unreachable; the sender was rejected with 502.
+    /// The target was unreachable (the sender was rejected with 502, or the multiplexed
+    /// stream reset), or the stream's preamble was refused.
     Rejected,
     /// The dial-back to the relay failed.
     Failed,
@@ -74,11 +75,13 @@ pub struct ListenerSnapshot {
     pub connections: u64,
     /// Times it was re-opened after being lost (`connections − 1` once up).
     pub reconnects: u64,
-    /// Rendezvous being pumped now.
+    /// Streams being pumped now (1:1 rendezvous and multiplexed streams).
     pub active_streams: u64,
-    /// Rendezvous accepted (dialled back) in total.
+    /// Pooled (multiplexed) relay connections open now.
+    pub mux_connections: u64,
+    /// Streams accepted in total (rendezvous dialled back, multiplexed streams bridged).
     pub accepted: u64,
-    /// Rendezvous rejected (target unreachable, busy).
+    /// Streams rejected (target unreachable, busy, azbridge port unknown, bad stream header).
     pub rejected: u64,
     /// Rendezvous that failed otherwise (dial-back refused, reject not delivered).
     pub failed: u64,
@@ -86,6 +89,8 @@ pub struct ListenerSnapshot {
     pub token_renewals: u64,
     /// The last connection problem, one line.
     pub last_error: Option<String>,
+    /// The last stream rejected, one line (`… unknown azbridge port name "x" …`).
+    pub last_rejection: Option<String>,
     /// Times two different clients were given the same loopback source address.
     pub identity_collisions: u64,
     /// The most recent streams, oldest first, at most [`RECENT_STREAMS`]; when full, the oldest
@@ -179,6 +184,14 @@ impl ListenerStatus {
             {
                 e.state = state;
             }
+        });
+    }
+
+    /// Counts a rejected stream and keeps its reason.
+    pub(crate) fn rejected(&self, line: String) {
+        self.update(|s| {
+            s.rejected += 1;
+            s.last_rejection = Some(line);
         });
     }
 

@@ -195,6 +195,15 @@ pub struct Args {
     /// Source addresses of `--identity loopback` [default: 127.64.0.0/10].
     #[arg(long, value_name = "CIDR", value_parser = ipv4_range)]
     pub loopback_range: Option<Ipv4Net>,
+    /// Refuse multiplexed pooled connections (`dongle-relay.mux.v1`): proxies then open one
+    /// relay connection per TCP connection [default: multiplexing on].
+    #[arg(long)]
+    pub no_mux: bool,
+    /// Serve Azure Relay Bridge senders (`azbridge -L`): every 1:1 connection must start with
+    /// azbridge's preamble naming one of these ports. Repeatable; with exactly one name, any
+    /// numeric port name is accepted too (as azbridge does).
+    #[arg(long = "azbridge-port-name", value_name = "NAME")]
+    pub azbridge_port_names: Vec<String>,
 }
 
 /// The validated configuration of `listen`.
@@ -241,6 +250,16 @@ pub fn load(args: Args) -> anyhow::Result<Loaded> {
     config.identity.default_site = args.default_site.or(file.default_site);
     if let Some(range) = args.loopback_range.or(file.loopback_range) {
         config.identity.loopback_range = range;
+    }
+    config.mux = !args.no_mux && file.mux.unwrap_or(true);
+    config.azbridge_port_names = if args.azbridge_port_names.is_empty() {
+        file.azbridge_port_names.unwrap_or_default()
+    } else {
+        args.azbridge_port_names
+    };
+    for name in &config.azbridge_port_names {
+        hc_client::azbridge::preamble(name)
+            .map_err(|e| anyhow::anyhow!("azbridge_port_names: {e}"))?;
     }
     // Fail before running: the hybrid connection name and TLS trust must be usable.
     relay_listener::RelayListener::new(config.clone())?;
@@ -315,6 +334,10 @@ mod tests {
             .expect("bad mode")
             .to_string();
         assert!(err.contains("proxy-v3"), "{err}");
+        let l = parse(&["--no-mux", "--azbridge-port-name", "license"]).expect("mux flags");
+        assert!(!l.config.mux);
+        assert_eq!(l.config.azbridge_port_names, ["license"]);
+        assert!(parse(&[]).expect("defaults").config.mux);
         let err = parse(&["--loopback-range", "10.0.0.0/8"])
             .err()
             .expect("bad range")

@@ -9,7 +9,7 @@ use hc_client::settings::parse_duration;
 use local_proxy::access_list::parse_net;
 use local_proxy::config::{DEFAULT_BACKLOG, DEFAULT_BIND, LocalTlsSection};
 use local_proxy::local_tls::LocalTls;
-use local_proxy::{ProxyConfig, ProxyFile};
+use local_proxy::{ProxyConfig, ProxyFile, TunnelMode};
 use tokio_util::sync::CancellationToken;
 
 use super::listen::{FileAccess, RelayArgs, read_file};
@@ -59,6 +59,20 @@ pub struct Args {
     /// How long open tunnels may finish after SIGTERM [default: 10s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub shutdown_grace: Option<Duration>,
+    /// How connections travel: `auto` (multiplexed over a few pooled relay connections when
+    /// the listener is ours, else one relay connection each), `mux` (multiplexed only),
+    /// `single` (one relay connection per TCP connection, as plain Hybrid Connections peers
+    /// expect), `azbridge` (single, with Azure Relay Bridge's preamble for `azbridge -T`)
+    /// [default: auto].
+    #[arg(long, value_name = "MODE", value_parser = |s: &str| s.parse::<TunnelMode>())]
+    pub mode: Option<TunnelMode>,
+    /// Pooled relay connections in auto/mux mode [default: 2].
+    #[arg(long, value_name = "N")]
+    pub pool_size: Option<usize>,
+    /// Port name sent in azbridge mode (the `-T relay:NAME/host:port` of the azbridge
+    /// listener) [default: the local port number, as `azbridge -L`].
+    #[arg(long, value_name = "NAME")]
+    pub azbridge_port_name: Option<String>,
 }
 
 /// The validated configuration of `proxy`.
@@ -150,6 +164,14 @@ pub fn load(args: Args) -> anyhow::Result<Loaded> {
     if let Some(g) = args.shutdown_grace.or(file.shutdown_grace) {
         config.shutdown_grace = g;
     }
+    if let Some(mode) = args.mode.or(file.mode) {
+        config.mode = mode;
+    }
+    if let Some(n) = args.pool_size.or(file.pool_size) {
+        anyhow::ensure!((1..=64).contains(&n), "pool_size: must be 1 to 64");
+        config.pool_size = n;
+    }
+    config.azbridge_port_name = args.azbridge_port_name.or(file.azbridge_port_name);
     // Fail before binding: hybrid connection name, relay trust and local TLS must be usable.
     local_proxy::LocalProxy::new(config.clone())?;
     Ok(Loaded {

@@ -3,7 +3,8 @@
 //!
 //! - [`relay`]: [`Relay`], the self-hosted relay over TLS with a self-signed certificate the
 //!   other fixtures pin, fixed SAS rules ([`HC`], [`LISTEN_KEY`], [`SEND_KEY`]), configuration
-//!   builders for listeners and proxies, stop and restart on the same port.
+//!   builders for listeners and proxies (1:1 by default; any [`local_proxy::TunnelMode`] with
+//!   `proxy_config_mode`), stop and restart on the same port.
 //! - [`listener`]: [`Listener`], a running relay-listener with any target connector.
 //! - [`proxy`]: [`Proxy`], a running local-proxy on its own port.
 //! - [`targets`]: TCP targets: [`targets::echo`], [`targets::answer_after_eof`],

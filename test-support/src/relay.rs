@@ -11,7 +11,7 @@ use std::time::Duration;
 use hc_client::access::AccessConfig;
 use hc_client::trust::{Fingerprint, TrustConfig};
 use hc_protocol::connection_string::ConnectionString;
-use local_proxy::ProxyConfig;
+use local_proxy::{ProxyConfig, TunnelMode};
 use relay_listener::ListenerConfig;
 use relay_server::config::{HybridConnectionConfig, Right, SasRule};
 use relay_server::{RelayConfig, RelayError, RelayStats, SelfSigned};
@@ -189,7 +189,8 @@ impl Relay {
         config
     }
 
-    /// A proxy configuration with the Send key and no site.
+    /// A proxy configuration with the Send key, no site, in **1:1 mode** (one relay connection
+    /// per TCP connection: what `tests/tunnel.rs` and `tests/identity.rs` exercise).
     pub fn proxy_config(&self) -> ProxyConfig {
         self.proxy_config_with(self.send_connection())
     }
@@ -201,10 +202,20 @@ impl Relay {
         config
     }
 
-    /// A proxy configuration with any connection string and no site.
+    /// A proxy configuration with any connection string and no site, in 1:1 mode.
     pub fn proxy_config_with(&self, connection: ConnectionString) -> ProxyConfig {
         let mut config = ProxyConfig::new(connection.clone());
         config.access = self.access(connection);
+        config.mode = TunnelMode::Single;
+        config
+    }
+
+    /// A proxy configuration in `mode` (`Auto` and `Mux` use a pool of `pool_size` relay
+    /// connections) with the Send key and `site`.
+    pub fn proxy_config_mode(&self, mode: TunnelMode, site: Option<&str>) -> ProxyConfig {
+        let mut config = self.proxy_config();
+        config.mode = mode;
+        config.site = site.map(str::to_owned);
         config
     }
 }

@@ -1,0 +1,254 @@
+//! A relay WebSocket seen as one byte stream ([`WsIo`]), for the multiplexer: yamux needs a
+//! `futures::AsyncRead + AsyncWrite`, and a pooled connection's binary messages are nothing
+//! but consecutive pieces of one yamux byte stream.
+//!
+//! - **Reading** hands out the bytes of each received binary (or text) message in order; pings
+//!   and pongs are skipped (tungstenite answers pings); Close or the end of the connection is
+//!   EOF.
+//! - **Writing** collects bytes until a flush, or until [`WsIo::new`]'s `max_message` bytes are
+//!   pending, and sends them as one binary message. yamux flushes after every frame it writes,
+//!   so a small frame (a license request) goes out at once and bulk data goes out in large
+//!   messages. Sending waits on the sink's readiness, so tungstenite's write buffer stays within
+//!   the dialer's `max_write_buffer_size`: memory per connection is bounded.
+//! - **Keep-alive**: with an interval, a ping is sent that often, and three intervals without
+//!   any frame from the peer fail the stream (`TimedOut`), which ends the yamux session so the
+//!   pool can re-establish it. yamux polls the reader continuously, so the timer runs even when
+//!   no stream is busy.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::io::{AsyncRead, AsyncWrite};
+use futures_util::{Sink, Stream};
+use tokio::io::{AsyncRead as TokioRead, AsyncWrite as TokioWrite};
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+/// Pings and the silence that counts as a dead peer.
+struct KeepAlive {
+    every: Duration,
+    timer: Interval,
+    last_rx: Instant,
+    ping_due: bool,
+}
+
+/// A WebSocket as a byte stream (see the module documentation).
+pub struct WsIo<S> {
+    ws: WebSocketStream<S>,
+    rx: Bytes,
+    tx: BytesMut,
+    max_message: usize,
+    eof: bool,
+    keepalive: Option<KeepAlive>,
+}
+
+impl<S> WsIo<S> {
+    /// Wraps `ws`; outgoing messages carry at most `max_message` bytes; `ping` enables
+    /// keep-alive pings at that interval.
+    pub fn new(ws: WebSocketStream<S>, max_message: usize, ping: Option<Duration>) -> Self {
+        let keepalive = ping.filter(|d| !d.is_zero()).map(|every| {
+            let mut timer = tokio::time::interval_at(Instant::now() + every, every);
+            timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            KeepAlive {
+                every,
+                timer,
+                last_rx: Instant::now(),
+                ping_due: false,
+            }
+        });
+        Self {
+            ws,
+            rx: Bytes::new(),
+            tx: BytesMut::new(),
+            max_message: max_message.max(1024),
+            eof: false,
+            keepalive,
+        }
+    }
+}
+
+fn io_error(e: WsError) -> io::Error {
+    match e {
+        WsError::Io(e) => e,
+        other => io::Error::other(other),
+    }
+}
+
+impl<S: TokioRead + TokioWrite + Unpin> WsIo<S> {
+    /// Fires pings and detects silence. Errors when the peer has been silent too long.
+    fn poll_keepalive(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let Some(ka) = self.keepalive.as_mut() else {
+            return Ok(());
+        };
+        while ka.timer.poll_tick(cx).is_ready() {
+            if ka.last_rx.elapsed() > ka.every.saturating_mul(3) {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no answer to keep-alive pings",
+                ));
+            }
+            ka.ping_due = true;
+        }
+        if ka.ping_due {
+            let mut ws = Pin::new(&mut self.ws);
+            if let Poll::Ready(ready) = ws.as_mut().poll_ready(cx) {
+                ready.map_err(io_error)?;
+                ws.as_mut()
+                    .start_send(Message::Ping(Bytes::new()))
+                    .map_err(io_error)?;
+                ka.ping_due = false;
+                // The ping leaves with the next flush at the latest; try now.
+                if let Poll::Ready(r) = ws.poll_flush(cx) {
+                    r.map_err(io_error)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn touch(&mut self) {
+        if let Some(ka) = self.keepalive.as_mut() {
+            ka.last_rx = Instant::now();
+        }
+    }
+
+    /// Sends the pending bytes as one binary message (waits for the sink's room).
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut ws = Pin::new(&mut self.ws);
+        ready!(ws.as_mut().poll_ready(cx)).map_err(io_error)?;
+        let message = Message::Binary(self.tx.split().freeze());
+        ws.start_send(message).map_err(io_error)?;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: TokioRead + TokioWrite + Unpin> AsyncRead for WsIo<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.poll_keepalive(cx)?;
+        loop {
+            if !this.rx.is_empty() {
+                let n = this.rx.len().min(buf.len());
+                buf[..n].copy_from_slice(&this.rx.split_to(n));
+                return Poll::Ready(Ok(n));
+            }
+            if this.eof {
+                return Poll::Ready(Ok(0));
+            }
+            let next = ready!(Pin::new(&mut this.ws).poll_next(cx));
+            this.touch();
+            match next {
+                Some(Ok(Message::Binary(data))) => this.rx = data,
+                Some(Ok(Message::Text(text))) => this.rx = text.into(),
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                Some(Ok(Message::Close(_)))
+                | None
+                | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {
+                    this.eof = true;
+                }
+                Some(Err(e)) => return Poll::Ready(Err(io_error(e))),
+            }
+        }
+    }
+}
+
+impl<S: TokioRead + TokioWrite + Unpin> AsyncWrite for WsIo<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.tx.len() >= this.max_message {
+            ready!(this.poll_send(cx))?;
+        }
+        let n = buf.len().min(this.max_message - this.tx.len());
+        this.tx.extend_from_slice(&buf[..n]);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.tx.is_empty() {
+            ready!(this.poll_send(cx))?;
+        }
+        Pin::new(&mut this.ws).poll_flush(cx).map_err(io_error)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.tx.is_empty() {
+            ready!(this.poll_send(cx))?;
+        }
+        match ready!(Pin::new(&mut this.ws).poll_close(cx)) {
+            Ok(()) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => Poll::Ready(Ok(())),
+            Err(e) => Poll::Ready(Err(io_error(e))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn bytes_cross_as_messages_and_close_is_eof() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let ws = WebSocketStream::from_raw_socket(a, Role::Client, None).await;
+        let mut peer = WebSocketStream::from_raw_socket(b, Role::Server, None).await;
+        let mut io = WsIo::new(ws, 4096, None);
+        io.write_all(b"hello ").await.expect("write");
+        io.write_all(b"world").await.expect("write");
+        io.flush().await.expect("flush");
+        assert_eq!(
+            peer.next().await.expect("msg").expect("ok"),
+            Message::binary(b"hello world".to_vec())
+        );
+        // Large writes are cut at max_message.
+        io.write_all(&vec![7u8; 10_000]).await.expect("write");
+        io.flush().await.expect("flush");
+        let mut sizes = Vec::new();
+        while sizes.iter().sum::<usize>() < 10_000 {
+            match peer.next().await.expect("msg").expect("ok") {
+                Message::Binary(b) => sizes.push(b.len()),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(sizes, [4096, 4096, 1808]);
+        peer.send(Message::binary(b"abc".to_vec()))
+            .await
+            .expect("send");
+        peer.send(Message::Ping(Bytes::new())).await.expect("ping");
+        peer.send(Message::text("de")).await.expect("send");
+        peer.close(None).await.expect("close");
+        let mut got = Vec::new();
+        io.read_to_end(&mut got).await.expect("read");
+        assert_eq!(got, b"abcde");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silent_peer_fails_the_stream_after_three_intervals() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let ws = WebSocketStream::from_raw_socket(a, Role::Client, None).await;
+        // The peer never reads, so it never answers pings.
+        let _peer = b;
+        let mut io = WsIo::new(ws, 4096, Some(Duration::from_secs(10)));
+        let start = Instant::now();
+        let mut buf = [0u8; 16];
+        let err = io.read(&mut buf).await.expect_err("keep-alive timeout");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(start.elapsed() >= Duration::from_secs(30));
+    }
+}

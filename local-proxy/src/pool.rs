@@ -1,0 +1,289 @@
+//! The pool of long-lived, multiplexed relay connections (`auto` and `mux` modes).
+//!
+//! Each of `pool_size` slots keeps one sender WebSocket open that offers
+//! `dongle-relay.raw, dongle-relay.mux.v1`. When the listener picks `dongle-relay.mux.v1`, the
+//! slot runs a yamux client on it (WebSocket pings keep it alive and detect a dead peer) and
+//! tunnels open streams on the least busy slot. When the connection drops, the slot dials
+//! again with exponential back-off and full jitter.
+//!
+//! When the listener answers `raw` or nothing it is a plain Hybrid Connections peer (a foreign
+//! listener, or ours with multiplexing turned off): the slot closes that connection, the pool
+//! is marked **1:1 only** — in `auto` mode tunnels then use one relay connection each, as
+//! IPWorks' AzureRelayProxy does — and the slot probes again later (30 s, doubling up to
+//! 10 min), so a listener upgraded in place is picked up without a restart.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use hc_client::access::AccessError;
+use hc_client::dial::DialError;
+use hc_client::identity::SITE_HEADER;
+use hc_client::mux::{self, MuxHandle, MuxMode};
+use hc_client::subprotocol::{MUX_OFFER, is_mux};
+use hc_client::ws_io::WsIo;
+use hc_client::{Backoff, RelayAccess};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{ProxyConfig, TunnelMode};
+use crate::status::ProxyStatus;
+
+/// A pooled connection that stayed up this long resets its back-off.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+/// First and longest re-probe delay after a listener answered without multiplexing.
+const PROBE_FIRST: Duration = Duration::from_secs(30);
+const PROBE_MAX: Duration = Duration::from_secs(600);
+
+/// One open pooled connection.
+#[derive(Debug)]
+pub(crate) struct Pooled {
+    handle: MuxHandle,
+    streams: AtomicUsize,
+}
+
+/// Counts a stream on its pooled connection while it lives.
+pub(crate) struct StreamGuard(Arc<Pooled>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.streams.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Pooled {
+    /// Opens a stream, counted until the guard is dropped.
+    pub(crate) async fn open(
+        self: &Arc<Self>,
+    ) -> Result<(mux::MuxStream, StreamGuard), mux::MuxError> {
+        self.streams.fetch_add(1, Ordering::Relaxed);
+        let guard = StreamGuard(self.clone());
+        let stream = self.handle.open().await?;
+        Ok((stream, guard))
+    }
+}
+
+/// The pool's slots and whether the listener multiplexes.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    slots: Vec<Mutex<Option<Arc<Pooled>>>>,
+    /// How many slots are up; watched by tunnels waiting in `mux` mode.
+    up: watch::Sender<usize>,
+    /// The listener answered a pooled connection without multiplexing.
+    single_only: watch::Sender<bool>,
+}
+
+impl Pool {
+    /// Starts the slots' tasks on `tasks`; they stop when `stop` is cancelled.
+    pub(crate) fn start(
+        config: Arc<ProxyConfig>,
+        access: Arc<RelayAccess>,
+        status: ProxyStatus,
+        tasks: &TaskTracker,
+        stop: CancellationToken,
+    ) -> Arc<Self> {
+        let size = config.pool_size.max(1);
+        let pool = Arc::new(Self {
+            slots: (0..size).map(|_| Mutex::new(None)).collect(),
+            up: watch::Sender::new(0),
+            single_only: watch::Sender::new(false),
+        });
+        for index in 0..size {
+            tasks.spawn(maintain(
+                index,
+                pool.clone(),
+                config.clone(),
+                access.clone(),
+                status.clone(),
+                stop.clone(),
+            ));
+        }
+        pool
+    }
+
+    /// The open pooled connection with the fewest streams.
+    pub(crate) fn pick(&self) -> Option<Arc<Pooled>> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).clone())
+            .filter(|p| !p.handle.is_closed())
+            .min_by_key(|p| p.streams.load(Ordering::Relaxed))
+    }
+
+    /// Waits up to `limit` for a pooled connection.
+    pub(crate) async fn wait_pick(&self, limit: Duration) -> Option<Arc<Pooled>> {
+        let deadline = Instant::now() + limit;
+        let mut up = self.up.subscribe();
+        loop {
+            if let Some(p) = self.pick() {
+                return Some(p);
+            }
+            let changed = tokio::time::timeout_at(deadline, up.changed()).await;
+            if !matches!(changed, Ok(Ok(()))) {
+                return self.pick();
+            }
+        }
+    }
+
+    /// Whether the listener answered without multiplexing (auto mode then goes 1:1).
+    pub(crate) fn single_only(&self) -> bool {
+        *self.single_only.borrow()
+    }
+
+    fn publish(&self, index: usize, conn: Option<Arc<Pooled>>) {
+        let up = conn.is_some();
+        *self.slots[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = conn;
+        self.up.send_modify(|n| {
+            if up {
+                *n += 1;
+            } else {
+                *n = n.saturating_sub(1);
+            }
+        });
+    }
+}
+
+/// Keeps slot `index` connected until `stop`.
+async fn maintain(
+    index: usize,
+    pool: Arc<Pool>,
+    config: Arc<ProxyConfig>,
+    access: Arc<RelayAccess>,
+    status: ProxyStatus,
+    stop: CancellationToken,
+) {
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    let mut probe = Backoff::new(PROBE_FIRST, PROBE_MAX);
+    let mut failures = 0u32;
+    let headers: Vec<(String, String)> = config
+        .site
+        .iter()
+        .map(|site| (SITE_HEADER.to_owned(), site.clone()))
+        .collect();
+    while !stop.is_cancelled() {
+        let id = uuid::Uuid::new_v4().to_string();
+        let dialled = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = access.connect(&id, &headers, &MUX_OFFER) => r,
+        };
+        let delay = match dialled {
+            Ok(stream) if is_mux(stream.subprotocol.as_deref()) => {
+                failures = 0;
+                probe.reset();
+                pool.single_only.send_replace(false);
+                let started = Instant::now();
+                let end = run_connection(index, &pool, &config, &status, stream.ws, &stop).await;
+                if stop.is_cancelled() {
+                    break;
+                }
+                tracing::warn!("pooled relay connection {index} lost: {end}; re-establishing");
+                if started.elapsed() >= STABLE_AFTER {
+                    backoff.reset();
+                }
+                backoff.next_delay()
+            }
+            Ok(mut stream) => {
+                let _ = tokio::time::timeout(Duration::from_secs(5), stream.ws.close(None)).await;
+                not_multiplexing(
+                    index,
+                    &pool,
+                    &config,
+                    &status,
+                    &mut probe,
+                    stream.subprotocol,
+                )
+            }
+            Err(AccessError::Dial(DialError::NoSubprotocol { .. })) => {
+                not_multiplexing(index, &pool, &config, &status, &mut probe, None)
+            }
+            Err(e) => {
+                failures += 1;
+                let line = format!(
+                    "pooled relay connection {index} to {}: {e}",
+                    access.describe()
+                );
+                // One warning per outage; retries are logged at debug.
+                if failures == 1 {
+                    tracing::warn!("cannot open {line}; retrying");
+                } else {
+                    tracing::debug!("cannot open {line}; retrying");
+                }
+                backoff.next_delay()
+            }
+        };
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// Runs one pooled connection until it ends; returns why, for the log.
+async fn run_connection(
+    index: usize,
+    pool: &Pool,
+    config: &ProxyConfig,
+    status: &ProxyStatus,
+    ws: hc_client::tokio_tungstenite::WebSocketStream<hc_client::RelayIo>,
+    stop: &CancellationToken,
+) -> String {
+    let io = WsIo::new(ws, config.pump.max_frame, Some(config.pool_ping));
+    let conn = mux::connection(io, MuxMode::Client);
+    let (handle, opens) = mux::channel();
+    pool.publish(
+        index,
+        Some(Arc::new(Pooled {
+            handle,
+            streams: AtomicUsize::new(0),
+        })),
+    );
+    status.update(|s| {
+        s.pooled += 1;
+        s.mux_fallback = false;
+    });
+    tracing::info!("pooled relay connection {index} open (dongle-relay.mux.v1)");
+    // The listener never opens streams towards us; dropping one resets it.
+    let ended = mux::drive(conn, Some(opens), drop, stop).await;
+    pool.publish(index, None);
+    status.update(|s| s.pooled = s.pooled.saturating_sub(1));
+    match ended {
+        Ok(()) => "closed by the peer".to_owned(),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// The listener answered a pooled connection without `dongle-relay.mux.v1`.
+fn not_multiplexing(
+    index: usize,
+    pool: &Pool,
+    config: &ProxyConfig,
+    status: &ProxyStatus,
+    probe: &mut Backoff,
+    answered: Option<String>,
+) -> Duration {
+    if probe.attempts() == 0 {
+        // Backoff's first delay is zero; a re-probe must wait.
+        probe.next_delay();
+    }
+    let delay = probe.next_delay().max(PROBE_FIRST / 2);
+    let answered = answered.unwrap_or_else(|| "no subprotocol".to_owned());
+    let was = pool.single_only.send_replace(true);
+    status.update(|s| s.mux_fallback = true);
+    if !was {
+        match config.mode {
+            TunnelMode::Mux => tracing::error!(
+                "listener does not multiplex (answered {answered}); mode mux needs a dongle-relay listener with multiplexing on; re-probing in {delay:?}"
+            ),
+            _ => tracing::warn!(
+                "listener does not multiplex (answered {answered}); one relay connection per TCP connection, re-probing in {delay:?}"
+            ),
+        }
+    } else {
+        tracing::debug!("pooled relay connection {index}: listener still does not multiplex");
+    }
+    delay
+}

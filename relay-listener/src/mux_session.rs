@@ -1,0 +1,213 @@
+//! A pooled connection from a local-proxy (`dongle-relay.mux.v1`): a yamux server on the
+//! accepted WebSocket, one task per inbound stream.
+//!
+//! Each stream starts with a PROXY v2 header written by the proxy (client address and site,
+//! [`hc_client::identity::read_proxy_v2`]); it becomes the stream's [`RemoteClient`], and the
+//! configured connector reaches the target in the configured identity mode, exactly as for a
+//! 1:1 rendezvous. A stream whose header is missing or whose target is unreachable is reset,
+//! which the proxy's client sees as a closed connection; the reason goes to the log and to the
+//! status (`last_rejection`). Streams count against `max_streams` like rendezvous do.
+//!
+//! The session lives until the proxy closes it, the relay drops it, keep-alive pings go
+//! unanswered, or the listener shuts down (then open streams drain for the grace period).
+
+use std::sync::Arc;
+
+use hc_client::RelayAccess;
+use hc_client::identity::read_proxy_v2;
+use hc_client::mux::{self, MuxMode, MuxStream};
+use hc_client::splice::splice;
+use hc_client::subprotocol::MUX;
+use hc_client::ws_io::WsIo;
+use hc_protocol::Accept;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::ListenerConfig;
+use crate::identity::RemoteClient;
+use crate::rendezvous::{Active, Listed};
+use crate::status::{ListenerStatus, StreamInfo, StreamState};
+use crate::target::{TargetConnector, TargetRequest};
+
+/// Decrements the pooled-connection count however the session ends.
+struct Pooled<'a>(&'a ListenerStatus);
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        self.0
+            .update(|s| s.mux_connections = s.mux_connections.saturating_sub(1));
+    }
+}
+
+/// Accepts the pooled connection of `accept` and serves its streams until it ends.
+pub(crate) async fn run<C: TargetConnector>(
+    accept: Accept,
+    access: Arc<RelayAccess>,
+    connector: Arc<C>,
+    config: Arc<ListenerConfig>,
+    status: ListenerStatus,
+    abort: CancellationToken,
+) {
+    let id = accept.id.clone();
+    let stream = tokio::select! {
+        _ = abort.cancelled() => return,
+        r = access.accept(&accept.address, Some(MUX)) => r,
+    };
+    let stream = match stream {
+        Ok(s) => s,
+        Err(e) => {
+            status.update(|s| s.failed += 1);
+            tracing::warn!("pooled connection {id} failed: {e}");
+            return;
+        }
+    };
+    status.update(|s| s.mux_connections += 1);
+    let _pooled = Pooled(&status);
+    tracing::debug!(id, "pooled connection open");
+    let io = WsIo::new(stream.ws, config.pump.max_frame, config.control_ping);
+    let conn = mux::connection(io, MuxMode::Server);
+    let accept = Arc::new(accept);
+    let streams = TaskTracker::new();
+    let ended = mux::drive(
+        conn,
+        None,
+        |s| {
+            streams.spawn(serve(
+                s,
+                accept.clone(),
+                connector.clone(),
+                config.clone(),
+                status.clone(),
+                abort.clone(),
+            ));
+        },
+        &abort,
+    )
+    .await;
+    match ended {
+        Ok(()) => tracing::debug!(id, "pooled connection closed"),
+        Err(e) => tracing::info!("pooled connection {id} ended: {e}"),
+    }
+    streams.close();
+    streams.wait().await;
+}
+
+/// One multiplexed stream: header, target, splice.
+async fn serve<C: TargetConnector>(
+    mut stream: MuxStream,
+    accept: Arc<Accept>,
+    connector: Arc<C>,
+    config: Arc<ListenerConfig>,
+    status: ListenerStatus,
+    abort: CancellationToken,
+) {
+    let id = format!("{}/{}", accept.id, stream.id());
+    let mut admitted = false;
+    status.update(|s| {
+        if s.active_streams < config.max_streams {
+            s.active_streams += 1;
+            admitted = true;
+        }
+    });
+    if !admitted {
+        let line = format!("stream {id}: listener busy: too many streams");
+        tracing::warn!("rejected {line}");
+        status.rejected(line);
+        return;
+    }
+    let _active = Active(&status);
+    let header = tokio::time::timeout(config.target_timeout, read_proxy_v2(&mut stream)).await;
+    let header = match header {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => {
+            let line = format!("stream {id}: no valid PROXY v2 stream header: {e}");
+            tracing::warn!("rejected {line}");
+            status.rejected(line);
+            return;
+        }
+        Err(_) => {
+            let line = format!(
+                "stream {id}: no stream header within {:?}",
+                config.target_timeout
+            );
+            tracing::warn!("rejected {line}");
+            status.rejected(line);
+            return;
+        }
+    };
+    let client = RemoteClient::from_proxy_v2(&header, config.identity.default_site.as_deref());
+    let request = TargetRequest {
+        accept: &accept,
+        client: &client,
+    };
+    let target = tokio::select! {
+        _ = abort.cancelled() => return,
+        r = tokio::time::timeout(config.target_timeout, connector.connect(&request)) => r,
+    };
+    let connected = match target {
+        Ok(Ok(connected)) => connected,
+        Ok(Err(e)) => {
+            let why = format!("target {} unreachable: {e}", connector.describe());
+            return refuse(&status, &id, &client, why);
+        }
+        Err(_) => {
+            let why = format!(
+                "target {} unreachable: no answer within {:?}",
+                connector.describe(),
+                config.target_timeout
+            );
+            return refuse(&status, &id, &client, why);
+        }
+    };
+    if let Some(collision) = &connected.collision {
+        status.update(|s| s.identity_collisions += 1);
+        tracing::warn!("client identity collision: {collision}");
+    }
+    if mux::acknowledge(&mut stream).await.is_err() {
+        return;
+    }
+    tracing::debug!(
+        id,
+        client = %client.addr,
+        from = %client.source,
+        site = client.site_label(),
+        source = ?connected.source,
+        "connected target for multiplexed stream"
+    );
+    status.update(|s| s.accepted += 1);
+    status.stream_started(StreamInfo::new(
+        &id,
+        &client,
+        connected.source,
+        StreamState::Active,
+    ));
+    let _listed = Listed {
+        status: &status,
+        id: &id,
+        end: StreamState::Ended,
+    };
+    let report = splice(
+        connected.stream,
+        stream,
+        config.pump.max_frame,
+        config.pump.idle_timeout,
+        status.bytes(),
+        &abort,
+    )
+    .await;
+    tracing::debug!(
+        id,
+        sent = report.sent,
+        received = report.received,
+        end = ?report.end,
+        "stream ended"
+    );
+}
+
+/// A stream whose target could not be reached: logged, listed, reset (by dropping it).
+fn refuse(status: &ListenerStatus, id: &str, client: &RemoteClient, why: String) {
+    status.stream_started(StreamInfo::new(id, client, None, StreamState::Rejected));
+    let line = format!("stream {id}: {why}");
+    tracing::warn!("rejected {line}");
+    status.rejected(line);
+}
