@@ -1,6 +1,7 @@
 //! A network license server with the semantics of the MxNet2 remote API, its wire protocol and
 //! its client library.
 //!
+//! - [`admin`]: the admin endpoint's routes: status JSON, actions, status page, metrics.
 //! - [`error`]: the return codes (the manual's numbers).
 //! - [`clock`]: time sources (the engine takes `now` from its callers).
 //! - [`engine`]: sessions, AppSlot seats, timeouts, licence types; pure logic.
@@ -10,9 +11,12 @@
 //! - [`server`]: the tokio server.
 //! - [`client`]: the r-API client library (async, blocking, process-wide).
 //! - [`logs`]: the daily `mxnetYYYY-MM-DD.log` writer.
+//! - [`metrics`]: the Prometheus metrics (counters on the request path, state read at scrape).
+//! - [`store`]: sessions and logins persisted in SQLite, so seats survive a restart.
 //!
 //! Nothing here depends on the relay: the relay carries the same TCP stream.
 
+pub mod admin;
 pub mod client;
 pub mod clock;
 pub mod config;
@@ -20,8 +24,10 @@ pub mod dongle;
 pub mod engine;
 pub mod error;
 pub mod logs;
+pub mod metrics;
 pub mod protocol;
 pub mod server;
+pub mod store;
 
 pub use config::{DEFAULT_PORT, ServerConfig};
 pub use engine::{Engine, SlotRef};

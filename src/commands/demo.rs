@@ -39,7 +39,10 @@ Starts, in this one process and on loopback only:\n\
     Application\" with 3 seats), trusting PROXY headers from loopback;\n\
   - the relay-listener, pinning the relay's certificate, bridging to the license server\n\
     with a PROXY v2 header naming each client and its site;\n\
-  - a local-proxy on 127.0.0.1:12300 (--port) for site \"demo-site\" (--site).\n\
+  - a local-proxy on 127.0.0.1:12300 (--port) for site \"demo-site\" (--site);\n\
+  - the license server's admin endpoint on 127.0.0.1 (--admin-port; a free port by\n\
+    default): status page with Disconnect/Logout, /api/status, /metrics, with a bearer\n\
+    token generated now (printed with --keep-running).\n\
 Then a scripted legacy client talks to 127.0.0.1:12300 - through proxy, relay and\n\
 listener - and runs init, login, refresh, status, logout, release, printing each return\n\
 value or error code and the seats left. Exit status 0 when every step succeeded and the\n\
@@ -66,6 +69,10 @@ pub struct Args {
     /// With --keep-running: print connection strings with their keys (they are secrets).
     #[arg(long, requires = "keep_running")]
     pub show_keys: bool,
+    /// Port of the license server's admin endpoint (status page, JSON, metrics) on 127.0.0.1;
+    /// 0 picks a free one.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub admin_port: u16,
 }
 
 /// The validated configuration of `demo`.
@@ -96,6 +103,7 @@ pub fn load(args: Args) -> anyhow::Result<Loaded> {
             proxy_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, args.port)),
             site,
             server,
+            admin_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, args.admin_port)),
         },
         keep_running: args.keep_running,
         show_keys: args.show_keys,
@@ -165,6 +173,11 @@ fn print_stack(stack: &DemoStack) {
     println!(
         "  local-proxy     {} (site \"{}\")",
         stack.proxy_addr, stack.site
+    );
+    println!(
+        "  admin endpoint  http://{}/ (status page, /api/status, /metrics; bearer token \
+         generated now)",
+        stack.admin_addr
     );
     println!();
     println!(
@@ -264,6 +277,18 @@ fn print_addresses(stack: &DemoStack, show_keys: bool) {
         stack.server.public_key()
     );
     println!("license server (direct, no tunnel): {}", stack.license_addr);
+    println!(
+        "status page (sessions, logins, Disconnect/Logout, relay-listener; refreshes itself):"
+    );
+    println!(
+        "  {}",
+        crate::commands::server::ops::page_url(stack.admin_addr, Some(&stack.admin_token), true)
+    );
+    println!(
+        "  curl -H 'Authorization: Bearer {}' http://{}/api/status",
+        stack.admin_token.expose(),
+        stack.admin_addr
+    );
     println!("relay: wss://{}", stack.relay_addr);
     println!("  TLS certificate SHA-256 (pin it): {}", stack.fingerprint);
     println!("  local-proxy connection string (another site):");

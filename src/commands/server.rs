@@ -1,16 +1,32 @@
 //! The `server` subcommand: loads `mxnet2.ini` (or its TOML equivalent), binds the license
-//! port and runs `license_core::run` until shutdown.
+//! port and serves it until shutdown — with, when configured, persisted seats (`StateDb=`),
+//! the admin endpoint (`AdminBind=`: status page, JSON, actions, metrics) and a relay-listener
+//! in the same process ([`ops`]).
+
+pub mod ops;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
-use license_core::config::{BackendChoice, ServerConfig, TrustedProxies};
+use hc_protocol::Secret;
+use license_core::config::{BackendChoice, ServerConfig, TrustedProxies, parse_admin_bind};
 use license_core::protocol::ServerIdentity;
+use ops_http::BearerToken;
+use relay_listener::{IdentityMode, ListenerConfig, ListenerFile, RelayListener};
 use tokio_util::sync::CancellationToken;
+
+use super::listen::{FileAccess, RelayArgs, read_file};
 
 /// The identity key file used when the configuration names none.
 const DEFAULT_KEY_FILE: &str = "mxnet2-server.key";
+/// Environment variable holding the admin endpoint's bearer token.
+pub const ADMIN_TOKEN_ENV: &str = "DONGLE_RELAY_ADMIN_TOKEN";
+/// Environment variable holding the in-process relay-listener's connection string.
+pub const LISTENER_CONNECTION_STRING_ENV: &str = "DONGLE_RELAY_LISTENER_CONNECTION_STRING";
+/// How long stopping waits for the admin endpoint and the relay-listener.
+const STOP_LIMIT: Duration = Duration::from_secs(10);
 
 const SERVER_HELP: &str = "\
 Run the license server: MxNet2 remote-API semantics (sessions, AppSlot seats, login and\n\
@@ -33,7 +49,14 @@ Dongles: simulated (default), usb (TDi Matrix keys 0e50:0001/0002 via libusb, po
 Client identity: a relay-listener on a trusted address (TrustedProxy=, --trusted-proxy;\n\
 default loopback) may start each connection with a PROXY protocol v2 header naming the\n\
 real client and its site; seats, per-IP licences, logs and status then use them. A header\n\
-from any other address is refused and logged. See docs/identity.md.";
+from any other address is refused and logged. See docs/identity.md.\n\
+\n\
+Operations (docs/operations.md): --state-db FILE (StateDb=) persists sessions and logins so\n\
+seats survive a restart; --admin [ADDR] (AdminBind=, default 127.0.0.1:12380) serves the\n\
+status page with Disconnect/Logout, GET /api/status and /metrics, protected by the bearer\n\
+token in $DONGLE_RELAY_ADMIN_TOKEN or --admin-token-file (AdminTokenFile=), required off\n\
+loopback; --relay-listener FILE (RelayListener=) or --relay-connection-string also runs the\n\
+relay-listener in this process, bridging to this server with PROXY v2 headers.";
 
 /// Options of `dongle-relay server`.
 #[derive(clap::Args, Debug)]
@@ -70,6 +93,39 @@ pub struct Args {
     /// 127.0.0.0/8 and ::1].
     #[arg(long, value_name = "CIDR", value_delimiter = ',')]
     pub trusted_proxy: Vec<String>,
+    /// Persist sessions and logins in this SQLite file (created mode 0600; it holds session
+    /// keys) so seats survive a restart [default: StateDb=, else not persisted].
+    #[arg(long, value_name = "FILE")]
+    pub state_db: Option<PathBuf>,
+    /// Serve the admin endpoint (status page, /api/status, actions, /metrics) on this address
+    /// [default: AdminBind=, else none; without a value: 127.0.0.1:12380].
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:12380",
+        value_parser = parse_admin_bind)]
+    pub admin: Option<SocketAddr>,
+    /// File holding the admin endpoint's bearer token (at least 16 characters; required for a
+    /// non-loopback --admin) [default: AdminTokenFile=; $DONGLE_RELAY_ADMIN_TOKEN wins].
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Also run the relay-listener in this process, configured by this file (the format of
+    /// `dongle-relay listen --config`); it bridges to this server [default: RelayListener=].
+    #[arg(long, value_name = "FILE")]
+    pub relay_listener: Option<PathBuf>,
+    /// The in-process relay-listener's connection string (Listen right); enables it. Prefer
+    /// the environment variable: command lines are visible to other users.
+    #[arg(long, env = LISTENER_CONNECTION_STRING_ENV, hide_env_values = true, value_name = "STRING",
+        value_parser = secret)]
+    pub relay_connection_string: Option<Secret>,
+    /// The in-process relay-listener trusts exactly the relay certificate with this SHA-256
+    /// fingerprint (repeatable).
+    #[arg(long = "relay-pin-sha256", value_name = "FINGERPRINT")]
+    pub relay_pins: Vec<String>,
+    /// The in-process relay-listener also trusts the CA certificates in this PEM file.
+    #[arg(long, value_name = "PEM")]
+    pub relay_ca_file: Option<PathBuf>,
+}
+
+fn secret(text: &str) -> Result<Secret, String> {
+    Ok(Secret::new(text))
 }
 
 fn parse_backend(s: &str) -> Result<BackendChoice, String> {
@@ -81,10 +137,22 @@ fn parse_backend(s: &str) -> Result<BackendChoice, String> {
     }
 }
 
+/// The admin endpoint's settings.
+pub struct AdminSettings {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its token, if any.
+    pub token: Option<BearerToken>,
+}
+
 /// The validated configuration of `server`.
 pub struct Loaded {
     config: ServerConfig,
     print_key: bool,
+    admin: Option<AdminSettings>,
+    /// The in-process relay-listener (its target is set once the license port is bound);
+    /// boxed: it is large and rarely there.
+    listener: Option<Box<ListenerConfig>>,
 }
 
 /// Reads and validates the configuration.
@@ -116,6 +184,11 @@ pub fn load(args: Args) -> anyhow::Result<Loaded> {
         config.trusted_proxies = TrustedProxies::parse_list(&args.trusted_proxy.join(","))
             .map_err(|e| anyhow::anyhow!("--trusted-proxy: {e}"))?;
     }
+    if let Some(db) = args.state_db.clone() {
+        config.state_db = Some(db);
+    }
+    let admin = admin_settings(&args, &config)?;
+    let listener = listener_config(&args, &mut config)?;
     if args.ephemeral_key {
         config.key_file = None;
     } else if let Some(key) = args.key_file {
@@ -130,7 +203,101 @@ pub fn load(args: Args) -> anyhow::Result<Loaded> {
     Ok(Loaded {
         config,
         print_key: args.print_key,
+        admin,
+        listener,
     })
+}
+
+/// The admin endpoint: `--admin` over `AdminBind=`; the token from the environment, else
+/// `--admin-token-file`, else `AdminTokenFile=`. A non-loopback address needs a token.
+fn admin_settings(args: &Args, config: &ServerConfig) -> anyhow::Result<Option<AdminSettings>> {
+    let Some(addr) = args.admin.or(config.admin_bind) else {
+        return Ok(None);
+    };
+    let token = match std::env::var(ADMIN_TOKEN_ENV) {
+        Ok(text) if !text.trim().is_empty() => {
+            Some(BearerToken::new(&text).map_err(|e| anyhow::anyhow!("{ADMIN_TOKEN_ENV}: {e}"))?)
+        }
+        _ => match args
+            .admin_token_file
+            .as_ref()
+            .or(config.admin_token_file.as_ref())
+        {
+            Some(path) => Some(BearerToken::from_file(path)?),
+            None => None,
+        },
+    };
+    ops_http::check_bind(addr, token.as_ref())?;
+    Ok(Some(AdminSettings { addr, token }))
+}
+
+/// The in-process relay-listener: from `--relay-listener`/`RelayListener=` (a listener TOML
+/// file) and the `--relay-*` options; none unless one of them is given. Its identity mode
+/// defaults to PROXY v2 (this server reads the headers).
+fn listener_config(
+    args: &Args,
+    config: &mut ServerConfig,
+) -> anyhow::Result<Option<Box<ListenerConfig>>> {
+    let path = args
+        .relay_listener
+        .clone()
+        .or_else(|| config.relay_listener.clone());
+    if path.is_none() && args.relay_connection_string.is_none() {
+        return Ok(None);
+    }
+    let file = read_file(path.as_ref(), ListenerFile::parse)?.unwrap_or_default();
+    let relay = RelayArgs {
+        connection_string: args.relay_connection_string.clone(),
+        hybrid_connection: None,
+        ca_file: args.relay_ca_file.clone(),
+        pins: args.relay_pins.clone(),
+        socks5: None,
+        http_proxy: None,
+        proxy_user: None,
+        token_ttl: None,
+        connect_timeout: None,
+        handshake_timeout: None,
+    };
+    let access = relay
+        .access(FileAccess {
+            connection_string: file.connection_string.as_ref(),
+            hybrid_connection: file.hybrid_connection.as_ref(),
+            token_ttl: file.token_ttl,
+            connect_timeout: file.connect_timeout,
+            handshake_timeout: file.handshake_timeout,
+            tls: &file.tls,
+            egress: &file.egress,
+        })
+        .context("relay-listener")?;
+    let mut listener = ListenerConfig::new(access.connection.clone());
+    listener.access = access;
+    if let Some(t) = file.target_timeout {
+        listener.target_timeout = t;
+    }
+    if let Some(k) = file.keepalive_interval {
+        listener.control_ping = (!k.is_zero()).then_some(k);
+    }
+    listener.pump.idle_timeout = file.idle_timeout.filter(|d| !d.is_zero());
+    if let Some(n) = file.max_streams {
+        listener.max_streams = n;
+    }
+    if let Some(g) = file.shutdown_grace {
+        listener.shutdown_grace = g;
+    }
+    listener.identity.mode = file.identity.unwrap_or(IdentityMode::ProxyV2);
+    listener.identity.default_site = file.default_site;
+    if let Some(range) = file.loopback_range {
+        listener.identity.loopback_range = range;
+    }
+    if let Some(target) = &file.target {
+        config.warnings.push(format!(
+            "relay-listener: target = {target:?} is not used: the in-process relay-listener \
+             bridges to this server"
+        ));
+    }
+    // Fail before running: the hybrid connection name and TLS trust must be usable.
+    RelayListener::new(listener.clone()).context("relay-listener")?;
+    Ok(Some(Box::new(listener)))
 }
 
 /// Runs the command.
@@ -181,8 +348,75 @@ pub async fn run(loaded: Loaded, shutdown: CancellationToken) -> anyhow::Result<
         "PROXY v2 headers (client and site from a relay-listener) accepted from: {}",
         server.trusted_proxies()
     );
-    server.serve(listener, shutdown).await?;
+    print_store(&server, &config);
+    let mut tasks = Vec::new();
+    let probe = match loaded.listener {
+        Some(mut listener_config) => {
+            let target = ops::loopback_target(local);
+            listener_config.target = target.to_string();
+            let relay = ops::relay_name(&listener_config.access);
+            let relay_listener = RelayListener::new(*listener_config)?;
+            let status = relay_listener.status();
+            let token = shutdown.clone();
+            tasks.push((
+                "relay-listener",
+                tokio::spawn(async move { Ok(relay_listener.run(token).await?) }),
+            ));
+            println!("relay-listener in this process: {relay} -> {target} (PROXY v2)");
+            Some(ops::listener_probe(status, relay))
+        }
+        None => None,
+    };
+    if let Some(admin) = loaded.admin {
+        let auth = if admin.token.is_some() {
+            "bearer token required"
+        } else {
+            "no token: anyone on this host can use it"
+        };
+        let (admin_addr, task) =
+            ops::start_admin(admin.addr, admin.token, &server, probe, shutdown.clone()).await?;
+        tasks.push(("admin endpoint", task));
+        println!(
+            "admin endpoint (status page, /api/status, /metrics): {} ({auth})",
+            ops::page_url(admin_addr, None, false)
+        );
+    }
+    let served = server.serve(listener, shutdown.clone()).await;
+    shutdown.cancel();
+    let deadline = tokio::time::Instant::now() + STOP_LIMIT;
+    for (name, task) in tasks {
+        match tokio::time::timeout_at(deadline, task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!("{name} stopped with an error: {e:#}"),
+            Ok(Err(e)) => tracing::warn!("{name} task failed: {e}"),
+            Err(_) => tracing::warn!("{name} still running after {STOP_LIMIT:?}"),
+        }
+    }
+    served?;
     Ok(())
+}
+
+/// One line on seat persistence: where, what was restored, or why not.
+fn print_store(server: &license_core::LicenseServer, config: &ServerConfig) {
+    match (
+        server.store_status(),
+        server.store_error(),
+        &config.state_db,
+    ) {
+        (Some(s), _, _) => println!(
+            "seats persisted in {} ({}; restored {} session(s), {} login(s))",
+            s.path,
+            match s.opened {
+                license_core::store::OpenedAs::Existing => "existing",
+                license_core::store::OpenedAs::Created => "created",
+                license_core::store::OpenedAs::Replaced => "unusable file moved aside, new",
+            },
+            s.restored_sessions,
+            s.restored_logins
+        ),
+        (None, Some(e), _) => println!("seats NOT persisted: {e}"),
+        (None, None, _) => println!("seats not persisted (no StateDb= / --state-db)"),
+    }
 }
 
 /// The daily log file the server configuration asks for (`LogFileFolder`, `LogLevel`).
@@ -251,5 +485,84 @@ mod tests {
         std::fs::write(&ini, "[Option]\nPrt=1\n").expect("write");
         let err = parse(&["--config", path]).err().expect("error");
         assert!(format!("{err:#}").contains("Prt"), "{err:#}");
+    }
+
+    #[test]
+    fn operations_options() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let l = parse(&["--ephemeral-key"]).expect("defaults");
+        assert!(l.admin.is_none() && l.listener.is_none() && l.config.state_db.is_none());
+
+        let token = dir.path().join("admin.token");
+        std::fs::write(&token, "0123456789abcdef0123\n").expect("write");
+        let token = token.to_str().expect("utf-8");
+        let l = parse(&["--admin", "--state-db", "s.db"]).expect("admin");
+        let admin = l.admin.expect("admin");
+        assert_eq!(admin.addr, "127.0.0.1:12380".parse().expect("addr"));
+        assert!(admin.token.is_none(), "loopback without a token is allowed");
+        assert_eq!(l.config.state_db, Some(PathBuf::from("s.db")));
+        let err = parse(&["--admin", "0.0.0.0:9000"]).err().expect("refused");
+        assert!(
+            format!("{err:#}").contains("without a bearer token"),
+            "{err:#}"
+        );
+        let l = parse(&["--admin", "0.0.0.0:9000", "--admin-token-file", token]).expect("token");
+        let admin = l.admin.expect("admin");
+        assert!(admin.token.expect("token").matches("0123456789abcdef0123"));
+
+        // The configuration file's keys, relative to it; flags win.
+        let ini = dir.path().join("mxnet2.ini");
+        std::fs::write(
+            &ini,
+            "[Option]\nStateDb=state.db\nAdminBind=127.0.0.1:0\nAdminTokenFile=admin.token\n",
+        )
+        .expect("write");
+        let path = ini.to_str().expect("utf-8");
+        let l = parse(&["--config", path]).expect("file");
+        assert_eq!(l.config.state_db, Some(dir.path().join("state.db")));
+        let admin = l.admin.expect("admin");
+        assert_eq!(admin.addr.port(), 0);
+        assert!(admin.token.is_some());
+        let l = parse(&["--config", path, "--admin", "[::1]:1"]).expect("flag wins");
+        assert_eq!(
+            l.admin.expect("admin").addr,
+            "[::1]:1".parse().expect("addr")
+        );
+
+        // The in-process relay-listener: PROXY v2 towards this server by default.
+        let cs = "Endpoint=sb://relay.test/;SharedAccessKeyName=listen;SharedAccessKey=k;\
+                  EntityPath=license";
+        let l = parse(&[
+            "--relay-connection-string",
+            cs,
+            "--relay-pin-sha256",
+            &"AB".repeat(32),
+        ])
+        .expect("listener");
+        let listener = l.listener.expect("listener");
+        assert_eq!(listener.identity.mode, IdentityMode::ProxyV2);
+        assert_eq!(ops::relay_name(&listener.access), "relay.test:443/license");
+        let file = dir.path().join("listener.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "connection_string = \"{cs}\"\ntarget = \"127.0.0.1:1\"\ndefault_site = \"hq\"\n"
+            ),
+        )
+        .expect("write");
+        let l = parse(&["--relay-listener", file.to_str().expect("utf-8")]).expect("file");
+        assert_eq!(
+            l.listener
+                .expect("listener")
+                .identity
+                .default_site
+                .as_deref(),
+            Some("hq")
+        );
+        assert!(
+            l.config.warnings.iter().any(|w| w.contains("target")),
+            "{:?}",
+            l.config.warnings
+        );
     }
 }

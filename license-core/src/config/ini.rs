@@ -131,6 +131,27 @@ fn option(config: &mut ServerConfig, key: &str, value: &str) -> Result<(), Confi
                 )
             })?;
         }
+        "statedb" => config.state_db = (!value.is_empty()).then(|| PathBuf::from(value)),
+        "adminbind" => {
+            config.admin_bind = if value.is_empty() {
+                None
+            } else {
+                Some(super::parse_admin_bind(value).map_err(|_| {
+                    bad(
+                        S,
+                        key,
+                        value,
+                        "an address such as 127.0.0.1:12380, or empty",
+                    )
+                })?)
+            };
+        }
+        "admintokenfile" => {
+            config.admin_token_file = (!value.is_empty()).then(|| PathBuf::from(value));
+        }
+        "relaylistener" => {
+            config.relay_listener = (!value.is_empty()).then(|| PathBuf::from(value));
+        }
         "maxsessions" => {
             config.max_sessions = value
                 .parse()

@@ -9,7 +9,7 @@ mod toml;
 mod trusted;
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -135,6 +135,18 @@ pub struct ServerConfig {
     /// and site (default loopback, where the relay-listener runs). Headers from other peers
     /// are refused.
     pub trusted_proxies: TrustedProxies,
+    /// `StateDb=` (extension): the SQLite file where sessions and logins are persisted so seats
+    /// survive a restart (`docs/operations.md`); `None` (the default): nothing is persisted.
+    pub state_db: Option<PathBuf>,
+    /// `AdminBind=` (extension): where the admin endpoint (status page, JSON, actions,
+    /// metrics) listens; `None` (the default): no admin endpoint.
+    pub admin_bind: Option<SocketAddr>,
+    /// `AdminTokenFile=` (extension): the file holding the admin endpoint's bearer token.
+    pub admin_token_file: Option<PathBuf>,
+    /// `RelayListener=` (extension): a relay-listener configuration file (the format of
+    /// `dongle-relay listen --config`); the `dongle-relay server` command then runs the
+    /// relay-listener in the same process, bridging to this server.
+    pub relay_listener: Option<PathBuf>,
     /// Things worth a warning that are not errors (e.g. `[dongle4]` after a gap).
     pub warnings: Vec<String>,
 }
@@ -159,6 +171,10 @@ impl Default for ServerConfig {
             key_file: None,
             max_sessions: crate::engine::DEFAULT_MAX_SESSIONS,
             trusted_proxies: TrustedProxies::loopback(),
+            state_db: None,
+            admin_bind: None,
+            admin_token_file: None,
+            relay_listener: None,
             warnings: Vec::new(),
         }
     }
@@ -235,7 +251,8 @@ impl ServerConfig {
     }
 
     /// Reads a file: TOML when its name ends in `.toml`, INI otherwise. Relative
-    /// `LogFileFolder` and `KeyFile` paths are taken relative to the file's folder.
+    /// `LogFileFolder`, `KeyFile`, `StateDb`, `AdminTokenFile` and `RelayListener` paths are
+    /// taken relative to the file's folder.
     ///
     /// # Errors
     /// As for the parsers, plus read errors.
@@ -253,9 +270,15 @@ impl ServerConfig {
             Self::from_ini_str(&text)?
         };
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut config.log_file_folder, &mut config.key_file]
-            .into_iter()
-            .flatten()
+        for p in [
+            &mut config.log_file_folder,
+            &mut config.key_file,
+            &mut config.state_db,
+            &mut config.admin_token_file,
+            &mut config.relay_listener,
+        ]
+        .into_iter()
+        .flatten()
         {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -296,6 +319,25 @@ impl ServerConfig {
         }
         Ok(self)
     }
+}
+
+/// Parses the admin endpoint's address: `IP:port`, `[IPv6]:port`, or an address alone (port
+/// [`ops_http::DEFAULT_ADMIN_PORT`]).
+///
+/// # Errors
+/// Neither form.
+pub fn parse_admin_bind(value: &str) -> Result<SocketAddr, String> {
+    let value = value.trim();
+    value
+        .parse::<SocketAddr>()
+        .or_else(|_| {
+            value
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .map(|ip| SocketAddr::new(ip, ops_http::DEFAULT_ADMIN_PORT))
+        })
+        .map_err(|_| format!("{value:?} is not an address such as 127.0.0.1:12380"))
 }
 
 /// Parses a whole number of seconds.

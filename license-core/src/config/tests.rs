@@ -274,3 +274,55 @@ fn trusted_proxies_default_to_loopback_and_read_from_both_formats() {
         .to_string();
     assert!(err.contains("trusted_proxies"), "{err}");
 }
+
+#[test]
+fn operations_keys_from_both_formats_relative_to_the_file() {
+    let d = ServerConfig::from_ini_str("").expect("parse");
+    assert_eq!(
+        (
+            &d.state_db,
+            d.admin_bind,
+            &d.admin_token_file,
+            &d.relay_listener
+        ),
+        (&None, None, &None, &None),
+        "off unless configured"
+    );
+    let ini = ServerConfig::from_ini_str(
+        "[Option]\nStateDb=state/mxnet2-state.db\nAdminBind=127.0.0.1:12380\n\
+         AdminTokenFile=admin.token\nRelayListener=listener.toml\n",
+    )
+    .expect("ini");
+    let toml = ServerConfig::from_toml_str(
+        "state_db = \"state/mxnet2-state.db\"\nadmin_bind = \"127.0.0.1:12380\"\n\
+         admin_token_file = \"admin.token\"\nrelay_listener = \"listener.toml\"\n",
+    )
+    .expect("toml");
+    assert_eq!(ini, toml);
+    assert_eq!(
+        ini.admin_bind,
+        Some("127.0.0.1:12380".parse().expect("addr"))
+    );
+    let bare = ServerConfig::from_ini_str("[Option]\nAdminBind=::1\n").expect("bare");
+    assert_eq!(bare.admin_bind, Some("[::1]:12380".parse().expect("addr")));
+    let err = ServerConfig::from_ini_str("[Option]\nAdminBind=localhost:1\n")
+        .expect_err("bad")
+        .to_string();
+    assert!(err.contains("AdminBind"), "{err}");
+    let err = ServerConfig::from_toml_str("admin_bind = \"x\"\n")
+        .expect_err("bad")
+        .to_string();
+    assert!(err.contains("admin_bind"), "{err}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("mxnet2.ini");
+    std::fs::write(
+        &file,
+        "[Option]\nStateDb=mxnet2-state.db\nAdminTokenFile=admin.token\nRelayListener=l.toml\n",
+    )
+    .expect("write");
+    let c = ServerConfig::load(&file).expect("load");
+    assert_eq!(c.state_db, Some(dir.path().join("mxnet2-state.db")));
+    assert_eq!(c.admin_token_file, Some(dir.path().join("admin.token")));
+    assert_eq!(c.relay_listener, Some(dir.path().join("l.toml")));
+}

@@ -42,6 +42,10 @@ struct File {
     key_file: Option<PathBuf>,
     max_sessions: Option<usize>,
     trusted_proxies: Option<Vec<String>>,
+    state_db: Option<PathBuf>,
+    admin_bind: Option<String>,
+    admin_token_file: Option<PathBuf>,
+    relay_listener: Option<PathBuf>,
     #[serde(default)]
     dongle: Vec<Dongle>,
 }
@@ -103,6 +107,18 @@ pub(super) fn parse(text: &str) -> Result<ServerConfig, ConfigError> {
                 .collect::<Result<_, _>>()?,
         ),
     };
+    let admin_bind = match file.admin_bind.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(text) => Some(super::parse_admin_bind(text).map_err(|_| {
+            bad(
+                "",
+                "admin_bind",
+                text,
+                "an address such as \"127.0.0.1:12380\"",
+            )
+        })?),
+    };
+    let nonempty = |p: Option<PathBuf>| p.filter(|p| !p.as_os_str().is_empty());
     let given = !file.dongle.is_empty();
     let mut dongles = Vec::new();
     for (i, dongle) in file.dongle.into_iter().enumerate() {
@@ -136,6 +152,10 @@ pub(super) fn parse(text: &str) -> Result<ServerConfig, ConfigError> {
         key_file: file.key_file.filter(|p| !p.as_os_str().is_empty()),
         max_sessions: file.max_sessions.unwrap_or(d.max_sessions),
         trusted_proxies,
+        state_db: nonempty(file.state_db),
+        admin_bind,
+        admin_token_file: nonempty(file.admin_token_file),
+        relay_listener: nonempty(file.relay_listener),
         warnings: Vec::new(),
     };
     config.finish(given)

@@ -1,8 +1,11 @@
-//! Seat-changing events, reported to an optional observer (a later persistence layer records
-//! them) and to the log.
+//! What the engine reports as it changes: seat events (a seat taken or freed, for logs and
+//! metrics) to a [`SeatObserver`], and state changes (sessions opened and closed, login records
+//! added and removed: what a restart must restore) to a [`StateObserver`] — the persistence
+//! layer ([`crate::store`]). Refreshing a login or a session changes neither, so a refresh never
+//! causes a write.
 
 use super::identity::Identity;
-use super::session::SessionId;
+use super::session::{ClientInfo, SessionId, SessionSecret};
 
 /// Whether a seat was taken or freed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,5 +66,59 @@ pub trait SeatObserver: Send {
 impl<F: FnMut(&SeatEvent) + Send> SeatObserver for F {
     fn on_seat_event(&mut self, event: &SeatEvent) {
         self(event);
+    }
+}
+
+/// A change of what the engine must remember across a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateChange {
+    /// A session was opened (`rInit_MatrixAPI`).
+    SessionOpened {
+        /// The session.
+        id: SessionId,
+        /// Its client.
+        client: ClientInfo,
+        /// Its key material (the store keeps it so the client can go on after a restart).
+        secret: SessionSecret,
+        /// The highest packet number accepted so far.
+        last_packet: u64,
+    },
+    /// A session ended (release, timeout, administrator), with its login records.
+    SessionClosed {
+        /// The session.
+        id: SessionId,
+    },
+    /// A session logged in to an AppSlot (its first login there; refreshes are not reported).
+    LoginAdded {
+        /// The session.
+        session: SessionId,
+        /// The dongle's stable key.
+        dongle_key: String,
+        /// The AppSlot.
+        slot: u16,
+        /// The session's highest packet number accepted so far (the login's).
+        last_packet: u64,
+    },
+    /// A login record went (logout, timeout, administrator).
+    LoginRemoved {
+        /// The session.
+        session: SessionId,
+        /// The dongle's stable key.
+        dongle_key: String,
+        /// The AppSlot.
+        slot: u16,
+    },
+}
+
+/// Receives state changes, synchronously, inside the engine's lock: keep it quick (queue the
+/// change to a writer).
+pub trait StateObserver: Send {
+    /// Called after each change.
+    fn on_state_change(&mut self, change: StateChange);
+}
+
+impl<F: FnMut(StateChange) + Send> StateObserver for F {
+    fn on_state_change(&mut self, change: StateChange) {
+        self(change);
     }
 }

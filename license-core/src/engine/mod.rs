@@ -12,6 +12,7 @@ mod appslot;
 mod dongles;
 mod events;
 mod identity;
+mod restore;
 mod session;
 mod snapshot;
 
@@ -20,8 +21,11 @@ use std::time::Duration;
 
 pub use appslot::AppSlotDef;
 pub use dongles::DongleChange;
-pub use events::{RemovalReason, SeatEvent, SeatEventKind, SeatObserver};
+pub use events::{
+    RemovalReason, SeatEvent, SeatEventKind, SeatObserver, StateChange, StateObserver,
+};
 pub use identity::{Identity, LicenseMode, canonical_ip};
+pub use restore::{RestoreRefusal, RestoredSession};
 pub use session::{ClientInfo, SessionId, SessionSecret};
 pub use snapshot::{AppSlotStatus, DongleStatus, LoginStatus, SessionStatus, StatusSnapshot};
 
@@ -95,6 +99,7 @@ pub struct Engine {
     logins: HashMap<LoginKey, Login>,
     seats: HashMap<SeatKey, Seat>,
     observer: Option<Box<dyn SeatObserver>>,
+    state_observer: Option<Box<dyn StateObserver>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -122,9 +127,14 @@ impl Engine {
         &self.settings
     }
 
-    /// Reports seat changes to `observer` (for persistence).
+    /// Reports seat changes to `observer` (logs, metrics, tests).
     pub fn set_observer(&mut self, observer: Box<dyn SeatObserver>) {
         self.observer = Some(observer);
+    }
+
+    /// Reports state changes (sessions, login records) to `observer` (persistence).
+    pub fn set_state_observer(&mut self, observer: Box<dyn StateObserver>) {
+        self.state_observer = Some(observer);
     }
 
     /// Sets which dongles are present, with their names and AppSlot limits. Seats taken on a
@@ -161,6 +171,14 @@ impl Engine {
         };
         tracing::info!(session = %id, client = %client.addr, site = ?client.site,
             name = %client.name, "session opened");
+        if let Some(observer) = self.state_observer.as_mut() {
+            observer.on_state_change(StateChange::SessionOpened {
+                id,
+                client: client.clone(),
+                secret: secret.clone(),
+                last_packet: first_packet,
+            });
+        }
         self.sessions
             .insert(id, Session::new(client, secret, first_packet, now));
         Ok(id)
@@ -286,6 +304,14 @@ impl Engine {
         }
         if let Some(session) = self.sessions.get_mut(&id) {
             session.logins.push((dongle, at.slot));
+            let last_packet = session.last_packet;
+            let dongle_key = self.dongles.entries[dongle].desc.key.clone();
+            self.report(StateChange::LoginAdded {
+                session: id,
+                dongle_key,
+                slot: at.slot,
+                last_packet,
+            });
         }
         Ok(self.left(dongle, at.slot))
     }
@@ -577,6 +603,7 @@ impl Engine {
             self.remove_login(key, reason);
         }
         self.sessions.remove(&id);
+        self.report(StateChange::SessionClosed { id });
         if reason != RemovalReason::SessionTimeout {
             tracing::info!(session = %id, ?reason, "session closed");
         }
@@ -586,6 +613,14 @@ impl Engine {
         let Some(login) = self.logins.remove(&key) else {
             return;
         };
+        if let Some(entry) = self.dongles.entries.get(key.dongle) {
+            let dongle_key = entry.desc.key.clone();
+            self.report(StateChange::LoginRemoved {
+                session: key.session,
+                dongle_key,
+                slot: key.slot,
+            });
+        }
         if let Some(session) = self.sessions.get_mut(&key.session) {
             session
                 .logins
@@ -700,6 +735,12 @@ impl Engine {
             .get(dongle)
             .and_then(|e| e.slots.get(&slot))
             .map_or_else(|| format!("AppSlot{slot}"), |s| s.name.clone())
+    }
+
+    fn report(&mut self, change: StateChange) {
+        if let Some(observer) = self.state_observer.as_mut() {
+            observer.on_state_change(change);
+        }
     }
 
     fn emit(

@@ -599,6 +599,125 @@ fn seat_events_are_reported() {
 }
 
 #[test]
+fn state_changes_are_reported_but_refreshes_are_not() {
+    let mut e = engine(2);
+    let changes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = changes.clone();
+    e.set_state_observer(Box::new(move |change: StateChange| {
+        sink.lock().expect("lock").push(change);
+    }));
+    let t = Instant::now();
+    let a = open(&mut e, client([10, 0, 0, 1], 1), t);
+    e.authorize(a, 5, t, |_| Ok(())).expect("authorized");
+    e.login(a, at(SLOT), t).expect("login");
+    e.authorize(a, 6, t, |_| Ok(())).expect("authorized");
+    e.login(a, at(SLOT), t)
+        .expect("refresh: nothing to persist");
+    e.release(a, t).expect("release");
+    let key = e.snapshot(t, 0).dongles[0].key.clone();
+    assert_eq!(
+        *changes.lock().expect("lock"),
+        [
+            StateChange::SessionOpened {
+                id: a,
+                client: client([10, 0, 0, 1], 1),
+                secret: SessionSecret::new([1; 64]),
+                last_packet: 1,
+            },
+            StateChange::LoginAdded {
+                session: a,
+                dongle_key: key.clone(),
+                slot: SLOT,
+                last_packet: 5,
+            },
+            StateChange::LoginRemoved {
+                session: a,
+                dongle_key: key,
+                slot: SLOT,
+            },
+            StateChange::SessionClosed { id: a },
+        ]
+    );
+}
+
+#[test]
+fn restored_sessions_authenticate_and_keep_their_seats_exactly() {
+    let t = Instant::now();
+    let mut before = engine_with(LicenseMode::Ip, 2);
+    let a = open(&mut before, client([10, 0, 0, 1], 1), t);
+    let b = open(&mut before, client([10, 0, 0, 1], 2), t);
+    before.login(a, at(SLOT), t).expect("a");
+    before.login(b, at(SLOT), t).expect("b shares a's IP seat");
+    let key = before.snapshot(t, 0).dongles[0].key.clone();
+
+    // A new engine (the restarted server), an hour later.
+    let now = t + Duration::from_secs(3600);
+    let mut e = engine_with(LicenseMode::Ip, 2);
+    for (id, port) in [(a, 1), (b, 2)] {
+        e.restore_session(
+            RestoredSession {
+                id,
+                client: client([10, 0, 0, 1], port),
+                secret: SessionSecret::new([1; 64]),
+                last_packet: 7,
+                started: t,
+            },
+            now,
+        )
+        .expect("restored");
+        e.restore_login(id, &key, SLOT, t, now)
+            .expect("login restored");
+    }
+    assert_eq!(taken(&mut e, now), 1, "one IP seat, not two");
+    // Packet numbers continue above the persisted one.
+    assert_eq!(
+        e.authorize(a, 7, now, |_| Ok(())),
+        Err(ErrorCode::PacketNumber)
+    );
+    e.authorize(a, 8, now, |_| Ok(())).expect("next packet");
+    assert_eq!(e.login(a, at(SLOT), now), Ok(1), "a refresh, no new seat");
+    // Fresh timeouts: still held just before LoginTimeOut from the restart, gone after.
+    assert_eq!(taken(&mut e, now + Duration::from_secs(300)), 1);
+    assert_eq!(taken(&mut e, now + Duration::from_secs(301)), 0);
+
+    // Refusals: duplicate session, unknown dongle or slot, no seat left.
+    let mut e = engine(1);
+    let restored = |id, port| RestoredSession {
+        id,
+        client: client([10, 0, 0, 9], port),
+        secret: SessionSecret::new([2; 64]),
+        last_packet: 1,
+        started: now,
+    };
+    e.restore_session(restored(a, 1), now).expect("a");
+    assert_eq!(
+        e.restore_session(restored(a, 1), now),
+        Err(RestoreRefusal::Duplicate)
+    );
+    e.restore_session(restored(b, 2), now).expect("b");
+    assert_eq!(
+        e.restore_login(a, "sim:1", SLOT, now, now),
+        Err(RestoreRefusal::NoDongle)
+    );
+    assert_eq!(
+        e.restore_login(a, &key, 9, now, now),
+        Err(RestoreRefusal::NoSlot)
+    );
+    let c = SessionId::new(12345).expect("id");
+    assert_eq!(
+        e.restore_login(c, &key, SLOT, now, now),
+        Err(RestoreRefusal::NoSession)
+    );
+    e.restore_login(a, &key, SLOT, now, now)
+        .expect("the only seat");
+    assert_eq!(
+        e.restore_login(b, &key, SLOT, now, now),
+        Err(RestoreRefusal::NoSeat)
+    );
+    assert_eq!(taken(&mut e, now), 1);
+}
+
+#[test]
 fn max_sessions_is_enforced() {
     let mut e = Engine::new(EngineSettings {
         max_sessions: 2,

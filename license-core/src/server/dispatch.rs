@@ -26,7 +26,7 @@ pub(super) fn framing_error(shared: &Shared, code: ErrorCode) -> Frame {
         packet: 0,
         timestamp: shared.wall.unix_millis(),
     };
-    answer(header, &Reply::error(code), None)
+    answer(shared, header, &Reply::error(code), None)
 }
 
 /// Handles one well-framed request.
@@ -43,6 +43,7 @@ pub(super) fn handle(shared: &Shared, frame: &Frame, peer: &Peer) -> Frame {
     };
     if h.response {
         return answer(
+            shared,
             reply_header(h.session),
             &Reply::error(ErrorCode::PacketHeader),
             None,
@@ -52,7 +53,7 @@ pub(super) fn handle(shared: &Shared, frame: &Frame, peer: &Peer) -> Frame {
         Ok(r) => r,
         Err(code) => {
             tracing::debug!(command = h.command, "rejected: {code}");
-            return answer(reply_header(h.session), &Reply::error(code), None);
+            return answer(shared, reply_header(h.session), &Reply::error(code), None);
         }
     };
     if let Request::Init {
@@ -61,12 +62,15 @@ pub(super) fn handle(shared: &Shared, frame: &Frame, peer: &Peer) -> Frame {
     } = request
     {
         return match init(shared, &h, client_public, client_name, peer, now, wall) {
-            Ok((id, reply, secret)) => answer(reply_header(id.get()), &reply, Some(&secret)),
-            Err(code) => answer(reply_header(0), &Reply::error(code), None),
+            Ok((id, reply, secret)) => {
+                answer(shared, reply_header(id.get()), &reply, Some(&secret))
+            }
+            Err(code) => answer(shared, reply_header(0), &Reply::error(code), None),
         };
     }
     let Some(id) = SessionId::new(h.session) else {
         return answer(
+            shared,
             reply_header(0),
             &Reply::error(ErrorCode::SessionPassword),
             None,
@@ -100,7 +104,7 @@ pub(super) fn handle(shared: &Shared, frame: &Frame, peer: &Peer) -> Frame {
         Err(ErrorCode::SessionPassword) => None,
         _ => secret.as_ref(),
     };
-    answer(reply_header(h.session), &reply, key)
+    answer(shared, reply_header(h.session), &reply, key)
 }
 
 fn init(
@@ -180,7 +184,8 @@ pub(crate) fn stale(timestamp: u64, now: u64, window: Duration) -> bool {
     now.abs_diff(timestamp) > window
 }
 
-fn answer(header: Header, reply: &Reply, key: Option<&SessionSecret>) -> Frame {
+fn answer(shared: &Shared, header: Header, reply: &Reply, key: Option<&SessionSecret>) -> Frame {
+    shared.counters.answer(header.command, reply.value);
     let payload: Bytes = reply.encode_payload();
     let tag = match key {
         Some(secret) => crypto::tag(secret, true, &header.to_bytes(payload.len()), &payload),

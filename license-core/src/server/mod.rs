@@ -1,16 +1,20 @@
 //! The license server (tokio): accepts TCP connections, learns the real client from a PROXY v2
 //! header sent by a trusted relay-listener ([`proxy_header`]), serves the engine over the wire
 //! protocol (one request per connection, as section 6.4's legacy clients do, or many on a
-//! persistent connection), sweeps timeouts periodically, polls the dongle backend, and shuts
-//! down gracefully (stops accepting, lets calls in flight finish).
+//! persistent connection), sweeps timeouts periodically (and beats the engine's
+//! [`heartbeat`]), polls the dongle backend, restores and persists seats ([`persist`],
+//! `StateDb=`), counts what it answers for the metrics, and shuts down gracefully (stops
+//! accepting, lets calls in flight finish, writes what is queued; persisted seats stay).
 
 mod connection;
 mod dispatch;
+mod heartbeat;
+mod persist;
 mod poller;
 pub mod proxy_header;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -28,8 +32,10 @@ use crate::dongle::usb::UsbBackend;
 use crate::dongle::{DongleBackend, describe};
 use crate::engine::{Engine, SeatObserver, SessionId, StatusSnapshot};
 use crate::error::ErrorCode;
+use crate::metrics::{AdminAction, Counters};
 use crate::protocol::ServerPublicKey;
 use crate::protocol::crypto::{IdentityError, ServerIdentity};
+use crate::store::{PersistedLogin, StateStore, StoreError, StoreStatus};
 
 /// How often timed-out sessions and logins are swept.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -37,6 +43,11 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// At most this many connections are served at once; more wait in the listen backlog.
 pub const MAX_CONNECTIONS: usize = 1024;
+/// A heartbeat older than this means the engine stalled ([`LicenseServer::is_live`]'s usual
+/// limit: ten sweeps missed).
+pub const LIVENESS_MAX_AGE: Duration = Duration::from_secs(10);
+/// How long shutdown waits for queued state changes to be written.
+const STORE_FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +70,19 @@ pub(crate) struct Shared {
     /// Peers whose PROXY headers are believed.
     pub(crate) trusted_proxies: TrustedProxies,
     pub(crate) proxy_counters: proxy_header::Counters,
+    /// Answers, errors, connections and admin actions, for the metrics.
+    pub(crate) counters: Counters,
+    pub(crate) heartbeat: heartbeat::Heartbeat,
+    /// The state database, when `StateDb=` is set and usable.
+    pub(crate) store: Option<StateStore>,
+    /// Why `StateDb=` is set but not in use.
+    pub(crate) store_error: Option<StoreError>,
+    /// Persisted logins waiting for their dongle's first scan (USB).
+    pub(crate) pending_logins: Mutex<Option<Vec<PersistedLogin>>>,
+    /// The address `serve` listens on.
+    pub(crate) listening: OnceLock<SocketAddr>,
+    /// When the server was created (Unix ms).
+    pub(crate) started_ms: u64,
 }
 
 /// A license server and the handle to its state (cheap to clone).
@@ -78,7 +102,8 @@ impl std::fmt::Debug for LicenseServer {
 impl LicenseServer {
     /// A server for `config`: its identity comes from `KeyFile` (created if absent) or is
     /// generated, its dongles from the configured backend, time-stamps are checked against the
-    /// system clock.
+    /// system clock. With `StateDb=`, persisted sessions and logins are restored (see
+    /// [`crate::store`]); a database that cannot be used is reported, not fatal.
     ///
     /// # Errors
     /// The key file cannot be read or created.
@@ -109,13 +134,25 @@ impl LicenseServer {
     ) -> Self {
         let mut engine = Engine::new(config.engine_settings());
         // Static backends are read once here; the USB backend is polled by `serve`.
-        if backend.kind() == crate::dongle::DongleKind::Simulated
-            && let Ok(found) = backend.scan()
-        {
+        let dynamic = backend.kind() != crate::dongle::DongleKind::Simulated;
+        if !dynamic && let Ok(found) = backend.scan() {
             for change in engine.update_dongles(describe(&found, &config.dongles)) {
                 tracing::info!("dongle: {change:?}");
             }
         }
+        let started_ms = wall.unix_millis();
+        let restored = config
+            .state_db
+            .as_deref()
+            .map(|path| persist::attach(path, &mut engine, started_ms, Instant::now(), dynamic));
+        let (store, store_error, pending) = match restored {
+            None => (None, None, None),
+            Some(Ok((store, pending))) => (Some(store), None, pending),
+            Some(Err(e)) => {
+                tracing::error!("{e}");
+                (None, Some(e), None)
+            }
+        };
         let shared = Shared {
             engine: Mutex::new(engine),
             identity,
@@ -128,6 +165,13 @@ impl LicenseServer {
             sections: config.dongles.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
             proxy_counters: proxy_header::Counters::default(),
+            counters: Counters::default(),
+            heartbeat: heartbeat::Heartbeat::new(),
+            store,
+            store_error,
+            pending_logins: Mutex::new(pending),
+            listening: OnceLock::new(),
+            started_ms,
         };
         Self {
             shared: Arc::new(shared),
@@ -155,15 +199,19 @@ impl LicenseServer {
         &self.shared.trusted_proxies
     }
 
-    /// Administrator action: ends a session and its logins.
+    /// Administrator action: ends a session and its logins, at once (the seats are free for
+    /// the next login; the session's next call answers -105).
     ///
     /// # Errors
     /// -105 for an unknown session.
     pub fn disconnect_session(&self, id: SessionId) -> Result<(), ErrorCode> {
-        self.shared.engine().disconnect_session(id)
+        self.shared.engine().disconnect_session(id)?;
+        self.shared.counters.admin(AdminAction::Disconnect);
+        Ok(())
     }
 
-    /// Administrator action: removes one login.
+    /// Administrator action: removes one login, at once (its seat is freed if it was the
+    /// identity's last record).
     ///
     /// # Errors
     /// -11 when there is no such login.
@@ -173,7 +221,52 @@ impl LicenseServer {
         dongle_key: &str,
         slot: u16,
     ) -> Result<(), ErrorCode> {
-        self.shared.engine().logout_login(id, dongle_key, slot)
+        self.shared.engine().logout_login(id, dongle_key, slot)?;
+        self.shared.counters.admin(AdminAction::Logout);
+        Ok(())
+    }
+
+    /// How long ago the engine's periodic sweep last ran; `None` before `serve` started.
+    pub fn heartbeat_age(&self) -> Option<Duration> {
+        self.shared.heartbeat.age()
+    }
+
+    /// The engine's liveness, for a service manager's watchdog: `serve` is running and its
+    /// periodic sweep (every [`SWEEP_INTERVAL`], under the engine's lock) ran within `max_age`
+    /// ([`LIVENESS_MAX_AGE`] is a good value). False before `serve` starts, and when the
+    /// accept loop or the engine's lock is stuck.
+    pub fn is_live(&self, max_age: Duration) -> bool {
+        self.heartbeat_age().is_some_and(|age| age <= max_age)
+    }
+
+    /// The state database's status; `None` when `StateDb=` is not set or not usable.
+    pub fn store_status(&self) -> Option<StoreStatus> {
+        self.shared.store.as_ref().map(StateStore::status)
+    }
+
+    /// Why `StateDb=` is set but not in use.
+    pub fn store_error(&self) -> Option<&StoreError> {
+        self.shared.store_error.as_ref()
+    }
+
+    /// Waits until queued state changes are written (at most `limit`); true when there is no
+    /// database.
+    pub fn flush_store(&self, limit: Duration) -> bool {
+        self.shared.store.as_ref().is_none_or(|s| s.flush(limit))
+    }
+
+    /// The address `serve` listens on, once it runs.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.shared.listening.get().copied()
+    }
+
+    /// When the server was created (Unix ms).
+    pub fn started_ms(&self) -> u64 {
+        self.shared.started_ms
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
     }
 
     /// Reports seat changes to `observer`.
@@ -241,6 +334,9 @@ impl LicenseServer {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> Result<(), ServerError> {
+        if let Ok(addr) = listener.local_addr() {
+            let _ = self.shared.listening.set(addr);
+        }
         let local = listener
             .local_addr()
             .map_or_else(|e| e.to_string(), |a| a.to_string());
@@ -254,11 +350,13 @@ impl LicenseServer {
         let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Live from the start (the loop's first tick may come after the first accept).
+        self.sweep();
         loop {
             let permit = tokio::select! {
                 () = shutdown.cancelled() => break,
                 _ = sweep.tick() => {
-                    self.shared.engine().sweep(Instant::now());
+                    self.sweep();
                     continue;
                 }
                 p = permits.clone().acquire_owned() => p,
@@ -267,13 +365,14 @@ impl LicenseServer {
             let accepted = tokio::select! {
                 () = shutdown.cancelled() => break,
                 _ = sweep.tick() => {
-                    self.shared.engine().sweep(Instant::now());
+                    self.sweep();
                     continue;
                 }
                 a = listener.accept() => a,
             };
             match accepted {
                 Ok((stream, addr)) => {
+                    self.shared.counters.connection();
                     // Calls are small request/answer exchanges: do not let Nagle delay them.
                     let _ = stream.set_nodelay(true);
                     let server = self.clone();
@@ -301,8 +400,22 @@ impl LicenseServer {
         {
             tracing::warn!("shutdown: connections still open after {SHUTDOWN_GRACE:?}");
         }
+        // Seats stay persisted; only what is still queued needs writing.
+        if let Some(store) = self.shared.store.clone() {
+            let flushed = tokio::task::spawn_blocking(move || store.flush(STORE_FLUSH_LIMIT)).await;
+            if !matches!(flushed, Ok(true)) {
+                tracing::warn!("shutdown: state changes still queued after {STORE_FLUSH_LIMIT:?}");
+            }
+        }
         tracing::info!("license server stopped");
         Ok(())
+    }
+
+    /// The periodic sweep, then the heartbeat: the beat proves the loop runs and the engine's
+    /// lock can be taken.
+    fn sweep(&self) {
+        self.shared.engine().sweep(Instant::now());
+        self.shared.heartbeat.beat();
     }
 }
 

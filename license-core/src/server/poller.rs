@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::Shared;
+use super::{Shared, persist};
+use crate::clock::Instant;
 use crate::dongle::describe;
 use crate::dongle::usb::POLL_INTERVAL;
 
@@ -26,8 +27,19 @@ pub(super) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
         let error = match result {
             Ok(Ok(Ok(found))) => {
                 let descriptors = describe(&found, &shared.sections);
-                for change in shared.engine().update_dongles(descriptors) {
+                let mut engine = shared.engine();
+                for change in engine.update_dongles(descriptors) {
                     tracing::warn!("dongle: {change:?}");
+                }
+                // Persisted logins wait for the first scan that knows the dongles.
+                let pending = shared
+                    .pending_logins
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take();
+                if let (Some(logins), Some(store)) = (pending, &shared.store) {
+                    let now_ms = shared.wall.unix_millis();
+                    persist::restore_logins(store, &mut engine, logins, now_ms, Instant::now());
                 }
                 None
             }

@@ -2,8 +2,10 @@
 //! are in production but on loopback — the self-hosted relay (TLS, self-signed certificate,
 //! generated SAS keys), the license server (simulated dongle, ephemeral key, PROXY headers
 //! trusted from loopback), the relay-listener (pinning the relay's certificate, identity mode
-//! PROXY v2) and one local-proxy for a named site. Start waits on each component's readiness
-//! signal; stop cancels them all and waits a bounded time.
+//! PROXY v2), the license server's admin endpoint (status page, JSON, metrics, with a token
+//! generated now; it shows the relay-listener's state) and one local-proxy for a named site.
+//! Start waits on each component's readiness signal; stop cancels them all and waits a bounded
+//! time.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,6 +17,7 @@ use hc_protocol::connection_string::Credentials;
 use hc_protocol::{ConnectionString, RelayEndpoint};
 use license_core::{LicenseServer, ServerConfig};
 use local_proxy::{LocalProxy, ProxyConfig, ProxyStatus};
+use ops_http::BearerToken;
 use relay_listener::{IdentityMode, ListenerConfig, ListenerStatus, RelayListener};
 use relay_server::config::Right;
 use relay_server::quickstart::{self, DEFAULT_HC, QuickstartKeys};
@@ -39,6 +42,8 @@ pub struct StackOptions {
     /// The license server's configuration (its bind address and port are ignored: it listens
     /// on `127.0.0.1:0`).
     pub server: ServerConfig,
+    /// Where the admin endpoint listens (`127.0.0.1:0` picks a free port).
+    pub admin_addr: SocketAddr,
 }
 
 type Task = (&'static str, JoinHandle<anyhow::Result<()>>);
@@ -59,6 +64,10 @@ pub struct DemoStack {
     pub server: LicenseServer,
     /// The relay-listener's live state.
     pub listener: ListenerStatus,
+    /// The admin endpoint's address.
+    pub admin_addr: SocketAddr,
+    /// The admin endpoint's token (generated at start).
+    pub admin_token: BearerToken,
     /// Where license clients connect.
     pub proxy_addr: SocketAddr,
     /// The local-proxy's live counters.
@@ -210,6 +219,23 @@ impl DemoStack {
             );
         }
 
+        // The admin endpoint: the license server's status page with the listener's state.
+        let admin_token = BearerToken::generate();
+        let probe = crate::commands::server::ops::listener_probe(
+            listener.clone(),
+            crate::commands::server::ops::relay_name(&access(&listen_connection)),
+        );
+        let (admin_addr, admin) = crate::commands::server::ops::start_admin(
+            options.admin_addr,
+            Some(admin_token.clone()),
+            &server,
+            Some(probe),
+            shutdown.clone(),
+        )
+        .await
+        .context("admin endpoint")?;
+        tasks.push(("admin endpoint", admin));
+
         // The local-proxy of one site.
         let mut proxy_config = ProxyConfig::new(send_connection.clone());
         proxy_config.access = access(&send_connection);
@@ -231,6 +257,8 @@ impl DemoStack {
             license_addr,
             server,
             listener,
+            admin_addr,
+            admin_token,
             proxy_addr,
             proxy,
             site: String::new(),

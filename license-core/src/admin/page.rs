@@ -1,0 +1,24 @@
+//! The status page: plain HTML, a small script and a style sheet, compiled into the binary
+//! (no CDN, nothing fetched from elsewhere). The page holds no data; its script reads
+//! `api/status` with the bearer token every few seconds and posts the Disconnect and Logout
+//! actions.
+//!
+//! The token reaches the page in the URL's fragment (`http://127.0.0.1:12380/#token=…`, which
+//! browsers never send to a server, so it appears in no request line or log) or through the
+//! page's token field; the script keeps it in `sessionStorage` (this tab only) and removes
+//! the fragment from the address bar.
+
+use ops_http::{Asset, Router};
+
+const INDEX: Asset = Asset::html(include_str!("page/index.html"));
+const SCRIPT: Asset = Asset::javascript(include_str!("page/app.js"));
+const STYLE: Asset = Asset::css(include_str!("page/style.css"));
+
+/// Adds the page's files to `router`.
+pub(super) fn routes(router: Router) -> Router {
+    router
+        .asset("/", INDEX)
+        .asset("/index.html", INDEX)
+        .asset("/app.js", SCRIPT)
+        .asset("/style.css", STYLE)
+}

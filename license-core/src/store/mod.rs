@@ -1,0 +1,501 @@
+//! Seats that survive a restart: sessions and login records persisted in an embedded SQLite
+//! database (`StateDb=`), written on state changes only — a session opened or closed, a login
+//! added or removed ([`StateChange`]); refreshes never write — by one writer thread, off the
+//! engine's lock and the request path. At start the server reads it back
+//! ([`StateStore::open`]) and restores sessions and logins with fresh timeouts, so a running
+//! client's next refresh authenticates and keeps its seat, and no seat is counted twice.
+//!
+//! The file holds each session's key material: it is created with mode 0600 and must be
+//! protected like the server's key file. A database that cannot be read as ours (not SQLite,
+//! damaged, another schema) is moved aside to `<file>.corrupt-<unix seconds>` with one error
+//! line, and the server starts empty. A database locked by another process, or a folder that
+//! cannot be written, leaves the server running without persistence (one error line, and the
+//! admin status says so).
+
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::system_unix_millis;
+use crate::engine::{ClientInfo, SessionId, SessionSecret, StateChange, StateObserver};
+
+/// How long opening waits for a previous owner of the file (this process's previous server,
+/// or a process that is exiting) to let go of it.
+const OPEN_WAIT: Duration = Duration::from_secs(3);
+/// The writer applies at most this many changes per transaction.
+const MAX_BATCH: usize = 1024;
+
+/// A persisted session.
+#[derive(Debug, Clone)]
+pub struct PersistedSession {
+    /// Its id.
+    pub id: SessionId,
+    /// Its client.
+    pub client: ClientInfo,
+    /// Its key material.
+    pub secret: SessionSecret,
+    /// The highest packet number accepted when it was last written.
+    pub last_packet: u64,
+    /// When it started (Unix ms).
+    pub started_ms: u64,
+}
+
+/// A persisted login record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersistedLogin {
+    /// Its session.
+    pub session: SessionId,
+    /// The dongle's stable key.
+    pub dongle_key: String,
+    /// The AppSlot.
+    pub slot: u16,
+    /// When it was taken (Unix ms).
+    pub first_ms: u64,
+}
+
+/// What a database held at start.
+#[derive(Debug, Clone, Default)]
+pub struct Persisted {
+    /// Sessions.
+    pub sessions: Vec<PersistedSession>,
+    /// Login records.
+    pub logins: Vec<PersistedLogin>,
+    /// Rows that did not decode.
+    pub skipped: usize,
+}
+
+/// How the database was found at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpenedAs {
+    /// It existed and was read.
+    Existing,
+    /// It did not exist and was created.
+    Created,
+    /// It was unusable, moved aside and replaced by an empty one.
+    Replaced,
+}
+
+/// The state database cannot be used at all (the server runs without persistence).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("state database {path}: {reason}; seats will not survive a restart")]
+pub struct StoreError {
+    /// The file.
+    pub path: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// The store's state for the admin status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStatus {
+    /// The file.
+    pub path: String,
+    /// How it was found at start.
+    pub opened: OpenedAs,
+    /// Where an unusable file was moved.
+    pub moved_aside: Option<String>,
+    /// What was wrong with it.
+    pub problem: Option<String>,
+    /// Sessions restored at start.
+    pub restored_sessions: u64,
+    /// Login records restored at start.
+    pub restored_logins: u64,
+    /// Records not restored (dongle gone, AppSlot full or removed, undecodable).
+    pub dropped: u64,
+    /// Changes waiting to be written.
+    pub queued: u64,
+    /// Changes written since start.
+    pub writes: u64,
+    /// Failed write transactions since start.
+    pub errors: u64,
+    /// The last write error.
+    pub last_error: Option<String>,
+}
+
+#[derive(Default)]
+struct Stats {
+    queued: AtomicU64,
+    writes: AtomicU64,
+    errors: AtomicU64,
+    restored_sessions: AtomicU64,
+    restored_logins: AtomicU64,
+    dropped: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Stats {
+    fn last_error(&self) -> MutexGuard<'_, Option<String>> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+enum Op {
+    Change(StateChange, u64),
+    Flush(mpsc::SyncSender<()>),
+}
+
+struct Inner {
+    path: PathBuf,
+    opened: OpenedAs,
+    moved_aside: Option<PathBuf>,
+    problem: Option<String>,
+    stats: Arc<Stats>,
+    /// `None` once closed.
+    tx: Mutex<Option<mpsc::Sender<Op>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Inner {
+    fn send(&self, op: Op) -> bool {
+        let tx = self
+            .tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        tx.as_ref().is_some_and(|tx| tx.send(op).is_ok())
+    }
+
+    fn close(&self) {
+        self.tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(writer) = writer
+            && writer.thread().id() != std::thread::current().id()
+        {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The open state database and its writer (cheap to clone).
+#[derive(Clone)]
+pub struct StateStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for StateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why opening failed: the file is not usable as ours (move it aside), or it cannot be opened
+/// at all (leave it alone).
+enum OpenFailure {
+    Unusable(String),
+    Unavailable(String),
+}
+
+impl From<rusqlite::Error> for OpenFailure {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode as C;
+        match e.sqlite_error_code() {
+            Some(
+                C::CannotOpen
+                | C::PermissionDenied
+                | C::ReadOnly
+                | C::DatabaseBusy
+                | C::DatabaseLocked
+                | C::SystemIoFailure
+                | C::DiskFull
+                | C::OutOfMemory,
+            ) => {
+                let busy = matches!(
+                    e.sqlite_error_code(),
+                    Some(C::DatabaseBusy | C::DatabaseLocked)
+                );
+                Self::Unavailable(if busy {
+                    "in use by another process (another license server?)".to_owned()
+                } else {
+                    e.to_string()
+                })
+            }
+            _ => Self::Unusable(e.to_string()),
+        }
+    }
+}
+
+impl StateStore {
+    /// Opens (or creates, mode 0600) the database at `path` and reads what it holds. An
+    /// unusable file is moved aside and replaced by an empty database (one error line).
+    ///
+    /// # Errors
+    /// The file cannot be created or opened at all, or another process holds it.
+    pub fn open(path: &Path) -> Result<(Self, Persisted), StoreError> {
+        let unavailable = |reason: String| StoreError {
+            path: path.display().to_string(),
+            reason,
+        };
+        let existed = path.exists();
+        let (conn, persisted, opened, moved_aside, problem) = match open_db(path) {
+            Ok((conn, persisted)) => {
+                let opened = if existed {
+                    OpenedAs::Existing
+                } else {
+                    OpenedAs::Created
+                };
+                (conn, persisted, opened, None, None)
+            }
+            Err(OpenFailure::Unavailable(reason)) => return Err(unavailable(reason)),
+            Err(OpenFailure::Unusable(reason)) => {
+                let aside = move_aside(path).map_err(|e| {
+                    unavailable(format!(
+                        "unusable ({reason}) and cannot be moved aside: {e}"
+                    ))
+                })?;
+                tracing::error!(
+                    "state database {} is unusable ({reason}); moved it to {} and starting \
+                     with no persisted seats",
+                    path.display(),
+                    aside.display()
+                );
+                let (conn, persisted) = open_db(path).map_err(|f| match f {
+                    OpenFailure::Unusable(r) | OpenFailure::Unavailable(r) => unavailable(r),
+                })?;
+                (
+                    conn,
+                    persisted,
+                    OpenedAs::Replaced,
+                    Some(aside),
+                    Some(reason),
+                )
+            }
+        };
+        let stats = Arc::new(Stats::default());
+        let (tx, rx) = mpsc::channel();
+        let writer = {
+            let stats = stats.clone();
+            let path = path.to_owned();
+            std::thread::Builder::new()
+                .name("state-db".to_owned())
+                .spawn(move || write_loop(conn, &rx, &stats, &path))
+                .map_err(|e| unavailable(format!("cannot start its writer: {e}")))?
+        };
+        let store = Self {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                opened,
+                moved_aside,
+                problem,
+                stats,
+                tx: Mutex::new(Some(tx)),
+                writer: Mutex::new(Some(writer)),
+            }),
+        };
+        Ok((store, persisted))
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Queues one change for writing (stamped with the current time).
+    pub fn record(&self, change: StateChange) {
+        let stats = &self.inner.stats;
+        stats.queued.fetch_add(1, Ordering::Relaxed);
+        if !self.inner.send(Op::Change(change, system_unix_millis())) {
+            stats.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// An observer for [`Engine::set_state_observer`](crate::engine::Engine::set_state_observer)
+    /// that queues every change.
+    pub fn observer(&self) -> Box<dyn StateObserver> {
+        let store = self.clone();
+        Box::new(move |change: StateChange| store.record(change))
+    }
+
+    /// Waits until everything queued so far is written, at most `limit`. False when it was
+    /// not (closed, or too slow).
+    pub fn flush(&self, limit: Duration) -> bool {
+        let (done, wait) = mpsc::sync_channel(1);
+        self.inner.send(Op::Flush(done)) && wait.recv_timeout(limit).is_ok()
+    }
+
+    /// Writes what is queued and closes the database (later changes are dropped).
+    pub fn close(&self) {
+        self.inner.close();
+    }
+
+    /// Counts what start-up restored and dropped.
+    pub fn note_restored(&self, sessions: u64, logins: u64, dropped: u64) {
+        let stats = &self.inner.stats;
+        stats
+            .restored_sessions
+            .fetch_add(sessions, Ordering::Relaxed);
+        stats.restored_logins.fetch_add(logins, Ordering::Relaxed);
+        stats.dropped.fetch_add(dropped, Ordering::Relaxed);
+    }
+
+    /// The store's state.
+    pub fn status(&self) -> StoreStatus {
+        let inner = &self.inner;
+        let stats = &inner.stats;
+        StoreStatus {
+            path: inner.path.display().to_string(),
+            opened: inner.opened,
+            moved_aside: inner.moved_aside.as_ref().map(|p| p.display().to_string()),
+            problem: inner.problem.clone(),
+            restored_sessions: stats.restored_sessions.load(Ordering::Relaxed),
+            restored_logins: stats.restored_logins.load(Ordering::Relaxed),
+            dropped: stats.dropped.load(Ordering::Relaxed),
+            queued: stats.queued.load(Ordering::Relaxed),
+            writes: stats.writes.load(Ordering::Relaxed),
+            errors: stats.errors.load(Ordering::Relaxed),
+            last_error: stats.last_error().clone(),
+        }
+    }
+}
+
+/// Creates the file with mode 0600 if needed (SQLite would use 0644), and tightens an
+/// existing one: it holds session keys.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        options.mode(0o600);
+        let file = options.open(path)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    #[cfg(not(unix))]
+    options.open(path)?;
+    Ok(())
+}
+
+fn open_db(path: &Path) -> Result<(Connection, Persisted), OpenFailure> {
+    create_private(path).map_err(|e| OpenFailure::Unavailable(e.to_string()))?;
+    let mut conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(OPEN_WAIT)?;
+    // WAL + NORMAL: a commit survives the process being killed (only a power loss may lose
+    // the last ones); EXCLUSIVE: one server per file, and no shared-memory file beside it.
+    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+    if check != "ok" {
+        return Err(OpenFailure::Unusable(format!("integrity check: {check}")));
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    match version {
+        0 => schema::create(&tx)?,
+        schema::VERSION => {}
+        other => {
+            return Err(OpenFailure::Unusable(format!(
+                "schema version {other} is not {} (written by another version?)",
+                schema::VERSION
+            )));
+        }
+    }
+    let persisted = schema::load(&tx)?;
+    tx.commit()?;
+    Ok((conn, persisted))
+}
+
+/// Renames `path` (and its write-ahead log) to `<path>.corrupt-<unix seconds>`.
+fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
+    let stamp = system_unix_millis() / 1000;
+    let with = |suffix: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    let aside = with(&format!(".corrupt-{stamp}"));
+    std::fs::rename(path, &aside)?;
+    let wal = with("-wal");
+    if wal.exists() {
+        let _ = std::fs::rename(&wal, with(&format!(".corrupt-{stamp}-wal")));
+    }
+    let _ = std::fs::remove_file(with("-shm"));
+    Ok(aside)
+}
+
+fn write_loop(mut conn: Connection, rx: &mpsc::Receiver<Op>, stats: &Stats, path: &Path) {
+    while let Ok(first) = rx.recv() {
+        let mut changes = Vec::new();
+        let mut flushes = Vec::new();
+        let mut next = Some(first);
+        while let Some(op) = next {
+            match op {
+                Op::Change(change, at) => changes.push((change, at)),
+                Op::Flush(done) => flushes.push(done),
+            }
+            next = if changes.len() < MAX_BATCH {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        if !changes.is_empty() {
+            let result = conn.transaction().and_then(|tx| {
+                for (change, at) in &changes {
+                    schema::apply(&tx, change, *at)?;
+                }
+                tx.commit()
+            });
+            let n = u64::try_from(changes.len()).unwrap_or(u64::MAX);
+            stats.queued.fetch_sub(n, Ordering::Relaxed);
+            let mut last = stats.last_error();
+            match result {
+                Ok(()) => {
+                    stats.writes.fetch_add(n, Ordering::Relaxed);
+                    if last.take().is_some() {
+                        tracing::info!("state database {}: writing again", path.display());
+                    }
+                }
+                Err(e) => {
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                    let message = e.to_string();
+                    // One line per distinct problem, not one per change.
+                    if last.as_deref() != Some(message.as_str()) {
+                        tracing::error!(
+                            "state database {}: cannot write {n} change(s): {message}; seats \
+                             changed since may not survive a restart",
+                            path.display()
+                        );
+                    }
+                    *last = Some(message);
+                }
+            }
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

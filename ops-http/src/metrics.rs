@@ -1,0 +1,163 @@
+//! `/metrics`: renders a `prometheus_client` registry in the OpenMetrics text format, and small
+//! helpers for collectors that compute their values at scrape time (gauges and counters read
+//! from a component's own state instead of being updated on the hot path).
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use http::StatusCode;
+use http::header::{self, HeaderValue};
+use http_body_util::Full;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeMetric,
+};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use crate::reply::{Reply, error_reply};
+
+/// The content type of the OpenMetrics text format (Prometheus scrapes it).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Labels of one sample: `(name, value)` pairs.
+pub type Labels = Vec<(&'static str, Cow<'static, str>)>;
+
+/// The registry in the text format.
+///
+/// # Errors
+/// A collector failed to encode.
+pub fn render(registry: &Registry) -> Result<String, std::fmt::Error> {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry)?;
+    Ok(out)
+}
+
+/// The `/metrics` response for `registry`.
+pub(crate) fn reply(registry: &Registry) -> Reply {
+    match render(registry) {
+        Ok(text) => {
+            let mut reply = http::Response::new(Full::new(Bytes::from(text)));
+            reply
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+            reply
+        }
+        Err(_) => error_reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot encode the metrics",
+        ),
+    }
+}
+
+/// Encodes one gauge family: `name` with `help`, one sample per `(labels, value)`.
+///
+/// # Errors
+/// Encoding failed.
+pub fn gauges<L: EncodeLabelSet, V: EncodeGaugeValue>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (L, V)>,
+) -> Result<(), std::fmt::Error> {
+    let gauge = ConstGauge::new(0i64);
+    let mut family = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+    for (labels, value) in samples {
+        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// Encodes one gauge without labels.
+///
+/// # Errors
+/// Encoding failed.
+pub fn gauge<V: EncodeGaugeValue>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: V,
+) -> Result<(), std::fmt::Error> {
+    let gauge = ConstGauge::new(value);
+    gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)
+}
+
+/// Encodes one counter family (`name` gets the `_total` suffix): one sample per
+/// `(labels, value)`.
+///
+/// # Errors
+/// Encoding failed.
+pub fn counters<L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (L, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let counter = ConstCounter::new(0u64);
+    let mut family = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+    for (labels, value) in samples {
+        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// Encodes one counter without labels (`name` gets the `_total` suffix).
+///
+/// # Errors
+/// Encoding failed.
+pub fn counter(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
+    let counter = ConstCounter::new(value);
+    counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::collector::Collector;
+
+    use super::*;
+
+    #[derive(Debug)]
+    struct Sample;
+
+    impl Collector for Sample {
+        fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+            let labels = |slot: &'static str| -> Labels { vec![("slot", Cow::Borrowed(slot))] };
+            gauges(
+                &mut encoder,
+                "seats_taken",
+                "Seats taken.",
+                [(labels("a"), 2), (labels("b"), 0)],
+            )?;
+            gauge(&mut encoder, "sessions", "Open sessions.", 5)?;
+            counters(&mut encoder, "errors", "Errors.", [(labels("a"), 7)])?;
+            counter(&mut encoder, "requests", "Requests.", 9)
+        }
+    }
+
+    #[test]
+    fn collectors_render_as_openmetrics_text() {
+        let mut registry = Registry::with_prefix("test");
+        registry.register_collector(Box::new(Sample));
+        let text = render(&registry).expect("render");
+        for line in [
+            "# TYPE test_seats_taken gauge",
+            "test_seats_taken{slot=\"a\"} 2",
+            "test_seats_taken{slot=\"b\"} 0",
+            "test_sessions 5",
+            "# TYPE test_errors counter",
+            "test_errors_total{slot=\"a\"} 7",
+            "test_requests_total 9",
+            "# EOF",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line:?} missing in:\n{text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! What the `server` command runs beside the license port, shared with `demo`: the admin
+//! endpoint (status page, JSON, actions, metrics) and the relay-listener run in the same
+//! process, whose live state the admin status then shows.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use hc_client::access::AccessConfig;
+use license_core::LicenseServer;
+use license_core::admin::{ListenerProbe, ListenerState, ListenerStream};
+use ops_http::BearerToken;
+use relay_listener::{ListenerStatus, StreamState};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A probe reading `status` for the admin status; `relay` names the relay it dials.
+pub fn listener_probe(status: ListenerStatus, relay: String) -> ListenerProbe {
+    Arc::new(move || {
+        let s = status.snapshot();
+        ListenerState {
+            relay: relay.clone(),
+            connected: s.connected,
+            connections: s.connections,
+            reconnects: s.reconnects,
+            active_streams: s.active_streams,
+            accepted: s.accepted,
+            rejected: s.rejected,
+            failed: s.failed,
+            last_error: s.last_error.clone(),
+            bytes_to_relay: status.bytes().to_relay(),
+            bytes_from_relay: status.bytes().from_relay(),
+            recent_streams: s
+                .recent_streams
+                .iter()
+                .map(|r| ListenerStream {
+                    id: r.id.clone(),
+                    client: r.client,
+                    site: r.site.clone(),
+                    state: match r.state {
+                        StreamState::Active => "active",
+                        StreamState::Ended => "ended",
+                        StreamState::Rejected => "rejected",
+                        StreamState::Failed => "failed",
+                    }
+                    .to_owned(),
+                })
+                .collect(),
+        }
+    })
+}
+
+/// How the relay-listener names its relay in the status: `host:port/hybrid-connection`.
+pub fn relay_name(access: &AccessConfig) -> String {
+    let endpoint = &access.connection.endpoint;
+    let hc = access
+        .entity_path
+        .as_deref()
+        .or(access.connection.entity_path.as_deref())
+        .unwrap_or("?");
+    format!("{}:{}/{hc}", endpoint.host, endpoint.port)
+}
+
+/// Where an in-process relay-listener reaches a license server listening on `local`: the
+/// address itself, or loopback when it listens on every address (PROXY headers from loopback
+/// are trusted by default).
+pub fn loopback_target(local: SocketAddr) -> SocketAddr {
+    let ip = match local.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, local.port())
+}
+
+/// The admin endpoint's page address, for the operator (`#token=` only when `show_token`:
+/// the fragment never reaches the server or its logs).
+pub fn page_url(addr: SocketAddr, token: Option<&BearerToken>, show_token: bool) -> String {
+    let ip = loopback_target(addr);
+    match token {
+        Some(t) if show_token => format!("http://{ip}/#token={}", t.expose()),
+        _ => format!("http://{ip}/"),
+    }
+}
+
+/// Binds the admin endpoint (a non-loopback address needs a token) and serves the license
+/// server's routes on it until `shutdown`.
+///
+/// # Errors
+/// The address is refused or cannot be bound.
+pub async fn start_admin(
+    addr: SocketAddr,
+    token: Option<BearerToken>,
+    server: &LicenseServer,
+    probe: Option<ListenerProbe>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SocketAddr, JoinHandle<anyhow::Result<()>>)> {
+    let listener: TcpListener = ops_http::bind(addr, token.as_ref()).await?;
+    let local = listener.local_addr()?;
+    let router = license_core::admin::router(server, probe);
+    let task = tokio::spawn(async move {
+        ops_http::serve(listener, router, token, shutdown).await?;
+        Ok(())
+    });
+    Ok((local, task))
+}

@@ -1,0 +1,141 @@
+//! Shared by the admin endpoint tests: a license server with its admin endpoint on
+//! `127.0.0.1:0` (as `dongle-relay server --admin` runs them), and requests to it.
+
+#![allow(dead_code, missing_docs)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use dongle_relay::commands::server::ops;
+use http::Method;
+use license_core::admin::ListenerProbe;
+use license_core::client::{ClientConfig, RemoteApi};
+use license_core::{LicenseServer, ServerConfig};
+use ops_http::BearerToken;
+use ops_http::client::{Answer, call};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Every step is bounded by this.
+pub const LIMIT: Duration = Duration::from_secs(30);
+pub const TOKEN: &str = "admin-token-for-tests-0123456789";
+
+pub struct Ops {
+    pub server: LicenseServer,
+    pub license: SocketAddr,
+    pub admin: SocketAddr,
+    pub shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Ops {
+    /// The server for `config` on 127.0.0.1:0, its admin endpoint on 127.0.0.1:0 with `token`.
+    pub async fn start(
+        config: &ServerConfig,
+        token: Option<&str>,
+        probe: Option<ListenerProbe>,
+    ) -> Self {
+        let socket = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        Self::serve(config, socket, token, probe).await
+    }
+
+    /// The same on the license address `addr` (a port chosen beforehand, for a listener
+    /// configured before the server starts).
+    pub async fn start_on(
+        config: &ServerConfig,
+        addr: SocketAddr,
+        token: Option<&str>,
+        probe: Option<ListenerProbe>,
+    ) -> Self {
+        let socket = tokio::net::TcpListener::bind(addr).await.expect("bind");
+        Self::serve(config, socket, token, probe).await
+    }
+
+    async fn serve(
+        config: &ServerConfig,
+        socket: tokio::net::TcpListener,
+        token: Option<&str>,
+        probe: Option<ListenerProbe>,
+    ) -> Self {
+        let server = LicenseServer::new(config).expect("server");
+        let license = socket.local_addr().expect("addr");
+        let shutdown = CancellationToken::new();
+        let serving = tokio::spawn({
+            let server = server.clone();
+            let shutdown = shutdown.clone();
+            async move { Ok(server.serve(socket, shutdown).await?) }
+        });
+        let token = token.map(|t| BearerToken::new(t).expect("token"));
+        let (admin, task) = ops::start_admin(
+            "127.0.0.1:0".parse().expect("addr"),
+            token,
+            &server,
+            probe,
+            shutdown.clone(),
+        )
+        .await
+        .expect("admin endpoint");
+        Self {
+            server,
+            license,
+            admin,
+            shutdown,
+            tasks: vec![serving, task],
+        }
+    }
+
+    pub fn client(&self, name: &str) -> RemoteApi {
+        client_of(self.license, name)
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
+        call(self.admin, Method::GET, path, token, None, LIMIT)
+            .await
+            .expect("answer")
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> Answer {
+        call(self.admin, Method::POST, path, token, body, LIMIT)
+            .await
+            .expect("answer")
+    }
+
+    pub async fn status(&self) -> serde_json::Value {
+        let answer = self.get("/api/status", Some(TOKEN)).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        answer.json().expect("json")
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            tokio::time::timeout(LIMIT, task)
+                .await
+                .expect("stops in time")
+                .expect("joined")
+                .expect("clean stop");
+        }
+    }
+}
+
+/// A library client of the server at `addr`, named `name`.
+pub fn client_of(addr: SocketAddr, name: &str) -> RemoteApi {
+    let mut config = ClientConfig::for_server(addr.ip().to_string(), addr.port());
+    config.client_name = name.to_owned();
+    RemoteApi::new(config)
+}
+
+/// The default configuration with no key file (nothing written).
+pub fn config() -> ServerConfig {
+    ServerConfig {
+        key_file: None,
+        ..ServerConfig::default()
+    }
+}
