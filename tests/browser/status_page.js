@@ -59,6 +59,7 @@ async function main() {
     await first.getByTestId('token-input').fill(token);
     await first.getByTestId('token-submit').click();
     await first.getByTestId('sessions-table').waitFor({ state: 'visible', timeout: STEP_MS });
+    await first.getByTestId('token-form').waitFor({ state: 'hidden', timeout: STEP_MS });
     await first.close();
 
     // The operator's link carries the token in the fragment, which the page then removes.

@@ -1,0 +1,251 @@
+//! Seats survive a restart of the real `dongle-relay server` process (`--state-db`): two
+//! clients take seats, the server is killed (SIGKILL) and started again on the same port, and
+//! the clients' next refresh succeeds without a new init while the taken seats stay exact (read
+//! from the admin JSON); a graceful stop (SIGTERM) keeps them too. A corrupt database is moved
+//! aside and a missing one created: the server starts empty instead of failing.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use http::Method;
+use license_core::client::{ClientConfig, RemoteApi};
+use license_core::{ErrorCode, SlotRef};
+use tokio::io::{AsyncBufReadExt as _, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+const LIMIT: Duration = Duration::from_secs(30);
+const TOKEN: &str = "restart-test-token-0123456789";
+const SLOT: SlotRef = SlotRef {
+    dng_nr: 1,
+    user_code: 0,
+    slot: 1,
+};
+
+/// A port that was free a moment ago (the server binds it; its restarts reuse it).
+async fn free_port() -> u16 {
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    socket.local_addr().expect("addr").port()
+}
+
+struct Server {
+    child: Child,
+    stdout: Lines<BufReader<ChildStdout>>,
+    /// What it printed up to its admin endpoint line.
+    banner: Vec<String>,
+}
+
+impl Server {
+    /// Starts the server and waits for its admin endpoint line (printed once both ports are
+    /// bound).
+    async fn start(dir: &Path, port: u16, admin: u16) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dongle-relay"))
+            .args(["--log", "warn", "server", "--port"])
+            .arg(port.to_string())
+            .arg("--key-file")
+            .arg(dir.join("server.key"))
+            .arg("--state-db")
+            .arg(dir.join("state.db"))
+            .arg("--admin")
+            .arg(format!("127.0.0.1:{admin}"))
+            .env(dongle_relay::commands::server::ADMIN_TOKEN_ENV, TOKEN)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("server");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut banner = Vec::new();
+        loop {
+            let line = tokio::time::timeout(LIMIT, stdout.next_line())
+                .await
+                .expect("the server starts in time")
+                .expect("read")
+                .unwrap_or_else(|| panic!("the server exited:\n{}", banner.join("\n")));
+            let done = line.starts_with("admin endpoint");
+            banner.push(line);
+            if done {
+                return Self {
+                    child,
+                    stdout,
+                    banner,
+                };
+            }
+        }
+    }
+
+    fn line(&self, prefix: &str) -> &str {
+        self.banner
+            .iter()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} in {:?}", self.banner))
+    }
+
+    async fn kill(mut self) {
+        self.child.start_kill().expect("SIGKILL");
+        tokio::time::timeout(LIMIT, self.child.wait())
+            .await
+            .expect("dies in time")
+            .expect("wait");
+    }
+
+    async fn terminate(mut self) {
+        let pid = self.child.id().expect("pid").to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let status = tokio::time::timeout(LIMIT, self.child.wait())
+            .await
+            .expect("stops in time")
+            .expect("wait");
+        assert!(status.success(), "{status}");
+        // Drain what it printed, so nothing is left blocked.
+        while let Ok(Some(_)) = self.stdout.next_line().await {}
+    }
+}
+
+async fn status(admin: u16) -> serde_json::Value {
+    let addr: SocketAddr = ([127, 0, 0, 1], admin).into();
+    let answer = ops_http::client::call(addr, Method::GET, "/api/status", Some(TOKEN), None, LIMIT)
+        .await
+        .expect("admin answers");
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    answer.json().expect("json")
+}
+
+fn taken(status: &serde_json::Value) -> u64 {
+    status["dongles"][0]["slots"][0]["taken"]
+        .as_u64()
+        .expect("taken")
+}
+
+/// Waits (bounded) until the server has written every change so far.
+async fn written(admin: u16, at_least: u64) {
+    for _ in 0..500 {
+        let s = status(admin).await;
+        let store = &s["store"];
+        if store["queued"] == 0 && store["writes"].as_u64() >= Some(at_least) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "state changes not written: {}",
+        status(admin).await["store"]
+    );
+}
+
+fn client(port: u16, name: &str) -> RemoteApi {
+    let mut config = ClientConfig::for_server("127.0.0.1", port);
+    config.client_name = name.to_owned();
+    RemoteApi::new(config)
+}
+
+#[tokio::test]
+async fn seats_survive_kill_and_restart_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (port, admin) = (free_port().await, free_port().await);
+    let server = Server::start(dir.path(), port, admin).await;
+    assert!(server.line("seats persisted in").contains("created"));
+    let clients = [client(port, "pc-1"), client(port, "pc-2")];
+    for c in &clients {
+        c.init().await.expect("init");
+        assert!(c.login(SLOT).await.is_ok());
+    }
+    assert_eq!(taken(&status(admin).await), 2);
+    // Two sessions opened, two logins added.
+    written(admin, 4).await;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.path().join("state.db"))
+            .expect("db")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    server.kill().await;
+    let server = Server::start(dir.path(), port, admin).await;
+    assert!(
+        server
+            .line("seats persisted in")
+            .contains("existing; restored 2 session(s), 2 login(s)"),
+        "{:?}",
+        server.banner
+    );
+    for c in &clients {
+        assert_eq!(
+            c.refresh(SLOT).await,
+            Ok(1),
+            "the seat is still this client's"
+        );
+    }
+    let s = status(admin).await;
+    assert_eq!(taken(&s), 2, "no seat lost, none counted twice");
+    assert_eq!(s["sessions"].as_array().expect("sessions").len(), 2);
+    assert_eq!(s["logins"].as_array().expect("logins").len(), 2);
+    let third = client(port, "pc-3");
+    third.init().await.expect("init");
+    assert_eq!(third.login(SLOT).await, Ok(0), "the third seat is the last");
+    written(admin, 2).await;
+
+    // A graceful stop keeps the seats as well.
+    server.terminate().await;
+    let server = Server::start(dir.path(), port, admin).await;
+    assert!(
+        server
+            .line("seats persisted in")
+            .contains("restored 3 session(s), 3 login(s)")
+    );
+    assert_eq!(taken(&status(admin).await), 3);
+    for c in clients.iter().chain([&third]) {
+        assert_eq!(c.refresh(SLOT).await, Ok(0));
+    }
+    server.kill().await;
+
+    // A corrupt database: moved aside, the server starts empty and says so.
+    let db = dir.path().join("state.db");
+    std::fs::write(&db, b"garbage, not SQLite ".repeat(512)).expect("corrupt");
+    let _ = std::fs::remove_file(dir.path().join("state.db-wal"));
+    let server = Server::start(dir.path(), port, admin).await;
+    assert!(
+        server
+            .line("seats persisted in")
+            .contains("unusable file moved aside"),
+        "{:?}",
+        server.banner
+    );
+    let s = status(admin).await;
+    assert_eq!(s["store"]["opened"], "replaced");
+    assert!(
+        s["store"]["moved_aside"]
+            .as_str()
+            .is_some_and(|p| p.contains("state.db.corrupt-") && Path::new(p).exists())
+    );
+    assert_eq!(taken(&s), 0);
+    assert_eq!(
+        clients[0].refresh(SLOT).await,
+        Err(ErrorCode::SessionPassword),
+        "its session is gone: the client must init again"
+    );
+    server.kill().await;
+
+    // A missing database: created, empty.
+    std::fs::remove_file(&db).expect("remove");
+    let _ = std::fs::remove_file(dir.path().join("state.db-wal"));
+    let server = Server::start(dir.path(), port, admin).await;
+    assert!(server.line("seats persisted in").contains("created"));
+    assert_eq!(status(admin).await["store"]["opened"], "created");
+    clients[1].reset().await;
+    clients[1].init().await.expect("a new session");
+    assert_eq!(clients[1].login(SLOT).await, Ok(2));
+    server.kill().await;
+}
