@@ -285,3 +285,104 @@ async fn an_in_process_listener_is_reported_and_off_loopback_needs_a_token() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("without a bearer token"), "{stderr}");
 }
+
+/// `dongle-relay server --relay-connection-string … --relay-pin-sha256 … --admin`: one process
+/// runs the license server and the relay-listener; a client at another site logs in through
+/// the tunnel, and the admin JSON shows it with its site and the listener's live state.
+#[tokio::test]
+async fn the_server_command_runs_the_relay_listener_in_process() {
+    use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+    hc_client::install_crypto_provider();
+    let relay = test_support::Relay::start_tls().await;
+    let admin_port = {
+        let socket = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        socket.local_addr().expect("addr").port()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dongle-relay"))
+        .args(["--log", "warn", "server", "--ephemeral-key", "--port", "0"])
+        .args(["--admin", &format!("127.0.0.1:{admin_port}")])
+        .args(["--relay-pin-sha256", &relay.cert().sha256_fingerprint])
+        .env(
+            dongle_relay::commands::server::LISTENER_CONNECTION_STRING_ENV,
+            relay.listen_connection().to_secret_string().expose(),
+        )
+        .env(dongle_relay::commands::server::ADMIN_TOKEN_ENV, TOKEN)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("server");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut banner = Vec::new();
+    while !banner
+        .last()
+        .is_some_and(|l: &String| l.starts_with("admin endpoint"))
+    {
+        let line = tokio::time::timeout(LIMIT, lines.next_line())
+            .await
+            .expect("starts in time")
+            .expect("read")
+            .unwrap_or_else(|| panic!("exited: {banner:?}"));
+        banner.push(line);
+    }
+    assert!(
+        banner
+            .iter()
+            .any(|l| l.starts_with("relay-listener in this process:")),
+        "{banner:?}"
+    );
+    let admin: std::net::SocketAddr = ([127, 0, 0, 1], admin_port).into();
+    let status = async || {
+        ops_http::client::call(
+            admin,
+            http::Method::GET,
+            "/api/status",
+            Some(TOKEN),
+            None,
+            LIMIT,
+        )
+        .await
+        .expect("answer")
+        .json()
+        .expect("json")
+    };
+    // The control channel opens in the background: wait (bounded) for it.
+    let mut listener = serde_json::Value::Null;
+    for _ in 0..300 {
+        listener = status().await["relay_listener"].clone();
+        if listener["connected"] == true {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(listener["in_process"], true);
+    assert_eq!(listener["connected"], true, "{listener}");
+
+    let mut proxy = test_support::Proxy::spawn(relay.proxy_config_at("branch-b")).await;
+    let client = license_ops::client_of(proxy.addr(), "remote-pc");
+    tokio::time::timeout(LIMIT, async {
+        client.init().await.expect("init through the tunnel");
+        client.login(DEMO_APP).await.expect("login");
+    })
+    .await
+    .expect("in time");
+    let s = status().await;
+    assert_eq!(s["sessions"][0]["site"], "branch-b");
+    assert_eq!(s["sessions"][0]["client_name"], "remote-pc");
+    assert_eq!(s["dongles"][0]["slots"][0]["taken"], 1);
+    assert!(
+        s["relay_listener"]["accepted"].as_u64() >= Some(2),
+        "{}",
+        s["relay_listener"]
+    );
+    assert_eq!(
+        s["server"]["proxy_headers"]["accepted"],
+        s["relay_listener"]["accepted"]
+    );
+    proxy.stop().await;
+    child.start_kill().expect("kill");
+    let _ = child.wait().await;
+}
