@@ -6,8 +6,10 @@
 //!   listener and calls its library's `run(config, listener, shutdown)`.
 //! - [`telemetry`]: the tracing subscriber.
 //! - [`shutdown`]: SIGINT/SIGTERM turned into a cancellation token.
+//! - [`service`]: systemd readiness, watchdog pings while the component is live, stopping.
 
 pub mod cli;
 pub mod commands;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;

@@ -1,8 +1,9 @@
 //! Seats survive a restart of the real `dongle-relay server` process (`--state-db`): two
 //! clients take seats, the server is killed (SIGKILL) and started again on the same port, and
 //! the clients' next refresh succeeds without a new init while the taken seats stay exact (read
-//! from the admin JSON); a graceful stop (SIGTERM) keeps them too. A corrupt database is moved
-//! aside and a missing one created: the server starts empty instead of failing.
+//! from the admin JSON); a graceful stop (SIGTERM) keeps them too, closes idle clients instead
+//! of waiting for them, stops accepting and exits 0. A corrupt database is moved aside and a
+//! missing one created: the server starts empty instead of failing.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -94,18 +95,37 @@ impl Server {
             .expect("wait");
     }
 
-    async fn terminate(mut self) {
+    /// SIGTERM with an idle client connection open on `port`: the server closes it instead of
+    /// waiting for it, exits 0 well within its grace, and no longer accepts.
+    async fn terminate(mut self, port: u16) {
+        use tokio::io::AsyncReadExt as _;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut idle = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let pid = self.child.id().expect("pid").to_string();
         let sent = std::process::Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .expect("kill");
         assert!(sent.success());
+        let signalled = std::time::Instant::now();
         let status = tokio::time::timeout(LIMIT, self.child.wait())
             .await
             .expect("stops in time")
             .expect("wait");
         assert!(status.success(), "{status}");
+        assert!(
+            signalled.elapsed() < license_core::server::SHUTDOWN_GRACE,
+            "an idle client does not hold the stop for the grace period"
+        );
+        let mut buf = [0; 16];
+        let read = tokio::time::timeout(LIMIT, idle.read(&mut buf))
+            .await
+            .expect("the idle connection is closed");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "stopped accepting"
+        );
         // Drain what it printed, so nothing is left blocked.
         while let Ok(Some(_)) = self.stdout.next_line().await {}
     }
@@ -198,7 +218,7 @@ async fn seats_survive_kill_and_restart_exactly() {
     written(admin, 2).await;
 
     // A graceful stop keeps the seats as well.
-    server.terminate().await;
+    server.terminate(port).await;
     let server = Server::start(dir.path(), port, admin).await;
     assert!(
         server

@@ -129,8 +129,16 @@ pub async fn run(loaded: Loaded, shutdown: CancellationToken) -> anyhow::Result<
     };
     if outcome.is_ok() && loaded.keep_running {
         print_addresses(&stack, loaded.show_keys);
+        // Under a service manager: READY now that clients may use it, watchdog pings while
+        // the license server's loop beats.
+        let supervision = crate::service::Service::from_env().supervise(
+            std::sync::Arc::new(stack.server.clone()),
+            format!("demo running; license clients: {}", stack.proxy_addr),
+            shutdown.clone(),
+        );
         shutdown.cancelled().await;
         println!("stopping");
+        supervision.finish(Duration::from_secs(5)).await;
     }
     stack.stop().await;
     outcome

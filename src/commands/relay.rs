@@ -5,6 +5,8 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use hc_protocol::connection_string::Credentials;
@@ -16,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Where the relay listens when neither --bind nor the configuration say.
 const DEFAULT_BIND: &str = "0.0.0.0:9443";
+/// How long stopping waits for the service notifications (STOPPING=1) to be sent.
+const STOP_LIMIT: Duration = Duration::from_secs(5);
 
 /// Long help of the subcommand (clap takes the one-line summary from `cli.rs`).
 const RELAY_HELP: &str = "\
@@ -191,9 +195,16 @@ pub async fn run(loaded: Loaded, shutdown: CancellationToken) -> anyhow::Result<
     // Stdout is the operator's console: it gets the banner (and generated keys, once);
     // the log (stderr) never sees keys.
     println!("{}", banner(&loaded, local));
-    relay_server::run(loaded.config, listener, shutdown)
-        .await
-        .context("relay")
+    // READY once the relay accepts connections; watchdog pings while it does.
+    let supervision = crate::service::Service::from_env().supervise(
+        Arc::new(loaded.config.stats()),
+        format!("relay listening on {local}"),
+        shutdown.clone(),
+    );
+    let ran = relay_server::run(loaded.config, listener, shutdown.clone()).await;
+    shutdown.cancel();
+    supervision.finish(STOP_LIMIT).await;
+    ran.context("relay")
 }
 
 /// The start-up banner: address, TLS fingerprint, connection strings.

@@ -381,8 +381,15 @@ pub async fn run(loaded: Loaded, shutdown: CancellationToken) -> anyhow::Result<
             ops::page_url(admin_addr, None, false)
         );
     }
+    // READY once the accept loop beats; watchdog pings while it keeps beating.
+    let supervision = crate::service::Service::from_env().supervise(
+        std::sync::Arc::new(server.clone()),
+        format!("license server listening on {local}"),
+        shutdown.clone(),
+    );
     let served = server.serve(listener, shutdown.clone()).await;
     shutdown.cancel();
+    supervision.finish(STOP_LIMIT).await;
     let deadline = tokio::time::Instant::now() + STOP_LIMIT;
     for (name, task) in tasks {
         match tokio::time::timeout_at(deadline, task).await {
