@@ -118,7 +118,7 @@ async fn proxy_v2_identity_per_stream_from_two_sites() {
             (a.reply.as_slice(), b.reply.as_slice()),
             (&b"from a"[..], &b"from b"[..])
         );
-        let mut seen = vec![recording.next().await, recording.next().await];
+        let mut seen = [recording.next().await, recording.next().await];
         seen.sort_by_key(|r| r.payload.clone());
         let expected = [
             (a.local, "branch-a", &b"from a"[..]),

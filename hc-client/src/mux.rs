@@ -25,6 +25,10 @@ use yamux::{Config, Connection, ConnectionError, Mode, Stream};
 /// small enough that frames of other streams are never held back long.
 pub const SPLIT_SEND: usize = 64 * 1024;
 
+/// Largest WebSocket message of a pooled connection: one full data frame and its 12-byte
+/// header fit, so a bulk frame never straddles two messages.
+pub const MESSAGE: usize = SPLIT_SEND + 1024;
+
 /// Largest number of streams on one pooled connection (a cap, not an allocation).
 pub const MAX_STREAMS: usize = 16 * 1024;
 

@@ -231,7 +231,7 @@ async fn run_connection(
     ws: hc_client::tokio_tungstenite::WebSocketStream<hc_client::RelayIo>,
     stop: &CancellationToken,
 ) -> String {
-    let io = WsIo::new(ws, config.pump.max_frame, Some(config.pool_ping));
+    let io = WsIo::new(ws, mux::MESSAGE, Some(config.pool_ping));
     let conn = mux::connection(io, MuxMode::Client);
     let (handle, opens) = mux::channel();
     pool.publish(

@@ -260,11 +260,13 @@ impl Tunnel {
                 }
             }
         };
-        let local = match self.multiplexed(local).await {
+        // Each path is boxed so that the task of an idle tunnel holds only the state of the
+        // path it took (the 1:1 pump's state is several times a splice's).
+        let local = match Box::pin(self.multiplexed(local)).await {
             Ok(completed) => return completed,
             Err(local) => local,
         };
-        self.single(local).await
+        Box::pin(self.single(local)).await
     }
 
     /// Carries the client as a stream of a pooled connection, when the mode and the pool allow

@@ -64,7 +64,7 @@ pub(crate) async fn run<C: TargetConnector>(
     status.update(|s| s.mux_connections += 1);
     let _pooled = Pooled(&status);
     tracing::debug!(id, "pooled connection open");
-    let io = WsIo::new(stream.ws, config.pump.max_frame, config.control_ping);
+    let io = WsIo::new(stream.ws, mux::MESSAGE, config.control_ping);
     let conn = mux::connection(io, MuxMode::Server);
     let accept = Arc::new(accept);
     let streams = TaskTracker::new();
