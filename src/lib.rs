@@ -7,9 +7,11 @@
 //! - [`telemetry`]: the tracing subscriber.
 //! - [`shutdown`]: SIGINT/SIGTERM turned into a cancellation token.
 //! - [`service`]: systemd readiness, watchdog pings while the component is live, stopping.
+//! - [`metrics_endpoint`]: `--metrics` (`/metrics`, `/healthz`) of the tunnel commands.
 
 pub mod cli;
 pub mod commands;
+pub mod metrics_endpoint;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;

@@ -64,16 +64,14 @@ impl Liveness for license_core::LicenseServer {
     }
 }
 
-/// The relay is live while it accepts connections and its counters answer (they sit behind
-/// the lock its connection tasks update).
+/// The relay is live while it accepts connections, its accept loop beat within
+/// [`LIVENESS_MAX_AGE`](relay_server::stats::LIVENESS_MAX_AGE), and its counters answer (they
+/// sit behind the lock its connection tasks update).
 impl Liveness for relay_server::RelayStats {
     fn check(&self) -> CheckFuture<'_> {
-        let verdict = if self.snapshot().serving {
-            Ok(())
-        } else {
-            Err("the relay is not accepting connections".to_owned())
-        };
-        Box::pin(std::future::ready(verdict))
+        Box::pin(std::future::ready(
+            self.liveness(relay_server::stats::LIVENESS_MAX_AGE),
+        ))
     }
 }
 

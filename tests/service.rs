@@ -138,16 +138,50 @@ async fn server_is_ready_when_it_serves_pings_the_watchdog_and_stops_on_sigterm(
     assert!(refused(addr).await, "nothing listens after the stop");
 }
 
+/// A port that was free a moment ago.
+async fn free_port() -> u16 {
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    socket.local_addr().expect("addr").port()
+}
+
+async fn get(addr: SocketAddr, path: &str) -> ops_http::client::Answer {
+    ops_http::client::call(addr, http::Method::GET, path, None, None, LIMIT)
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
 #[tokio::test]
 async fn relay_is_ready_when_it_accepts_pings_the_watchdog_and_stops_on_sigterm() {
-    let relay = Supervised::start(&["relay", "--bind", "127.0.0.1:0", "--insecure-plain-ws"]);
+    let metrics = SocketAddr::from(([127, 0, 0, 1], free_port().await));
+    let metrics_arg = metrics.to_string();
+    let relay = Supervised::start(&[
+        "relay",
+        "--bind",
+        "127.0.0.1:0",
+        "--insecure-plain-ws",
+        "--metrics",
+        &metrics_arg,
+    ]);
     let status = relay.ready().await;
     assert!(status.starts_with("relay listening on "), "{status}");
     let addr = address(&status);
     assert!(!refused(addr).await, "READY means accepting");
+    // The metrics endpoint (loopback, no token) runs beside it.
+    let health = get(metrics, "/healthz").await;
+    assert_eq!(health.status, 200, "{}", health.text());
+    let scrape = get(metrics, "/metrics").await;
+    assert_eq!(scrape.status, 200);
+    assert!(
+        scrape.text().lines().any(|l| l == "relay_serving 1"),
+        "{}",
+        scrape.text()
+    );
     relay.expect_pings(3).await;
     relay.terminate().await;
     assert!(refused(addr).await);
+    assert!(refused(metrics).await, "the metrics endpoint stopped too");
 }
 
 #[tokio::test]

@@ -22,6 +22,8 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
+use crate::stats::{Direction, RelayStats};
+
 /// How long a side may take to complete the closing handshake.
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
@@ -32,6 +34,8 @@ pub(crate) struct BridgeSettings {
     pub idle_timeout: Duration,
     /// Cancelled when the relay stops waiting for bridged connections to finish.
     pub drain: CancellationToken,
+    /// Where bridged payload bytes are counted.
+    pub stats: RelayStats,
 }
 
 /// Why the relay ended a bridge itself.
@@ -93,8 +97,21 @@ pub(crate) async fn bridge<A, B>(
     });
     let (sender_tx, sender_rx) = sender.split();
     let (listener_tx, listener_rx) = listener.split();
-    let up = pump("sender->listener", sender_rx, listener_tx, &activity, &halt);
-    let down = pump("listener->sender", listener_rx, sender_tx, &activity, &halt);
+    let stats = &settings.stats;
+    let up = pump(
+        Direction::SenderToListener,
+        sender_rx,
+        listener_tx,
+        (&activity, stats),
+        &halt,
+    );
+    let down = pump(
+        Direction::ListenerToSender,
+        listener_rx,
+        sender_tx,
+        (&activity, stats),
+        &halt,
+    );
     let watchdog = watchdog(&activity, &halt, &settings);
     tokio::pin!(up, down, watchdog);
     // Once one direction is finished (or the relay halts the bridge), the other gets a
@@ -128,17 +145,22 @@ async fn watchdog(activity: &Activity, halt: &Halt, settings: &BridgeSettings) {
     }
 }
 
-/// One direction: reads `from`, writes `to`.
+/// One direction: reads `from`, writes `to`; data messages touch `activity` and are counted
+/// in `stats`.
 async fn pump<F, T>(
-    direction: &'static str,
+    way: Direction,
     mut from: SplitStream<WebSocketStream<F>>,
     mut to: SplitSink<WebSocketStream<T>, Message>,
-    activity: &Activity,
+    (activity, stats): (&Activity, &RelayStats),
     halt: &Halt,
 ) where
     F: AsyncRead + AsyncWrite + Unpin,
     T: AsyncRead + AsyncWrite + Unpin,
 {
+    let direction = match way {
+        Direction::SenderToListener => "sender->listener",
+        Direction::ListenerToSender => "listener->sender",
+    };
     // Set once `to` has been sent a Close; from then on `from` is only read until it ends
     // (which completes its closing handshake: tungstenite answers its Close while reading).
     let mut closed = false;
@@ -162,6 +184,7 @@ async fn pump<F, T>(
                     continue;
                 }
                 activity.touch();
+                stats.add_bytes(way, message.len());
                 tokio::select! {
                     biased;
                     () = halt.token.cancelled() => {}
@@ -242,6 +265,7 @@ mod tests {
             BridgeSettings {
                 idle_timeout: Duration::from_secs(idle),
                 drain: drain.clone(),
+                stats: RelayStats::new(),
             },
             drain,
         )

@@ -24,7 +24,8 @@
 //! ```
 //!
 //! Modules: [`config`] (TOML and code configuration), [`tls`] (PEM, self-signed, fingerprint),
-//! [`stats`] (counters and readiness), [`quickstart`] (the embedded default configuration).
+//! [`stats`] (counters, readiness, liveness), [`metrics`] (Prometheus, read from the stats),
+//! [`quickstart`] (the embedded default configuration).
 //! Internals: `server` (accept loop, handshakes, shutdown), `router` (the protocol actions),
 //! `hub` (hybrid connections, listeners, rendezvous), `control_channel`, `bridge`, `auth`,
 //! `admission`, `handshake`, `refusal`.
@@ -36,6 +37,7 @@ pub mod config;
 mod control_channel;
 mod handshake;
 mod hub;
+pub mod metrics;
 pub mod quickstart;
 mod refusal;
 mod relay;
@@ -46,7 +48,7 @@ pub mod tls;
 
 pub use config::{ConfigError, RelayConfig};
 pub use server::run;
-pub use stats::{RelayStats, Snapshot};
+pub use stats::{Direction, RelayStats, Snapshot};
 pub use tls::{SelfSigned, TlsError};
 
 /// Why the relay could not start.

@@ -80,7 +80,10 @@ fn refuse(relay: &Relay, conn: &ConnInfo, Refused(refusal, hc): Refused) -> Resp
     } else {
         tracing::debug!(peer = %conn.peer, status, %tracking_id, reason = %refusal.description, "refused");
     }
-    relay.stats.update(|s| s.refused_total += 1);
+    relay.stats.update(|s| {
+        s.refused_total += 1;
+        *s.refused_by_status.entry(status).or_default() += 1;
+    });
     let tracker = hc.map(|hc| format!("{}:hybridconnection:{hc}", relay.system_name(conn)));
     refusal.into_response(&tracking_id, tracker.as_deref())
 }
@@ -338,6 +341,8 @@ async fn connect(
     suffix: &str,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Refusal> {
+    // Rendezvous latency counts from here: the sender's request arrived.
+    let arrived = tokio::time::Instant::now();
     let Target {
         relay,
         conn,
@@ -457,6 +462,10 @@ async fn connect(
             );
             match tokio::time::timeout(relay2.limits.handshake_timeout, both).await {
                 Ok((Ok(sender), Ok(listener))) => {
+                    relay2
+                        .stats
+                        .rendezvous_latency()
+                        .observe(arrived.elapsed().as_secs_f64());
                     relay2.stats.update(|s| {
                         s.bridged += 1;
                         s.bridged_total += 1;
@@ -465,6 +474,7 @@ async fn connect(
                     let settings = BridgeSettings {
                         idle_timeout: relay2.limits.idle_timeout,
                         drain: relay2.drain.clone(),
+                        stats: relay2.stats.clone(),
                     };
                     bridge(sender, listener, settings).await;
                     relay2

@@ -27,6 +27,7 @@ use crate::bridge::CLOSE_GRACE;
 use crate::config::RelayConfig;
 use crate::relay::Relay;
 use crate::router::{self, ConnInfo};
+use crate::stats::HEARTBEAT_INTERVAL;
 use crate::{RelayError, tls};
 
 /// Largest HTTP request head we read (hyper's minimum is 8 KiB).
@@ -53,6 +54,8 @@ pub async fn run(
     }
     let acceptor = server_tls.map(|t| TlsAcceptor::from(t.config));
     let relay = Arc::new(Relay::new(&config, acceptor.is_some(), shutdown.clone()));
+    // Live from the moment it serves (the loop's own beats follow).
+    relay.stats.beat();
     relay.stats.update(|s| {
         s.serving = true;
         s.local_addr = Some(local_addr);
@@ -63,10 +66,17 @@ pub async fn run(
         hybrid_connections = config.hybrid_connections.len(),
         "relay listening"
     );
+    // The accept loop beats while it waits: a stuck loop stops the beat (liveness).
+    let mut beat = tokio::time::interval(HEARTBEAT_INTERVAL);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let (tcp, peer) = tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
+            _ = beat.tick() => {
+                relay.stats.beat();
+                continue;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(err) => {

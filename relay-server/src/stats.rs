@@ -1,11 +1,18 @@
 //! Live counters of a running relay and a way to wait for them: tests wait for "listener
-//! registered" or "connection bridged" instead of sleeping, and operators can read them.
+//! registered" or "connection bridged" instead of sleeping, and operators can read them. Beside
+//! the snapshot (behind a lock, updated on connection events) sit what the hot paths touch
+//! without it: bridged bytes per direction (atomics), the rendezvous-latency histogram, and
+//! the accept loop's heartbeat ([`RelayStats::heartbeat_age`], the relay's liveness).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// A point-in-time copy of the relay's counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,11 +36,35 @@ pub struct Snapshot {
     /// Connections closed at accept, before TLS, because their IP was throttled for
     /// listening too often (a `hyco-ws` reconnect storm), since start.
     pub throttled_total: u64,
+    /// Upgrade requests refused since start, by HTTP status.
+    pub refused_by_status: BTreeMap<u16, u64>,
+}
+
+/// A direction of a bridged connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Sender (local-proxy side) to listener.
+    SenderToListener,
+    /// Listener to sender.
+    ListenerToSender,
 }
 
 struct Inner {
     state: Mutex<Snapshot>,
     changed: watch::Sender<()>,
+    /// Payload bytes of bridged messages, by [`Direction`].
+    bytes: [AtomicU64; 2],
+    /// Seconds from a sender's request to its bridge.
+    rendezvous: Histogram,
+    /// When the handle was created; heartbeats count from it.
+    base: Instant,
+    /// Milliseconds after `base` of the accept loop's last beat, plus one (0: never).
+    beat_ms: AtomicU64,
+}
+
+/// Buckets of the rendezvous histogram: 1 ms to about 16 s (the rendezvous timeout is 30 s).
+fn rendezvous_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.001, 2.0, 15)
 }
 
 /// A cloneable handle to the relay's counters.
@@ -48,6 +79,10 @@ impl Default for RelayStats {
             inner: Arc::new(Inner {
                 state: Mutex::new(Snapshot::default()),
                 changed: watch::Sender::new(()),
+                bytes: [AtomicU64::new(0), AtomicU64::new(0)],
+                rendezvous: Histogram::new(rendezvous_buckets()),
+                base: Instant::now(),
+                beat_ms: AtomicU64::new(0),
             }),
         }
     }
@@ -114,7 +149,68 @@ impl RelayStats {
         change(&mut self.lock());
         self.inner.changed.send_replace(());
     }
+
+    /// Payload bytes bridged in `direction` since start.
+    pub fn bytes(&self, direction: Direction) -> u64 {
+        self.inner.bytes[direction as usize].load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add_bytes(&self, direction: Direction, n: usize) {
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        self.inner.bytes[direction as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Seconds from each sender's request to its bridge (registered as a metric by
+    /// [`crate::metrics::registry`]).
+    pub fn rendezvous_latency(&self) -> &Histogram {
+        &self.inner.rendezvous
+    }
+
+    /// The accept loop beats: it is running and not stuck.
+    pub(crate) fn beat(&self) {
+        let ms = u64::try_from(self.inner.base.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.inner.beat_ms.store(ms + 1, Ordering::Relaxed);
+    }
+
+    /// How long ago the accept loop last beat (it beats every [`HEARTBEAT_INTERVAL`] while
+    /// it runs); `None` before it started.
+    pub fn heartbeat_age(&self) -> Option<Duration> {
+        match self.inner.beat_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(
+                self.inner
+                    .base
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(ms - 1)),
+            ),
+        }
+    }
+
+    /// The relay's liveness: it accepts connections and its accept loop beat within
+    /// `max_age` ([`LIVENESS_MAX_AGE`] is a good value). `Err` says why not.
+    ///
+    /// # Errors
+    /// Not serving, or the accept loop's heartbeat is too old.
+    pub fn liveness(&self, max_age: Duration) -> Result<(), String> {
+        if !self.snapshot().serving {
+            return Err("the relay is not accepting connections".to_owned());
+        }
+        match self.heartbeat_age() {
+            Some(age) if age <= max_age => Ok(()),
+            Some(age) => Err(format!(
+                "the relay's accept loop last ran {:.1} s ago (limit {} s): it is stalled",
+                age.as_secs_f64(),
+                max_age.as_secs()
+            )),
+            None => Err("the relay's accept loop has not run yet".to_owned()),
+        }
+    }
 }
+
+/// How often the accept loop beats while it waits for connections.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// A heartbeat older than this means the accept loop stalled (ten beats missed).
+pub const LIVENESS_MAX_AGE: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {
@@ -135,5 +231,29 @@ mod tests {
             .expect("task");
         assert_eq!(seen.listeners.get("hc"), Some(&2));
         assert_eq!(stats.listener_count("hc"), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn liveness_needs_serving_and_a_recent_beat() {
+        let stats = RelayStats::new();
+        assert!(stats.liveness(LIVENESS_MAX_AGE).is_err());
+        stats.update(|s| s.serving = true);
+        let err = stats.liveness(LIVENESS_MAX_AGE).expect_err("no beat yet");
+        assert!(err.contains("not run yet"), "{err}");
+        tokio::time::advance(Duration::from_secs(3)).await;
+        stats.beat();
+        assert_eq!(stats.heartbeat_age(), Some(Duration::ZERO));
+        assert_eq!(stats.liveness(LIVENESS_MAX_AGE), Ok(()));
+        tokio::time::advance(LIVENESS_MAX_AGE + Duration::from_secs(1)).await;
+        let err = stats.liveness(LIVENESS_MAX_AGE).expect_err("stale");
+        assert!(err.contains("stalled"), "{err}");
+        stats.add_bytes(Direction::ListenerToSender, 5);
+        assert_eq!(
+            (
+                stats.bytes(Direction::SenderToListener),
+                stats.bytes(Direction::ListenerToSender)
+            ),
+            (0, 5)
+        );
     }
 }

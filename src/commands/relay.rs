@@ -16,9 +16,12 @@ use relay_server::quickstart::{self, QuickstartKeys};
 use relay_server::{RelayConfig, tls};
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics_endpoint::{self, MetricsArgs, MetricsSettings};
+
 /// Where the relay listens when neither --bind nor the configuration say.
 const DEFAULT_BIND: &str = "0.0.0.0:9443";
-/// How long stopping waits for the service notifications (STOPPING=1) to be sent.
+/// How long stopping waits for the service notifications (STOPPING=1) and the metrics
+/// endpoint.
 const STOP_LIMIT: Duration = Duration::from_secs(5);
 
 /// Long help of the subcommand (clap takes the one-line summary from `cli.rs`).
@@ -101,6 +104,9 @@ pub struct Args {
         conflicts_with = "config"
     )]
     pub manage_key: Option<String>,
+    /// Prometheus metrics and health check.
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// The validated configuration of `relay`.
@@ -112,6 +118,7 @@ pub struct Loaded {
     /// The built-in configuration: its keys may be printed (they were made for this run).
     built_in: bool,
     public_host: String,
+    metrics: Option<MetricsSettings>,
 }
 
 /// Reads and validates the configuration and settles TLS (a self-signed certificate is
@@ -120,6 +127,7 @@ pub struct Loaded {
 /// # Errors
 /// Configuration, PEM or certificate errors.
 pub fn load(args: Args) -> anyhow::Result<Loaded> {
+    let metrics = args.metrics.settings()?;
     let built_in = args.config.is_none();
     let mut config = match &args.config {
         Some(path) => RelayConfig::from_file(path)
@@ -180,6 +188,7 @@ pub fn load(args: Args) -> anyhow::Result<Loaded> {
         self_signed,
         built_in,
         public_host: args.public_host,
+        metrics,
     })
 }
 
@@ -195,15 +204,32 @@ pub async fn run(loaded: Loaded, shutdown: CancellationToken) -> anyhow::Result<
     // Stdout is the operator's console: it gets the banner (and generated keys, once);
     // the log (stderr) never sees keys.
     println!("{}", banner(&loaded, local));
-    // READY once the relay accepts connections; watchdog pings while it does.
+    let stats = loaded.config.stats();
+    let metrics = match loaded.metrics {
+        Some(settings) => {
+            let token = settings.token.is_some();
+            let router = metrics_endpoint::router(
+                relay_server::metrics::registry(&stats),
+                Arc::new(stats.clone()),
+            );
+            let (addr, task) = metrics_endpoint::start(settings, router, shutdown.clone()).await?;
+            println!("{}", metrics_endpoint::banner(addr, token));
+            Some(task)
+        }
+        None => None,
+    };
+    // READY once the relay accepts connections; watchdog pings while its accept loop beats.
     let supervision = crate::service::Service::from_env().supervise(
-        Arc::new(loaded.config.stats()),
+        Arc::new(stats),
         format!("relay listening on {local}"),
         shutdown.clone(),
     );
     let ran = relay_server::run(loaded.config, listener, shutdown.clone()).await;
     shutdown.cancel();
     supervision.finish(STOP_LIMIT).await;
+    if let Some(task) = metrics {
+        metrics_endpoint::finish(task, STOP_LIMIT).await;
+    }
     ran.context("relay")
 }
 
