@@ -1,5 +1,6 @@
 //! Service-manager integration (systemd `Type=notify` with `WatchdogSec=`): a component says
-//! `READY=1` once its [`Liveness`] check first passes (its listener is bound and it serves),
+//! `READY=1` once its [`Liveness`] check first passes (its listener is bound and it serves, or
+//! its main loop runs),
 //! pings the watchdog (`WATCHDOG=1`) at half the manager's interval **only while that check
 //! passes**, and says `STOPPING=1` when shutdown begins. A stalled event loop therefore stops
 //! the pings and the manager restarts the service (`Restart=on-failure`): the job of MxNet2's
@@ -71,6 +72,25 @@ impl Liveness for relay_server::RelayStats {
     fn check(&self) -> CheckFuture<'_> {
         Box::pin(std::future::ready(
             self.liveness(relay_server::stats::LIVENESS_MAX_AGE),
+        ))
+    }
+}
+
+/// The relay-listener is live while its main loop (connect, serve the control channel, wait
+/// to reconnect) beats: an unreachable relay does not count against it, a stuck task does.
+impl Liveness for relay_listener::ListenerStatus {
+    fn check(&self) -> CheckFuture<'_> {
+        Box::pin(std::future::ready(
+            self.liveness(hc_client::heartbeat::LIVENESS_MAX_AGE),
+        ))
+    }
+}
+
+/// The local-proxy is live while it listens and its accept loop beats.
+impl Liveness for local_proxy::ProxyStatus {
+    fn check(&self) -> CheckFuture<'_> {
+        Box::pin(std::future::ready(
+            self.liveness(hc_client::heartbeat::LIVENESS_MAX_AGE),
         ))
     }
 }

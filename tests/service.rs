@@ -27,12 +27,18 @@ struct Supervised {
 
 impl Supervised {
     fn start(args: &[&str]) -> Self {
+        Self::start_with(args, &[])
+    }
+
+    /// Starts with extra environment variables (connection strings).
+    fn start_with(args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("notify.sock");
         let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
         let child = Command::new(env!("CARGO_BIN_EXE_dongle-relay"))
             .args(["--log", "warn"])
             .args(args)
+            .envs(env.iter().copied())
             .env("NOTIFY_SOCKET", &path)
             .env("WATCHDOG_USEC", WATCHDOG_USEC)
             .env_remove("WATCHDOG_PID")
@@ -80,6 +86,12 @@ impl Supervised {
 
     /// SIGTERM: `STOPPING=1` arrives (pings sent meanwhile are skipped), the process exits 0.
     async fn terminate(mut self) {
+        self.stopping().await;
+        self.exits_0().await;
+    }
+
+    /// Sends SIGTERM and waits for `STOPPING=1` (the drain begins).
+    async fn stopping(&mut self) {
         let pid = self.child.id().expect("pid").to_string();
         let sent = std::process::Command::new("kill")
             .args(["-TERM", &pid])
@@ -97,6 +109,11 @@ impl Supervised {
         }
         let stopping = stopping.expect("STOPPING=1");
         assert!(stopping.contains("\nSTATUS="), "{stopping:?}");
+    }
+
+    /// Waits for the process to exit 0 (within [`LIMIT`], shorter than the drain grace the
+    /// tunnel tests give, so it ended because the drain finished).
+    async fn exits_0(mut self) {
         let status = tokio::time::timeout(LIMIT, self.child.wait())
             .await
             .expect("exits in time")
@@ -202,4 +219,172 @@ async fn demo_keep_running_is_ready_after_its_walkthrough_and_stops_on_sigterm()
     demo.expect_pings(2).await;
     demo.terminate().await;
     assert!(refused(addr).await);
+}
+
+async fn scrape(addr: SocketAddr) -> String {
+    let answer = get(addr, "/metrics").await;
+    assert_eq!(answer.status, 200);
+    answer.text()
+}
+
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+/// Writes `n` bytes and reads the echo back.
+async fn echo_round(client: &mut tokio::net::TcpStream, n: usize) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let data = test_support::client::random(n);
+    client.write_all(&data).await.expect("write");
+    let mut back = vec![0; n];
+    tokio::time::timeout(LIMIT, client.read_exact(&mut back))
+        .await
+        .expect("echo in time")
+        .expect("read");
+    assert_eq!(back, data);
+}
+
+/// Half-closes and reads to the end: the tunnel finishes normally.
+async fn finish(mut client: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    client.shutdown().await.expect("shutdown");
+    let mut rest = Vec::new();
+    tokio::time::timeout(LIMIT, client.read_to_end(&mut rest))
+        .await
+        .expect("end in time")
+        .expect("read");
+    assert!(rest.is_empty());
+}
+
+async fn connect(addr: SocketAddr) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(addr).await.expect("connect")
+}
+
+#[tokio::test]
+async fn listener_and_proxy_are_ready_export_metrics_and_drain_on_sigterm() {
+    use test_support::relay::{HC, Relay};
+    let relay = Relay::start_tls().await;
+    let echo = test_support::targets::echo().await.to_string();
+    let pin = relay.cert().sha256_fingerprint.clone();
+    let listen_cs = relay
+        .listen_connection()
+        .to_secret_string()
+        .expose()
+        .to_owned();
+    let send_cs = relay
+        .send_connection()
+        .to_secret_string()
+        .expose()
+        .to_owned();
+    let env_name = dongle_relay::commands::listen::CONNECTION_STRING_ENV;
+    let listener_metrics = SocketAddr::from(([127, 0, 0, 1], free_port().await));
+    let proxy_metrics = SocketAddr::from(([127, 0, 0, 1], free_port().await));
+    // Graces longer than LIMIT: an exit within LIMIT means the drain finished, not timed out.
+    let listener_metrics_arg = listener_metrics.to_string();
+    let listener = Supervised::start_with(
+        &[
+            "listen",
+            "--target",
+            &echo,
+            "--pin-sha256",
+            &pin,
+            "--shutdown-grace",
+            "60s",
+            "--metrics",
+            &listener_metrics_arg,
+        ],
+        &[(env_name, &listen_cs)],
+    );
+    let status = listener.ready().await;
+    assert!(
+        status.starts_with("relay-listener bridging to "),
+        "{status}"
+    );
+    tokio::time::timeout(LIMIT, relay.stats().wait_for_listeners(HC, 1))
+        .await
+        .expect("the listener registers");
+
+    let proxy_metrics_arg = proxy_metrics.to_string();
+    let proxy_args = [
+        "proxy",
+        "--bind",
+        "127.0.0.1:0",
+        "--pin-sha256",
+        &pin,
+        "--site",
+        "branch-a",
+        "--shutdown-grace",
+        "60s",
+        "--metrics",
+        &proxy_metrics_arg,
+    ];
+    let mut proxy = Supervised::start_with(&proxy_args, &[(env_name, &send_cs)]);
+    let status = proxy.ready().await;
+    assert!(status.starts_with("local-proxy listening on "), "{status}");
+    let proxy_addr = address(&status);
+
+    let mut client = connect(proxy_addr).await;
+    echo_round(&mut client, 1000).await;
+    listener.expect_pings(2).await;
+    proxy.expect_pings(2).await;
+
+    let text = scrape(proxy_metrics).await;
+    assert_eq!(sample(&text, "proxy_listening"), 1.0);
+    assert_eq!(sample(&text, "proxy_connections_total"), 1.0);
+    assert_eq!(sample(&text, "proxy_connections_active"), 1.0);
+    assert_eq!(
+        sample(&text, "proxy_bytes_total{direction=\"to_relay\"}"),
+        1000.0
+    );
+    assert!(
+        sample(&text, "proxy_relay_dial_seconds_count") >= 1.0,
+        "{text}"
+    );
+    let text = scrape(listener_metrics).await;
+    assert_eq!(sample(&text, "listener_connected"), 1.0);
+    assert_eq!(
+        sample(&text, "listener_streams_total{result=\"accepted\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample(&text, "listener_bytes_total{direction=\"from_relay\"}"),
+        1000.0
+    );
+    assert_eq!(
+        sample(&text, "listener_bytes_total{direction=\"to_relay\"}"),
+        1000.0
+    );
+    assert_eq!(get(listener_metrics, "/healthz").await.status, 200);
+    assert_eq!(get(proxy_metrics, "/healthz").await.status, 200);
+
+    // The proxy drains: it stops accepting at once, the open tunnel keeps working, and it
+    // exits 0 as soon as that tunnel is done.
+    proxy.stopping().await;
+    assert!(refused(proxy_addr).await, "no new local clients");
+    echo_round(&mut client, 100).await;
+    finish(client).await;
+    proxy.exits_0().await;
+
+    // The listener drains: its control channel closes (no new tunnels), an open tunnel keeps
+    // working, and it exits 0 once that tunnel is done.
+    let proxy = Supervised::start_with(&proxy_args, &[(env_name, &send_cs)]);
+    let proxy_addr = address(&proxy.ready().await);
+    let mut client = connect(proxy_addr).await;
+    echo_round(&mut client, 1000).await;
+    let mut listener = listener;
+    listener.stopping().await;
+    tokio::time::timeout(
+        LIMIT,
+        relay
+            .stats()
+            .wait_until(|s| s.listeners.get(HC).copied().unwrap_or(0) == 0),
+    )
+    .await
+    .expect("the control channel closes");
+    echo_round(&mut client, 100).await;
+    finish(client).await;
+    listener.exits_0().await;
+    proxy.terminate().await;
 }

@@ -16,6 +16,7 @@
 //! - [`splice`]: the byte copy between a local stream and one multiplexed stream.
 //! - [`azbridge`]: Azure Relay Bridge's in-stream preamble.
 //! - [`backoff`]: reconnect delays (exponential, full jitter, capped).
+//! - [`heartbeat`]: the liveness beat of an event loop, for a watchdog.
 //! - [`net`]: TCP socket tuning (no-delay, keepalive).
 //! - [`settings`]: the configuration-file sections shared by `listen` and `proxy`.
 
@@ -24,6 +25,7 @@ pub mod azbridge;
 pub mod backoff;
 pub mod dial;
 pub mod egress;
+pub mod heartbeat;
 pub mod identity;
 pub mod mux;
 pub mod net;
@@ -39,6 +41,7 @@ pub use access::{AccessError, RelayAccess};
 pub use backoff::Backoff;
 pub use dial::{DialError, DialTimeouts, Dialer, RelayIo, RelayStream};
 pub use egress::{Egress, ProxyAuth};
+pub use heartbeat::Heartbeat;
 pub use pump::{ByteMeter, PumpConfig, PumpEnd, PumpReport, pump};
 pub use subprotocol::Framing;
 pub use token::{IssuedToken, TokenError, TokenSource};

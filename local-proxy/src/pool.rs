@@ -166,10 +166,16 @@ async fn maintain(
         .collect();
     while !stop.is_cancelled() {
         let id = uuid::Uuid::new_v4().to_string();
+        let dial_started = tokio::time::Instant::now();
         let dialled = tokio::select! {
             _ = stop.cancelled() => break,
             r = access.connect(&id, &headers, &MUX_OFFER) => r,
         };
+        if dialled.is_ok() {
+            status
+                .relay_dial_latency()
+                .observe(dial_started.elapsed().as_secs_f64());
+        }
         let delay = match dialled {
             Ok(stream) if is_mux(stream.subprotocol.as_deref()) => {
                 failures = 0;

@@ -144,10 +144,18 @@ impl LocalProxy {
                 .map_or_else(|_| "0".to_owned(), |a| a.port().to_string())
                 .into(),
         };
+        // Live from the moment it listens; then the loop beats while it waits.
+        self.status.heartbeat().beat();
         self.status.update(|s| s.listening = true);
+        let mut beat = tokio::time::interval(hc_client::heartbeat::HEARTBEAT_INTERVAL);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = beat.tick() => {
+                    self.status.heartbeat().beat();
+                    continue;
+                }
                 r = listener.accept() => r,
             };
             let (tcp, peer) = match accepted {
@@ -352,7 +360,8 @@ impl Tunnel {
             Err(AccessError::Dial(e @ DialError::Refused { .. })) => {
                 let line = format!("{peer}: {e}");
                 tracing::warn!("relay refused connection for {line}");
-                self.refused(line);
+                let status = e.status().map_or_else(String::new, |s| s.to_string());
+                self.refused(status, line);
                 return false;
             }
             Err(e) => return self.failed(format!("cannot reach relay for {peer}: {e}")),
@@ -368,7 +377,7 @@ impl Tunnel {
                 Err(e) => {
                     let line = format!("{peer}: {e}");
                     tracing::warn!("azbridge listener refused connection for {line}");
-                    self.refused(line);
+                    self.refused("azbridge".to_owned(), line);
                     return false;
                 }
             }
@@ -387,9 +396,10 @@ impl Tunnel {
         report.end.is_normal()
     }
 
-    fn refused(&self, line: String) {
+    fn refused(&self, status: String, line: String) {
         self.status.update(|s| {
             s.refused += 1;
+            *s.refused_by_status.entry(status).or_default() += 1;
             s.last_refusal = Some(line);
         });
     }
@@ -402,14 +412,21 @@ impl Tunnel {
             headers.push((SITE_HEADER.to_owned(), site.clone()));
         }
         let id = uuid::Uuid::new_v4().to_string();
-        match self.access.connect(&id, &headers, &SENDER_OFFER).await {
+        let started = tokio::time::Instant::now();
+        let dialled = match self.access.connect(&id, &headers, &SENDER_OFFER).await {
             Err(AccessError::Dial(DialError::NoSubprotocol { .. })) => {
                 tracing::debug!(peer = %self.peer, "listener chose no subprotocol; retrying without offer");
                 let id = uuid::Uuid::new_v4().to_string();
                 self.access.connect(&id, &headers, &[]).await
             }
             other => other,
+        };
+        if dialled.is_ok() {
+            self.status
+                .relay_dial_latency()
+                .observe(started.elapsed().as_secs_f64());
         }
+        dialled
     }
 
     fn failed(&self, line: String) -> bool {

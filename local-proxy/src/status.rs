@@ -1,9 +1,12 @@
 //! The local-proxy's live counters, published through a `watch` channel so tests and a later
-//! admin page can wait for a condition instead of polling.
+//! admin page can wait for a condition instead of polling; beside them, lock-free, the byte
+//! counters, the relay-dial latency histogram and the accept loop's heartbeat (liveness).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use hc_client::ByteMeter;
+use hc_client::{ByteMeter, Heartbeat};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use tokio::sync::watch;
 
 /// A point-in-time copy of the proxy's counters.
@@ -21,6 +24,8 @@ pub struct ProxySnapshot {
     pub over_limit: u64,
     /// Connections the relay refused (HTTP status on the upgrade).
     pub refused: u64,
+    /// Refusals by HTTP status (`"404"`), or `"azbridge"` for a refused azbridge preamble.
+    pub refused_by_status: BTreeMap<String, u64>,
     /// Connections that failed otherwise (relay unreachable, TLS, local TLS handshake).
     pub failed: u64,
     /// Tunnels that ended normally.
@@ -45,6 +50,9 @@ pub struct ProxyStatus {
 struct Inner {
     state: watch::Sender<ProxySnapshot>,
     bytes: ByteMeter,
+    /// Seconds to open a relay WebSocket (TCP, TLS, upgrade), successful dials only.
+    dial: Histogram,
+    heartbeat: Heartbeat,
 }
 
 impl Default for ProxyStatus {
@@ -53,6 +61,9 @@ impl Default for ProxyStatus {
             inner: Arc::new(Inner {
                 state: watch::Sender::new(ProxySnapshot::default()),
                 bytes: ByteMeter::default(),
+                // 1 ms to about 16 s (the connect and handshake timeouts are 10 s and 20 s).
+                dial: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+                heartbeat: Heartbeat::default(),
             }),
         }
     }
@@ -67,6 +78,31 @@ impl ProxyStatus {
     /// Payload bytes of all tunnels (to the relay = from local clients).
     pub fn bytes(&self) -> &ByteMeter {
         &self.inner.bytes
+    }
+
+    /// Seconds each successful relay dial took (1:1 tunnels and pooled connections).
+    pub fn relay_dial_latency(&self) -> &Histogram {
+        &self.inner.dial
+    }
+
+    /// The heartbeat of the accept loop.
+    pub fn heartbeat(&self) -> &Heartbeat {
+        &self.inner.heartbeat
+    }
+
+    /// The proxy's liveness: it listens and its accept loop beat within `max_age`
+    /// ([`LIVENESS_MAX_AGE`](hc_client::heartbeat::LIVENESS_MAX_AGE)). An unreachable relay
+    /// does not make it unlive.
+    ///
+    /// # Errors
+    /// Not listening, or the accept loop stalled.
+    pub fn liveness(&self, max_age: std::time::Duration) -> Result<(), String> {
+        if !self.inner.state.borrow().listening {
+            return Err("the local-proxy is not accepting connections".to_owned());
+        }
+        self.inner
+            .heartbeat
+            .check("the local-proxy's accept loop", max_age)
     }
 
     /// Waits until `condition` holds and returns that state.

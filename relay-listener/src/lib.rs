@@ -13,12 +13,14 @@
 //! - [`rendezvous`]: one accepted connection: connect the target, then accept or reject.
 //! - [`mux_session`]: a local-proxy's pooled connection, many streams over yamux.
 //! - [`listener`]: [`RelayListener`], the reconnect loop and graceful shutdown.
+//! - [`metrics`]: Prometheus metrics read from the [`ListenerStatus`].
 
 pub mod config;
 pub mod control;
 pub mod identity;
 pub mod listener;
 pub mod loopback;
+pub mod metrics;
 pub mod mux_session;
 pub mod proxy_v2;
 pub mod rendezvous;

@@ -101,6 +101,31 @@ impl<C: TargetConnector> RelayListener<C> {
             self.access.dialer().egress().label(),
             self.connector.describe()
         );
+        // The main loop and its heartbeat share this task: a stuck loop stops the beats.
+        tokio::select! {
+            () = self.main_loop(&streams, &abort, &mut backoff, &shutdown) => {}
+            () = self.status.heartbeat().beat_forever() => {}
+        }
+        streams.close();
+        if tokio::time::timeout(self.config.shutdown_grace, streams.wait())
+            .await
+            .is_err()
+        {
+            tracing::info!("closing {} streams after the grace period", streams.len());
+            abort.cancel();
+            streams.wait().await;
+        }
+        Ok(())
+    }
+
+    /// Connects, serves the control channel and reconnects, until `shutdown`.
+    async fn main_loop(
+        &self,
+        streams: &TaskTracker,
+        abort: &CancellationToken,
+        backoff: &mut Backoff,
+        shutdown: &CancellationToken,
+    ) {
         while !shutdown.is_cancelled() {
             let dialled = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -122,7 +147,7 @@ impl<C: TargetConnector> RelayListener<C> {
                         &token,
                         self.config.control_ping,
                         &self.status,
-                        &shutdown,
+                        shutdown,
                         |accept| {
                             let task = rendezvous::handle(
                                 accept,
@@ -130,6 +155,7 @@ impl<C: TargetConnector> RelayListener<C> {
                                 self.connector.clone(),
                                 self.config.clone(),
                                 self.status.clone(),
+                                shutdown.clone(),
                                 abort.child_token(),
                             );
                             streams.spawn(task);
@@ -154,16 +180,6 @@ impl<C: TargetConnector> RelayListener<C> {
                 _ = tokio::time::sleep(delay) => {}
             }
         }
-        streams.close();
-        if tokio::time::timeout(self.config.shutdown_grace, streams.wait())
-            .await
-            .is_err()
-        {
-            tracing::info!("closing {} streams after the grace period", streams.len());
-            abort.cancel();
-            streams.wait().await;
-        }
-        Ok(())
     }
 
     fn describe_failure(&self, e: &AccessError) -> String {

@@ -9,7 +9,9 @@
 //! status (`last_rejection`). Streams count against `max_streams` like rendezvous do.
 //!
 //! The session lives until the proxy closes it, the relay drops it, keep-alive pings go
-//! unanswered, or the listener shuts down (then open streams drain for the grace period).
+//! unanswered, or the listener shuts down: then it takes no new streams (they are reset, the
+//! proxy's client sees its connection closed), lets the open ones finish and closes as soon
+//! as they have — or when the grace period ends, whichever comes first.
 
 use std::sync::Arc;
 
@@ -39,6 +41,14 @@ impl Drop for Pooled<'_> {
     }
 }
 
+/// When a session stops: `shutdown` starts its drain, `abort` ends it.
+pub(crate) struct Stop {
+    /// The listener is shutting down: no new streams; close once the open ones finished.
+    pub(crate) shutdown: CancellationToken,
+    /// The grace period is over: close now.
+    pub(crate) abort: CancellationToken,
+}
+
 /// Accepts the pooled connection of `accept` and serves its streams until it ends.
 pub(crate) async fn run<C: TargetConnector>(
     accept: Accept,
@@ -46,7 +56,7 @@ pub(crate) async fn run<C: TargetConnector>(
     connector: Arc<C>,
     config: Arc<ListenerConfig>,
     status: ListenerStatus,
-    abort: CancellationToken,
+    Stop { shutdown, abort }: Stop,
 ) {
     let id = accept.id.clone();
     let stream = tokio::select! {
@@ -68,10 +78,17 @@ pub(crate) async fn run<C: TargetConnector>(
     let conn = mux::connection(io, MuxMode::Server);
     let accept = Arc::new(accept);
     let streams = TaskTracker::new();
-    let ended = mux::drive(
+    // Closes the session: at the end of the grace period, or once drained after shutdown.
+    let close = abort.child_token();
+    let drive = mux::drive(
         conn,
         None,
         |s| {
+            if shutdown.is_cancelled() {
+                // Draining: dropping the stream resets it.
+                tracing::debug!(id, "stream refused: shutting down");
+                return;
+            }
             streams.spawn(serve(
                 s,
                 accept.clone(),
@@ -81,9 +98,19 @@ pub(crate) async fn run<C: TargetConnector>(
                 abort.clone(),
             ));
         },
-        &abort,
-    )
-    .await;
+        &close,
+    );
+    let drained = async {
+        shutdown.cancelled().await;
+        streams.close();
+        streams.wait().await;
+        close.cancel();
+    };
+    tokio::pin!(drive);
+    let ended = tokio::select! {
+        r = &mut drive => r,
+        () = drained => (&mut drive).await,
+    };
     match ended {
         Ok(()) => tracing::debug!(id, "pooled connection closed"),
         Err(e) => tracing::info!("pooled connection {id} ended: {e}"),

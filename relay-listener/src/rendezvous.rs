@@ -47,18 +47,22 @@ impl Drop for Listed<'_> {
     }
 }
 
-/// Handles one `accept` message to the end of its stream.
+/// Handles one `accept` message to the end of its stream. `shutdown` is the listener's: a
+/// pooled connection then takes no new streams and closes once its open ones have finished;
+/// `abort` ends everything (the grace period is over).
 pub async fn handle<C: TargetConnector>(
     accept: Accept,
     access: Arc<RelayAccess>,
     connector: Arc<C>,
     config: Arc<ListenerConfig>,
     status: ListenerStatus,
+    shutdown: CancellationToken,
     abort: CancellationToken,
 ) {
     let chosen = subprotocol::choose(accept.header("Sec-WebSocket-Protocol"), config.mux);
     if subprotocol::is_mux(chosen) {
-        crate::mux_session::run(accept, access, connector, config, status, abort).await;
+        let stop = crate::mux_session::Stop { shutdown, abort };
+        crate::mux_session::run(accept, access, connector, config, status, stop).await;
         return;
     }
     let id = accept.id.as_str();

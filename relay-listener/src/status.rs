@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use hc_client::ByteMeter;
+use hc_client::{ByteMeter, Heartbeat};
 use tokio::sync::watch;
 
 use crate::identity::{ClientSource, RemoteClient};
@@ -117,6 +117,7 @@ pub struct ListenerStatus {
 struct Inner {
     state: watch::Sender<ListenerSnapshot>,
     bytes: ByteMeter,
+    heartbeat: Heartbeat,
 }
 
 impl Default for ListenerStatus {
@@ -125,6 +126,7 @@ impl Default for ListenerStatus {
             inner: Arc::new(Inner {
                 state: watch::Sender::new(ListenerSnapshot::default()),
                 bytes: ByteMeter::default(),
+                heartbeat: Heartbeat::default(),
             }),
         }
     }
@@ -139,6 +141,25 @@ impl ListenerStatus {
     /// Payload byte counters of all streams (to the relay = from the target).
     pub fn bytes(&self) -> &ByteMeter {
         &self.inner.bytes
+    }
+
+    /// The heartbeat of the listener's main loop (connecting, serving the control channel,
+    /// waiting to reconnect): it beats while [`RelayListener::run`](crate::RelayListener::run)
+    /// is polled, so a stuck task stops it.
+    pub fn heartbeat(&self) -> &Heartbeat {
+        &self.inner.heartbeat
+    }
+
+    /// The listener's liveness: its main loop beat within `max_age`
+    /// ([`LIVENESS_MAX_AGE`](hc_client::heartbeat::LIVENESS_MAX_AGE)). A relay that cannot be
+    /// reached does not make it unlive: reconnecting is its job.
+    ///
+    /// # Errors
+    /// The loop has not run, or stalled.
+    pub fn liveness(&self, max_age: std::time::Duration) -> Result<(), String> {
+        self.inner
+            .heartbeat
+            .check("the relay-listener's main loop", max_age)
     }
 
     /// Waits until `condition` holds and returns that state.

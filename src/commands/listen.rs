@@ -2,6 +2,7 @@
 //! the relay-access options shared with `proxy`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -12,6 +13,8 @@ use hc_protocol::Secret;
 use relay_listener::identity::{IdentityMode, Ipv4Net};
 use relay_listener::{ListenerConfig, ListenerFile};
 use tokio_util::sync::CancellationToken;
+
+use crate::metrics_endpoint::{self, MetricsArgs, MetricsSettings};
 
 /// Environment variable holding the connection string (keeps the key off the command line).
 pub const CONNECTION_STRING_ENV: &str = "DONGLE_RELAY_CONNECTION_STRING";
@@ -204,11 +207,15 @@ pub struct Args {
     /// numeric port name is accepted too (as azbridge does).
     #[arg(long = "azbridge-port-name", value_name = "NAME")]
     pub azbridge_port_names: Vec<String>,
+    /// Prometheus metrics and health check.
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// The validated configuration of `listen`.
 pub struct Loaded {
     config: ListenerConfig,
+    metrics: Option<MetricsSettings>,
 }
 
 /// Reads and validates the configuration.
@@ -216,6 +223,7 @@ pub struct Loaded {
 /// # Errors
 /// Configuration errors, naming the file and key.
 pub fn load(args: Args) -> anyhow::Result<Loaded> {
+    let metrics = args.metrics.settings()?;
     let file = read_file(args.config.as_ref(), ListenerFile::parse)?.unwrap_or_default();
     let access = args.relay.access(FileAccess {
         connection_string: file.connection_string.as_ref(),
@@ -263,15 +271,47 @@ pub fn load(args: Args) -> anyhow::Result<Loaded> {
     }
     // Fail before running: the hybrid connection name and TLS trust must be usable.
     relay_listener::RelayListener::new(config.clone())?;
-    Ok(Loaded { config })
+    Ok(Loaded { config, metrics })
 }
+
+/// How long stopping waits for the service notifications and the metrics endpoint.
+const STOP_LIMIT: Duration = Duration::from_secs(5);
 
 /// Runs the relay-listener until SIGINT/SIGTERM.
 ///
 /// # Errors
 /// Whatever stopped it.
 pub async fn run(loaded: Loaded, shutdown: CancellationToken) -> anyhow::Result<()> {
-    relay_listener::run(loaded.config, shutdown).await?;
+    let target = loaded.config.target.clone();
+    let listener = relay_listener::RelayListener::new(loaded.config)?;
+    let status = listener.status();
+    let metrics = match loaded.metrics {
+        Some(settings) => {
+            let token = settings.token.is_some();
+            let router = metrics_endpoint::router(
+                relay_listener::metrics::registry(&status),
+                Arc::new(status.clone()),
+            );
+            let (addr, task) = metrics_endpoint::start(settings, router, shutdown.clone()).await?;
+            println!("{}", metrics_endpoint::banner(addr, token));
+            Some(task)
+        }
+        None => None,
+    };
+    // READY once the main loop runs (not once the relay answers: reaching it is the loop's
+    // job); watchdog pings while the loop beats.
+    let supervision = crate::service::Service::from_env().supervise(
+        Arc::new(status),
+        format!("relay-listener bridging to {target}"),
+        shutdown.clone(),
+    );
+    let ran = listener.run(shutdown.clone()).await;
+    shutdown.cancel();
+    supervision.finish(STOP_LIMIT).await;
+    if let Some(task) = metrics {
+        metrics_endpoint::finish(task, STOP_LIMIT).await;
+    }
+    ran?;
     Ok(())
 }
 

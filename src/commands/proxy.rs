@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -13,6 +14,7 @@ use local_proxy::{ProxyConfig, ProxyFile, TunnelMode};
 use tokio_util::sync::CancellationToken;
 
 use super::listen::{FileAccess, RelayArgs, read_file};
+use crate::metrics_endpoint::{self, MetricsArgs, MetricsSettings};
 
 /// Options of `dongle-relay proxy`.
 #[derive(clap::Args, Debug)]
@@ -73,6 +75,9 @@ pub struct Args {
     /// listener) [default: the local port number, as `azbridge -L`].
     #[arg(long, value_name = "NAME")]
     pub azbridge_port_name: Option<String>,
+    /// Prometheus metrics and health check.
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// The validated configuration of `proxy`.
@@ -80,6 +85,7 @@ pub struct Loaded {
     config: ProxyConfig,
     bind: SocketAddr,
     backlog: u32,
+    metrics: Option<MetricsSettings>,
 }
 
 /// Reads and validates the configuration.
@@ -87,6 +93,7 @@ pub struct Loaded {
 /// # Errors
 /// Configuration errors, naming the file and key.
 pub fn load(args: Args) -> anyhow::Result<Loaded> {
+    let metrics = args.metrics.settings()?;
     let file = read_file(args.config.as_ref(), ProxyFile::parse)?.unwrap_or_default();
     let access = args.relay.access(FileAccess {
         connection_string: file.connection_string.as_ref(),
@@ -178,8 +185,12 @@ pub fn load(args: Args) -> anyhow::Result<Loaded> {
         config,
         bind,
         backlog,
+        metrics,
     })
 }
+
+/// How long stopping waits for the service notifications and the metrics endpoint.
+const STOP_LIMIT: Duration = Duration::from_secs(5);
 
 /// Binds the local socket and runs the local-proxy until SIGINT/SIGTERM.
 ///
@@ -188,6 +199,34 @@ pub fn load(args: Args) -> anyhow::Result<Loaded> {
 pub async fn run(loaded: Loaded, shutdown: CancellationToken) -> anyhow::Result<()> {
     let listener = local_proxy::bind(loaded.bind, loaded.backlog)
         .with_context(|| format!("cannot listen on {}", loaded.bind))?;
-    local_proxy::run(loaded.config, listener, shutdown).await?;
+    let local = listener.local_addr().unwrap_or(loaded.bind);
+    let proxy = local_proxy::LocalProxy::new(loaded.config)?;
+    let status = proxy.status();
+    let metrics = match loaded.metrics {
+        Some(settings) => {
+            let token = settings.token.is_some();
+            let router = metrics_endpoint::router(
+                local_proxy::metrics::registry(&status),
+                Arc::new(status.clone()),
+            );
+            let (addr, task) = metrics_endpoint::start(settings, router, shutdown.clone()).await?;
+            println!("{}", metrics_endpoint::banner(addr, token));
+            Some(task)
+        }
+        None => None,
+    };
+    // READY once the accept loop runs; watchdog pings while it beats.
+    let supervision = crate::service::Service::from_env().supervise(
+        Arc::new(status),
+        format!("local-proxy listening on {local}"),
+        shutdown.clone(),
+    );
+    let ran = proxy.run(listener, shutdown.clone()).await;
+    shutdown.cancel();
+    supervision.finish(STOP_LIMIT).await;
+    if let Some(task) = metrics {
+        metrics_endpoint::finish(task, STOP_LIMIT).await;
+    }
+    ran?;
     Ok(())
 }
