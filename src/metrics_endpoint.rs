@@ -95,35 +95,46 @@ pub fn router(registry: Registry, liveness: Arc<dyn Liveness>) -> Router {
         .metrics("/metrics", Arc::new(registry))
 }
 
-/// A running endpoint: its address and its task (ends after `shutdown`).
-pub type Running = (SocketAddr, JoinHandle<anyhow::Result<()>>);
+/// A running endpoint. It outlives the component's shutdown signal on purpose: during the
+/// drain `/metrics` shows the connections draining and `/healthz` answers 503 (the component
+/// no longer accepts), which tells load balancers and probes to look elsewhere. The command
+/// stops it with [`Running::finish`] once the component has stopped.
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
 
-/// Binds `settings.addr` and serves `router` until `shutdown`.
+/// Binds `settings.addr` and serves `router` until [`Running::finish`].
 ///
 /// # Errors
 /// The address cannot be bound.
-pub async fn start(
-    settings: MetricsSettings,
-    router: Router,
-    shutdown: CancellationToken,
-) -> anyhow::Result<Running> {
+pub async fn start(settings: MetricsSettings, router: Router) -> anyhow::Result<Running> {
     let listener = ops_http::bind(settings.addr, settings.token.as_ref()).await?;
-    let local = listener.local_addr().context("metrics endpoint address")?;
-    let task = tokio::spawn(async move {
-        ops_http::serve(listener, router, settings.token, shutdown)
-            .await
-            .context("metrics endpoint")
+    let addr = listener.local_addr().context("metrics endpoint address")?;
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            ops_http::serve(listener, router, settings.token, stop)
+                .await
+                .context("metrics endpoint")
+        }
     });
-    Ok((local, task))
+    Ok(Running { addr, stop, task })
 }
 
-/// Waits (at most `limit`) for an endpoint's task after shutdown; logs how it ended.
-pub async fn finish(task: JoinHandle<anyhow::Result<()>>, limit: std::time::Duration) {
-    match tokio::time::timeout(limit, task).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::warn!("{e:#}"),
-        Ok(Err(e)) => tracing::warn!("metrics endpoint task failed: {e}"),
-        Err(_) => tracing::warn!("metrics endpoint still running after {limit:?}"),
+impl Running {
+    /// Stops the endpoint (requests in progress finish) and waits at most `limit`.
+    pub async fn finish(self, limit: std::time::Duration) {
+        self.stop.cancel();
+        match tokio::time::timeout(limit, self.task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!("{e:#}"),
+            Ok(Err(e)) => tracing::warn!("metrics endpoint task failed: {e}"),
+            Err(_) => tracing::warn!("metrics endpoint still running after {limit:?}"),
+        }
     }
 }
 
@@ -190,7 +201,7 @@ mod tests {
         let mut registry = Registry::default();
         registry.register(
             "probe",
-            "A test counter.",
+            "A test counter",
             prometheus_client::metrics::counter::Counter::<u64>::default(),
         );
         let live = Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -205,18 +216,14 @@ mod tests {
             })
         };
         let token = BearerToken::new("metrics-token-0123456789").expect("token");
-        let shutdown = CancellationToken::new();
         let settings = MetricsSettings {
             addr: "127.0.0.1:0".parse().expect("addr"),
             token: Some(token),
         };
-        let (addr, task) = start(
-            settings,
-            router(registry, Arc::new(check)),
-            shutdown.clone(),
-        )
-        .await
-        .expect("start");
+        let running = start(settings, router(registry, Arc::new(check)))
+            .await
+            .expect("start");
+        let addr = running.addr;
         let limit = std::time::Duration::from_secs(10);
         let call = |path: &'static str, token: Option<&'static str>| {
             ops_http::client::call(addr, http::Method::GET, path, token, None, limit)
@@ -238,7 +245,10 @@ mod tests {
             "{}",
             metrics.text()
         );
-        shutdown.cancel();
-        task.await.expect("task").expect("stopped");
+        running.finish(limit).await;
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "stopped"
+        );
     }
 }

@@ -419,7 +419,7 @@ fn instructions(text: &str) -> Vec<(String, String)> {
 fn containerfiles_build_in_one_stage_and_run_unprivileged_in_another() {
     for (file, command, port, healthcheck) in [
         ("container/relay.Containerfile", "relay", "9443/tcp", true),
-        ("container/proxy.Containerfile", "proxy", "12300/tcp", false),
+        ("container/proxy.Containerfile", "proxy", "12300/tcp", true),
     ] {
         let steps = instructions(&read(file));
         let stages: Vec<usize> = steps
@@ -467,6 +467,25 @@ fn containerfiles_build_in_one_stage_and_run_unprivileged_in_another() {
             "{file}"
         );
         assert_eq!(!get("HEALTHCHECK").is_empty(), healthcheck, "{file}");
+        if healthcheck {
+            // It asks /healthz of the metrics endpoint the command starts on loopback.
+            let metrics = cmd
+                .iter()
+                .position(|a| *a == "--metrics")
+                .map(|i| cmd[i + 1])
+                .expect("--metrics");
+            assert!(metrics.starts_with("127.0.0.1:"), "{file}");
+            let check = get("HEALTHCHECK")[0];
+            let argv: Vec<String> =
+                serde_json::from_str(check.split_once("CMD ").map(|(_, argv)| argv).expect("CMD"))
+                    .expect("exec form");
+            let port = metrics.trim_start_matches("127.0.0.1:");
+            assert!(
+                argv[2].contains(&format!("/dev/tcp/127.0.0.1/{port}"))
+                    && argv[2].contains("GET /healthz"),
+                "{file}: {argv:?}"
+            );
+        }
         assert_eq!(get("STOPSIGNAL"), ["SIGTERM"], "{file}");
     }
     let ignore =
@@ -490,6 +509,18 @@ fn kubernetes_relay_runs_the_relay_unprivileged_with_secrets_mounted() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let cli = parse_command_line("relay.yaml", &args);
     assert_eq!(command_name(&cli), "relay");
+    // Off loopback, the metrics endpoint needs its token (from a Secret).
+    assert!(args.contains(&"0.0.0.0:9464"));
+    assert!(field("name:").contains(&dongle_relay::metrics_endpoint::METRICS_TOKEN_ENV));
+    for probe in ["startupProbe:", "readinessProbe:", "livenessProbe:"] {
+        let at = text.find(probe).expect(probe);
+        let rest = &text[at..];
+        assert!(
+            rest.find("path: /healthz")
+                .is_some_and(|p| p < rest.find("periodSeconds").unwrap_or(0)),
+            "{probe} asks /healthz"
+        );
+    }
     let grace: u64 = field("terminationGracePeriodSeconds:")[0]
         .parse()
         .expect("seconds");
@@ -508,7 +539,7 @@ fn kubernetes_relay_runs_the_relay_unprivileged_with_secrets_mounted() {
     for secret in ["dongle-relay-config", "dongle-relay-tls"] {
         assert!(field("secretName:").contains(&secret), "{secret}");
     }
-    assert_eq!(field("containerPort:"), ["9443"]);
+    assert_eq!(field("containerPort:"), ["9443", "9464"]);
     assert_eq!(field("kind:"), ["Deployment", "Service"]);
 }
 
@@ -520,6 +551,7 @@ fn environment_examples_name_only_variables_the_binary_reads_with_placeholders()
         listen::PROXY_PASSWORD_ENV,
         server::ADMIN_TOKEN_ENV,
         server::LISTENER_CONNECTION_STRING_ENV,
+        dongle_relay::metrics_endpoint::METRICS_TOKEN_ENV,
         "RUST_LOG",
     ];
     for (file, required) in [

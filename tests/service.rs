@@ -258,6 +258,19 @@ async fn finish(mut client: tokio::net::TcpStream) {
     assert!(rest.is_empty());
 }
 
+/// Asks `/healthz` until it answers 503 (bounded; each answer is a fresh check of the
+/// component's state) and returns the body.
+async fn not_live(addr: SocketAddr) -> String {
+    for _ in 0..1000 {
+        let answer = get(addr, "/healthz").await;
+        if answer.status == 503 {
+            return answer.text();
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("{addr}/healthz stayed 200");
+}
+
 async fn connect(addr: SocketAddr) -> tokio::net::TcpStream {
     tokio::net::TcpStream::connect(addr).await.expect("connect")
 }
@@ -362,7 +375,15 @@ async fn listener_and_proxy_are_ready_export_metrics_and_drain_on_sigterm() {
     // The proxy drains: it stops accepting at once, the open tunnel keeps working, and it
     // exits 0 as soon as that tunnel is done.
     proxy.stopping().await;
+    // The metrics endpoint stays up through the drain: /healthz turns 503 once the proxy
+    // stopped accepting, and the open tunnel is still counted.
+    let health = not_live(proxy_metrics).await;
+    assert!(health.contains("not accepting"), "{health}");
     assert!(refused(proxy_addr).await, "no new local clients");
+    assert_eq!(
+        sample(&scrape(proxy_metrics).await, "proxy_connections_active"),
+        1.0
+    );
     echo_round(&mut client, 100).await;
     finish(client).await;
     proxy.exits_0().await;

@@ -129,7 +129,7 @@ pub fn registry(status: &ProxyStatus) -> Registry {
     let mut registry = Registry::with_prefix("proxy");
     registry.register(
         "relay_dial_seconds",
-        "Seconds to open a relay WebSocket (TCP, TLS, upgrade); successful dials.",
+        "Seconds to open a relay WebSocket (TCP, TLS, upgrade); successful dials",
         status.relay_dial_latency().clone(),
     );
     registry.register_collector(Box::new(ProxyCollector {

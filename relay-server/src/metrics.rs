@@ -120,7 +120,7 @@ pub fn registry(stats: &RelayStats) -> Registry {
     let mut registry = Registry::with_prefix("relay");
     registry.register(
         "rendezvous_seconds",
-        "Seconds from a sender's request to its bridge with a listener.",
+        "Seconds from a sender's request to its bridge with a listener",
         stats.rendezvous_latency().clone(),
     );
     registry.register_collector(Box::new(RelayCollector {

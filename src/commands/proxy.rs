@@ -209,9 +209,9 @@ pub async fn run(loaded: Loaded, shutdown: CancellationToken) -> anyhow::Result<
                 local_proxy::metrics::registry(&status),
                 Arc::new(status.clone()),
             );
-            let (addr, task) = metrics_endpoint::start(settings, router, shutdown.clone()).await?;
-            println!("{}", metrics_endpoint::banner(addr, token));
-            Some(task)
+            let running = metrics_endpoint::start(settings, router).await?;
+            println!("{}", metrics_endpoint::banner(running.addr, token));
+            Some(running)
         }
         None => None,
     };
@@ -224,8 +224,8 @@ pub async fn run(loaded: Loaded, shutdown: CancellationToken) -> anyhow::Result<
     let ran = proxy.run(listener, shutdown.clone()).await;
     shutdown.cancel();
     supervision.finish(STOP_LIMIT).await;
-    if let Some(task) = metrics {
-        metrics_endpoint::finish(task, STOP_LIMIT).await;
+    if let Some(metrics) = metrics {
+        metrics.finish(STOP_LIMIT).await;
     }
     ran?;
     Ok(())
