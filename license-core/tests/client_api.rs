@@ -308,6 +308,29 @@ fn mxnetapi_ini_errors_name_the_key() {
 }
 
 #[test]
+fn mxnetapi_ini_file_errors_name_the_file_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("mxnetapi.ini");
+    std::fs::write(&file, "[Options\nip=10.0.0.5\n").expect("write");
+    let err = ClientConfig::load(&file).expect_err("syntax").to_string();
+    let path = file.display().to_string();
+    assert!(err.starts_with(&format!("{path}: ")), "{err}");
+    assert_eq!(err.matches("mxnetapi.ini").count(), 1, "{err}");
+    std::fs::write(&file, "[Options]\nport=x\n").expect("write");
+    let err = ClientConfig::load(&file)
+        .expect_err("bad value")
+        .to_string();
+    assert!(err.starts_with(&format!("{path}: [Options] port")), "{err}");
+    let missing = dir.path().join("missing.ini");
+    let err = ClientConfig::load(&missing).expect_err("missing");
+    assert_eq!(err.to_string().matches("missing.ini").count(), 1, "{err}");
+    assert!(
+        std::error::Error::source(&err).is_none(),
+        "the message has the reason"
+    );
+}
+
+#[test]
 fn mxnetapi_ini_local_address() {
     let cfg = ClientConfig::from_ini_str("[Options]\nlocalip=127.0.0.2\n").expect("parse");
     assert_eq!(cfg.local_addr, Some("127.0.0.2".parse().expect("ip")));

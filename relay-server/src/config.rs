@@ -24,12 +24,13 @@ pub const AZURE_MAX_LISTENERS_PER_HC: usize = 25;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error. Not a `source`: the message carries it, and an error chain would say
+        /// it twice.
+        error: std::io::Error,
     },
     /// Not TOML, an unknown key, or a value of the wrong type (the message names the key).
     #[error("{0}")]
@@ -431,9 +432,9 @@ impl RelayConfig {
     /// # Errors
     /// As [`RelayConfig::from_toml_str`], plus [`ConfigError::Read`].
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         let mut config = Self::from_toml_str(&text).map_err(|err| match err {
             ConfigError::Toml(e) => invalid(path.display().to_string(), e.to_string()),

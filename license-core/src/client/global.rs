@@ -36,7 +36,8 @@ fn config_next_to_executable() -> ClientConfig {
         return ClientConfig::default();
     };
     ClientConfig::load(&path).unwrap_or_else(|e| {
-        tracing::error!("{}: {e}; using the defaults", path.display());
+        // The error names the file.
+        tracing::error!("{e}; using the defaults");
         ClientConfig::default()
     })
 }

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use super::config::{ClientConfig, Password, SocksConfig};
 use crate::config::ini::clean_value;
-use crate::config::{ConfigError, bad};
+use crate::config::{ConfigError, bad, load_file};
 use crate::protocol::ServerPublicKey;
 
 /// `[SocksServer]` keys as read: IP, Port, User, Password.
@@ -42,7 +42,7 @@ impl ClientConfig {
     /// Syntax errors, unknown keys or sections, bad values.
     pub fn from_ini_str(text: &str) -> Result<Self, ConfigError> {
         let ini = ::ini::Ini::load_from_str_noescape(text)
-            .map_err(|e| ConfigError::Syntax(format!("mxnetapi.ini: {e}")))?;
+            .map_err(|e| ConfigError::Syntax(e.to_string()))?;
         let mut config = Self::default();
         let mut socks: Option<SocksKeys> = None;
         for (name, props) in &ini {
@@ -112,16 +112,12 @@ impl ClientConfig {
         Ok(config)
     }
 
-    /// Reads `mxnetapi.ini` from a file.
+    /// Reads `mxnetapi.ini` from a file; errors name the file once.
     ///
     /// # Errors
     /// Read errors and those of [`ClientConfig::from_ini_str`].
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_ini_str(&text)
+        load_file(path, Self::from_ini_str)
     }
 }
 

@@ -22,8 +22,8 @@ pub(crate) fn clean_value(value: &str) -> &str {
 }
 
 pub(super) fn parse(text: &str) -> Result<ServerConfig, ConfigError> {
-    let ini = ::ini::Ini::load_from_str_noescape(text)
-        .map_err(|e| ConfigError::Syntax(format!("mxnet2.ini: {e}")))?;
+    let ini =
+        ::ini::Ini::load_from_str_noescape(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
     let mut config = ServerConfig {
         dongles: Vec::new(),
         ..ServerConfig::default()

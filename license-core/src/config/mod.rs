@@ -198,12 +198,21 @@ pub fn default_dongle() -> DongleSection {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file cannot be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why. Not a `source`: the message carries it, and an error chain would say it twice.
+        error: std::io::Error,
+    },
+    /// A file that was read but not accepted: the file, then what is wrong in it. Only the
+    /// loaders name the file, so the message names it once.
+    #[error("{path}: {error}")]
+    InFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong in it.
+        error: Box<ConfigError>,
     },
     /// The file is not valid INI or TOML.
     #[error("{0}")]
@@ -233,6 +242,25 @@ pub enum ConfigError {
     },
 }
 
+/// Reads the configuration file at `path` and parses its text with `parse`. Errors name the
+/// file ([`ConfigError::Read`], [`ConfigError::InFile`]); the parsers' own errors do not.
+///
+/// # Errors
+/// The file cannot be read, or `parse` refused it.
+pub(crate) fn load_file<T>(
+    path: &Path,
+    parse: impl FnOnce(&str) -> Result<T, ConfigError>,
+) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        path: path.to_owned(),
+        error,
+    })?;
+    parse(&text).map_err(|error| ConfigError::InFile {
+        path: path.to_owned(),
+        error: Box::new(error),
+    })
+}
+
 impl ServerConfig {
     /// Parses an `mxnet2.ini`.
     ///
@@ -257,18 +285,16 @@ impl ServerConfig {
     /// # Errors
     /// As for the parsers, plus read errors.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
         let is_toml = path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
-        let mut config = if is_toml {
-            Self::from_toml_str(&text)?
-        } else {
-            Self::from_ini_str(&text)?
-        };
+        let mut config = load_file(path, |text| {
+            if is_toml {
+                Self::from_toml_str(text)
+            } else {
+                Self::from_ini_str(text)
+            }
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [
             &mut config.log_file_folder,
