@@ -1,8 +1,11 @@
-//! `/metrics`: renders a `prometheus_client` registry in the OpenMetrics text format, and small
-//! helpers for collectors that compute their values at scrape time (gauges and counters read
-//! from a component's own state instead of being updated on the hot path).
+//! `/metrics`: renders `prometheus_client` registries in the OpenMetrics text format — one, or
+//! several as one exposition (components running in one process each keep their own registry
+//! and prefix) — and small helpers for collectors that compute their values at scrape time
+//! (gauges and counters read from a component's own state instead of being updated on the hot
+//! path).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -28,14 +31,28 @@ pub type Labels = Vec<(&'static str, Cow<'static, str>)>;
 /// # Errors
 /// A collector failed to encode.
 pub fn render(registry: &Registry) -> Result<String, std::fmt::Error> {
+    render_all([registry])
+}
+
+/// Several registries as one exposition: their metric families one after the other, then the
+/// one `# EOF` the format allows.
+///
+/// # Errors
+/// A collector failed to encode.
+pub fn render_all<'a>(
+    registries: impl IntoIterator<Item = &'a Registry>,
+) -> Result<String, std::fmt::Error> {
     let mut out = String::new();
-    prometheus_client::encoding::text::encode(&mut out, registry)?;
+    for registry in registries {
+        prometheus_client::encoding::text::encode_registry(&mut out, registry)?;
+    }
+    prometheus_client::encoding::text::encode_eof(&mut out)?;
     Ok(out)
 }
 
-/// The `/metrics` response for `registry`.
-pub(crate) fn reply(registry: &Registry) -> Reply {
-    match render(registry) {
+/// The `/metrics` response for `registries`.
+pub(crate) fn reply(registries: &[Arc<Registry>]) -> Reply {
+    match render_all(registries.iter().map(Arc::as_ref)) {
         Ok(text) => {
             let mut reply = http::Response::new(Full::new(Bytes::from(text)));
             reply
@@ -137,6 +154,23 @@ mod tests {
             counters(&mut encoder, "errors", "Errors.", [(labels("a"), 7)])?;
             counter(&mut encoder, "requests", "Requests.", 9)
         }
+    }
+
+    #[test]
+    fn registries_render_as_one_exposition() {
+        let mut first = Registry::with_prefix("license");
+        first.register_collector(Box::new(Sample));
+        let mut second = Registry::with_prefix("listener");
+        second.register_collector(Box::new(Sample));
+        let text = render_all([&first, &second]).expect("render");
+        for line in ["license_sessions 5", "listener_sessions 5"] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line:?} missing in:\n{text}"
+            );
+        }
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 
     #[test]

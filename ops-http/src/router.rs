@@ -182,9 +182,16 @@ impl Router {
     /// The metrics of `registry` at `path` (token needed), in the OpenMetrics text format that
     /// Prometheus scrapes.
     pub fn metrics(self, path: &str, registry: Arc<Registry>) -> Self {
+        self.metrics_of(path, vec![registry])
+    }
+
+    /// The metrics of all `registries` at `path` as one exposition (token needed): for an
+    /// endpoint serving several components of one process.
+    pub fn metrics_of(self, path: &str, registries: Vec<Arc<Registry>>) -> Self {
+        let registries: Arc<[Arc<Registry>]> = registries.into();
         self.get(path, move |_| {
-            let registry = registry.clone();
-            async move { crate::metrics::reply(&registry) }
+            let registries = registries.clone();
+            async move { crate::metrics::reply(&registries) }
         })
     }
 
