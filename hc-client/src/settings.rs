@@ -1,6 +1,8 @@
-//! Configuration-file sections shared by `dongle-relay listen` and `dongle-relay proxy`
-//! (`[tls]` trust of the relay's certificate, `[egress]` proxy), and the duration syntax of
-//! every file and flag (`500ms`, `30s`, `5m`, `1h`; a bare number means seconds).
+//! Configuration-file settings shared by `dongle-relay listen` and `dongle-relay proxy`: the
+//! relay-access keys both files have ([`AccessKeys`]: connection string, hybrid connection,
+//! timeouts, token lifetime, `[tls]` trust of the relay's certificate, `[egress]` proxy), and
+//! the duration syntax of every file and flag (`500ms`, `30s`, `5m`, `1h`; a bare number means
+//! seconds).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -60,6 +62,27 @@ pub fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duratio
     Option::<String>::deserialize(d)?
         .map(|s| parse_duration(&s).map_err(serde::de::Error::custom))
         .transpose()
+}
+
+/// The relay-access keys of a `listen` or `proxy` configuration file, borrowed from it. Each file
+/// declares these keys itself rather than through one flattened section: serde cannot refuse
+/// unknown keys across a flattened struct, and its errors would lose the key's name and line.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessKeys<'a> {
+    /// `connection_string`.
+    pub connection_string: Option<&'a Secret>,
+    /// `hybrid_connection`.
+    pub hybrid_connection: Option<&'a String>,
+    /// `token_ttl`.
+    pub token_ttl: Option<Duration>,
+    /// `connect_timeout`.
+    pub connect_timeout: Option<Duration>,
+    /// `handshake_timeout`.
+    pub handshake_timeout: Option<Duration>,
+    /// `[tls]`.
+    pub tls: &'a TlsSection,
+    /// `[egress]`.
+    pub egress: &'a EgressSection,
 }
 
 /// `[tls]`: how the relay's certificate is trusted.

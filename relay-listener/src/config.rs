@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use hc_client::access::AccessConfig;
 use hc_client::pump::PumpConfig;
-use hc_client::settings::{EgressSection, TlsSection, de_opt_duration};
+use hc_client::settings::{AccessKeys, EgressSection, TlsSection, de_opt_duration};
 use hc_protocol::Secret;
 use hc_protocol::connection_string::ConnectionString;
 use ipnet::Ipv4Net;
@@ -127,6 +127,19 @@ impl ListenerFile {
     /// The TOML error.
     pub fn parse(text: &str) -> Result<Self, toml::de::Error> {
         toml::from_str(text)
+    }
+
+    /// The relay-access keys, for merging under the command line's.
+    pub fn access_keys(&self) -> AccessKeys<'_> {
+        AccessKeys {
+            connection_string: self.connection_string.as_ref(),
+            hybrid_connection: self.hybrid_connection.as_ref(),
+            token_ttl: self.token_ttl,
+            connect_timeout: self.connect_timeout,
+            handshake_timeout: self.handshake_timeout,
+            tls: &self.tls,
+            egress: &self.egress,
+        }
     }
 }
 
