@@ -4,7 +4,6 @@
 
 mod license_ops;
 
-use license_core::admin::ListenerProbe;
 use license_core::{ErrorCode, SlotRef};
 use license_ops::{LIMIT, Ops, TOKEN, config};
 use serde_json::json;
@@ -236,16 +235,31 @@ async fn metrics_count_seats_requests_and_errors() {
 #[tokio::test]
 async fn an_in_process_listener_is_reported_and_off_loopback_needs_a_token() {
     let status = relay_listener::ListenerStatus::default();
-    let probe: ListenerProbe = dongle_relay::commands::server::ops::listener_probe(
+    let in_process = dongle_relay::commands::server::ops::in_process_listener(
         status,
         "relay.example:443/license".to_owned(),
     );
-    let ops = Ops::start(&config(), None, Some(probe)).await;
+    let ops = Ops::start(&config(), None, Some(in_process)).await;
     let listener =
         ops.get("/api/status", None).await.json().expect("json")["relay_listener"].clone();
     assert_eq!(listener["in_process"], true);
     assert_eq!(listener["connected"], false);
     assert_eq!(listener["relay"], "relay.example:443/license");
+    // Its metrics join the license server's in the one exposition.
+    let metrics = ops.get("/metrics", None).await;
+    assert_eq!(metrics.status, 200);
+    let text = metrics.text();
+    for line in [
+        "license_sessions 0",
+        "listener_connected 0",
+        "listener_streams_total{result=\"accepted\"} 0",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line:?} missing in:\n{text}"
+        );
+    }
+    assert_eq!(text.matches("# EOF").count(), 1, "{text}");
     ops.stop().await;
 
     let server = license_core::LicenseServer::new(&config()).expect("server");
@@ -382,6 +396,33 @@ async fn the_server_command_runs_the_relay_listener_in_process() {
         s["server"]["proxy_headers"]["accepted"],
         s["relay_listener"]["accepted"]
     );
+    // The in-process listener's series are in the server's /metrics, beside the license ones.
+    let metrics = ops_http::client::call(
+        admin,
+        http::Method::GET,
+        "/metrics",
+        Some(TOKEN),
+        None,
+        LIMIT,
+    )
+    .await
+    .expect("metrics");
+    assert_eq!(metrics.status, 200);
+    let text = metrics.text();
+    let accepted = format!(
+        "listener_streams_total{{result=\"accepted\"}} {}",
+        s["relay_listener"]["accepted"]
+    );
+    for line in [
+        "listener_connected 1",
+        accepted.as_str(),
+        "license_logins 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line:?} missing in:\n{text}"
+        );
+    }
     proxy.stop().await;
     child.start_kill().expect("kill");
     let _ = child.wait().await;

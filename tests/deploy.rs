@@ -545,10 +545,10 @@ fn kubernetes_relay_runs_the_relay_unprivileged_with_secrets_mounted() {
 
 #[test]
 fn environment_examples_name_only_variables_the_binary_reads_with_placeholders() {
-    use dongle_relay::commands::{listen, server};
+    use dongle_relay::commands::{access, server};
     let known = [
-        listen::CONNECTION_STRING_ENV,
-        listen::PROXY_PASSWORD_ENV,
+        access::CONNECTION_STRING_ENV,
+        access::PROXY_PASSWORD_ENV,
         server::ADMIN_TOKEN_ENV,
         server::LISTENER_CONNECTION_STRING_ENV,
         dongle_relay::metrics_endpoint::METRICS_TOKEN_ENV,
@@ -558,9 +558,9 @@ fn environment_examples_name_only_variables_the_binary_reads_with_placeholders()
         ("env/server.env.example", None),
         (
             "env/listen.env.example",
-            Some(listen::CONNECTION_STRING_ENV),
+            Some(access::CONNECTION_STRING_ENV),
         ),
-        ("env/proxy.env.example", Some(listen::CONNECTION_STRING_ENV)),
+        ("env/proxy.env.example", Some(access::CONNECTION_STRING_ENV)),
         ("env/relay.env.example", None),
     ] {
         let text = read(file);

@@ -291,7 +291,7 @@ async fn listener_and_proxy_are_ready_export_metrics_and_drain_on_sigterm() {
         .to_secret_string()
         .expose()
         .to_owned();
-    let env_name = dongle_relay::commands::listen::CONNECTION_STRING_ENV;
+    let env_name = dongle_relay::commands::access::CONNECTION_STRING_ENV;
     let listener_metrics = SocketAddr::from(([127, 0, 0, 1], free_port().await));
     let proxy_metrics = SocketAddr::from(([127, 0, 0, 1], free_port().await));
     // Graces longer than LIMIT: an exit within LIMIT means the drain finished, not timed out.

@@ -71,8 +71,8 @@ async fn the_page_shows_a_tunnelled_client_and_disconnects_it() {
     let mut server_config = config();
     server_config.port = license_addr.port();
     let listener = Listener::connected(listener_config).await;
-    let probe = ops::listener_probe(listener.status().clone(), relay_name);
-    let ops = Ops::start_on(&server_config, license_addr, Some(TOKEN), Some(probe)).await;
+    let in_process = ops::in_process_listener(listener.status().clone(), relay_name);
+    let ops = Ops::start_on(&server_config, license_addr, Some(TOKEN), Some(in_process)).await;
     let mut proxy = Proxy::spawn(relay.proxy_config_at(SITE)).await;
 
     let client = client_of(proxy.addr(), "cad-station-3");

@@ -91,7 +91,7 @@ pub struct Loaded {
 /// Bad server address, key, interval or mxnetapi.ini.
 pub fn load(args: Args) -> anyhow::Result<Loaded> {
     let mut config = match &args.config {
-        Some(p) => ClientConfig::load(p).with_context(|| format!("{}", p.display()))?,
+        Some(p) => ClientConfig::load(p)?,
         None => ClientConfig::default(),
     };
     if let Some(server) = &args.server {
@@ -170,15 +170,9 @@ pub async fn run(loaded: Loaded, shutdown: CancellationToken) -> anyhow::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
     fn parse(args: &[&str]) -> anyhow::Result<Loaded> {
-        let cli =
-            crate::cli::Cli::try_parse_from(["dongle-relay", "client"].iter().chain(args.iter()))?;
-        match cli.command {
-            crate::cli::Command::Client(a) => load(a),
-            _ => anyhow::bail!("not client"),
-        }
+        load(crate::commands::parse_args(args)?)
     }
 
     #[test]
@@ -212,5 +206,21 @@ mod tests {
         assert!(parse(&["--server", "nohost"]).is_err());
         assert!(parse(&["dance"]).is_err());
         assert!(parse(&["--pin-key", "xyz"]).is_err());
+    }
+
+    #[test]
+    fn a_config_file_error_names_the_file_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("mxnetapi.ini");
+        std::fs::write(&file, "[Options\nip=10.0.0.5\n").expect("write");
+        let path = file.to_str().expect("utf-8");
+        let err = format!("{:#}", parse(&["--config", path]).err().expect("syntax"));
+        assert!(err.starts_with(&format!("{path}: ")), "{err}");
+        assert_eq!(err.matches("mxnetapi.ini").count(), 1, "{err}");
+        let missing = dir.path().join("missing.ini");
+        let path = missing.to_str().expect("utf-8");
+        let err = format!("{:#}", parse(&["--config", path]).err().expect("missing"));
+        assert_eq!(err.matches(path).count(), 1, "{err}");
+        assert_eq!(err.matches("os error").count(), 1, "{err}");
     }
 }

@@ -312,17 +312,11 @@ fn print_addresses(stack: &DemoStack, show_keys: bool) {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
 
     use super::*;
 
     fn parse(args: &[&str]) -> anyhow::Result<Loaded> {
-        let cli =
-            crate::cli::Cli::try_parse_from(["dongle-relay", "demo"].iter().chain(args.iter()))?;
-        match cli.command {
-            crate::cli::Command::Demo(a) => load(a),
-            _ => anyhow::bail!("not demo"),
-        }
+        load(crate::commands::parse_args(args)?)
     }
 
     #[test]

@@ -1,16 +1,22 @@
 //! One module per subcommand. Each has `Args` (its command line), `load` (read and validate
-//! configuration, no sockets) and `run` (bind, then call the library).
+//! configuration, no sockets) and `run` (bind, then call the library). Beside them, what
+//! several subcommands share: [`access`] (relay-access options and files), [`supervised`]
+//! (metrics endpoint and service notifications around a tunnel component) and [`tasks`]
+//! (components run beside the main one, stopped within a deadline).
 
 use tokio_util::sync::CancellationToken;
 
 use crate::telemetry::FileLog;
 
+pub mod access;
 pub mod client;
 pub mod demo;
 pub mod listen;
 pub mod proxy;
 pub mod relay;
 pub mod server;
+pub mod supervised;
+pub mod tasks;
 pub mod token;
 
 /// A subcommand with its configuration loaded and validated.
@@ -56,4 +62,17 @@ impl Loaded {
             Self::Client(l) => client::run(l, shutdown).await,
         }
     }
+}
+
+/// Parses `argv` (the options after the subcommand's name) into a subcommand's `Args`, as the
+/// command line would: what each subcommand's tests load from.
+///
+/// # Errors
+/// Clap's error for an unknown, missing or invalid option.
+#[cfg(test)]
+pub(crate) fn parse_args<A: clap::Args>(argv: &[&str]) -> Result<A, clap::Error> {
+    let command = A::augment_args(clap::Command::new("dongle-relay"));
+    let matches = command
+        .try_get_matches_from(std::iter::once("dongle-relay").chain(argv.iter().copied()))?;
+    A::from_arg_matches(&matches)
 }

@@ -13,8 +13,9 @@ use local_proxy::local_tls::LocalTls;
 use local_proxy::{ProxyConfig, ProxyFile, TunnelMode};
 use tokio_util::sync::CancellationToken;
 
-use super::listen::{FileAccess, RelayArgs, read_file};
-use crate::metrics_endpoint::{self, MetricsArgs, MetricsSettings};
+use super::access::{RelayArgs, read_file};
+use super::supervised::Supervised;
+use crate::metrics_endpoint::{MetricsArgs, MetricsSettings};
 
 /// Options of `dongle-relay proxy`.
 #[derive(clap::Args, Debug)]
@@ -95,15 +96,7 @@ pub struct Loaded {
 pub fn load(args: Args) -> anyhow::Result<Loaded> {
     let metrics = args.metrics.settings()?;
     let file = read_file(args.config.as_ref(), ProxyFile::parse)?.unwrap_or_default();
-    let access = args.relay.access(FileAccess {
-        connection_string: file.connection_string.as_ref(),
-        hybrid_connection: file.hybrid_connection.as_ref(),
-        token_ttl: file.token_ttl,
-        connect_timeout: file.connect_timeout,
-        handshake_timeout: file.handshake_timeout,
-        tls: &file.tls,
-        egress: &file.egress,
-    })?;
+    let access = args.relay.access(file.access_keys())?;
     let mut config = ProxyConfig::new(access.connection.clone());
     config.access = access;
     let bind = match (args.bind, &file.bind) {
@@ -189,9 +182,6 @@ pub fn load(args: Args) -> anyhow::Result<Loaded> {
     })
 }
 
-/// How long stopping waits for the service notifications and the metrics endpoint.
-const STOP_LIMIT: Duration = Duration::from_secs(5);
-
 /// Binds the local socket and runs the local-proxy until SIGINT/SIGTERM.
 ///
 /// # Errors
@@ -202,31 +192,19 @@ pub async fn run(loaded: Loaded, shutdown: CancellationToken) -> anyhow::Result<
     let local = listener.local_addr().unwrap_or(loaded.bind);
     let proxy = local_proxy::LocalProxy::new(loaded.config)?;
     let status = proxy.status();
-    let metrics = match loaded.metrics {
-        Some(settings) => {
-            let token = settings.token.is_some();
-            let router = metrics_endpoint::router(
-                local_proxy::metrics::registry(&status),
-                Arc::new(status.clone()),
-            );
-            let running = metrics_endpoint::start(settings, router).await?;
-            println!("{}", metrics_endpoint::banner(running.addr, token));
-            Some(running)
-        }
-        None => None,
-    };
     // READY once the accept loop runs; watchdog pings while it beats.
-    let supervision = crate::service::Service::from_env().supervise(
-        Arc::new(status),
-        format!("local-proxy listening on {local}"),
-        shutdown.clone(),
-    );
-    let ran = proxy.run(listener, shutdown.clone()).await;
-    shutdown.cancel();
-    supervision.finish(STOP_LIMIT).await;
-    if let Some(metrics) = metrics {
-        metrics.finish(STOP_LIMIT).await;
-    }
+    let supervised = Supervised {
+        registry: local_proxy::metrics::registry(&status),
+        liveness: Arc::new(status),
+        status: format!("local-proxy listening on {local}"),
+    };
+    let ran = supervised
+        .run(
+            loaded.metrics,
+            shutdown.clone(),
+            proxy.run(listener, shutdown),
+        )
+        .await?;
     ran?;
     Ok(())
 }

@@ -6,7 +6,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use hc_protocol::connection_string::Credentials;
@@ -16,13 +15,11 @@ use relay_server::quickstart::{self, QuickstartKeys};
 use relay_server::{RelayConfig, tls};
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics_endpoint::{self, MetricsArgs, MetricsSettings};
+use super::supervised::Supervised;
+use crate::metrics_endpoint::{MetricsArgs, MetricsSettings};
 
 /// Where the relay listens when neither --bind nor the configuration say.
 const DEFAULT_BIND: &str = "0.0.0.0:9443";
-/// How long stopping waits for the service notifications (STOPPING=1) and the metrics
-/// endpoint.
-const STOP_LIMIT: Duration = Duration::from_secs(5);
 
 /// Long help of the subcommand (clap takes the one-line summary from `cli.rs`).
 const RELAY_HELP: &str = "\
@@ -130,8 +127,7 @@ pub fn load(args: Args) -> anyhow::Result<Loaded> {
     let metrics = args.metrics.settings()?;
     let built_in = args.config.is_none();
     let mut config = match &args.config {
-        Some(path) => RelayConfig::from_file(path)
-            .with_context(|| format!("relay configuration {}", path.display()))?,
+        Some(path) => RelayConfig::from_file(path).context("relay configuration")?,
         None => quickstart::config(
             &args.hc,
             QuickstartKeys {
@@ -205,31 +201,19 @@ pub async fn run(loaded: Loaded, shutdown: CancellationToken) -> anyhow::Result<
     // the log (stderr) never sees keys.
     println!("{}", banner(&loaded, local));
     let stats = loaded.config.stats();
-    let metrics = match loaded.metrics {
-        Some(settings) => {
-            let token = settings.token.is_some();
-            let router = metrics_endpoint::router(
-                relay_server::metrics::registry(&stats),
-                Arc::new(stats.clone()),
-            );
-            let running = metrics_endpoint::start(settings, router).await?;
-            println!("{}", metrics_endpoint::banner(running.addr, token));
-            Some(running)
-        }
-        None => None,
-    };
     // READY once the relay accepts connections; watchdog pings while its accept loop beats.
-    let supervision = crate::service::Service::from_env().supervise(
-        Arc::new(stats),
-        format!("relay listening on {local}"),
-        shutdown.clone(),
-    );
-    let ran = relay_server::run(loaded.config, listener, shutdown.clone()).await;
-    shutdown.cancel();
-    supervision.finish(STOP_LIMIT).await;
-    if let Some(metrics) = metrics {
-        metrics.finish(STOP_LIMIT).await;
-    }
+    let supervised = Supervised {
+        registry: relay_server::metrics::registry(&stats),
+        liveness: Arc::new(stats),
+        status: format!("relay listening on {local}"),
+    };
+    let ran = supervised
+        .run(
+            loaded.metrics,
+            shutdown.clone(),
+            relay_server::run(loaded.config, listener, shutdown),
+        )
+        .await?;
     ran.context("relay")
 }
 
@@ -307,19 +291,10 @@ fn banner(loaded: &Loaded, local: SocketAddr) -> String {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
 
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: Args,
-    }
-
     fn load_from(argv: &[&str]) -> anyhow::Result<Loaded> {
-        let cli = Cli::try_parse_from(std::iter::once("relay").chain(argv.iter().copied()))?;
-        load(cli.args)
+        load(crate::commands::parse_args(argv)?)
     }
 
     #[test]

@@ -17,7 +17,9 @@ use ops_http::BearerToken;
 use relay_listener::{IdentityMode, ListenerConfig, ListenerFile, RelayListener};
 use tokio_util::sync::CancellationToken;
 
-use super::listen::{FileAccess, RelayArgs, read_file};
+use super::access::{RelayArgs, read_file, secret};
+use super::listen;
+use super::tasks::Tasks;
 
 /// The identity key file used when the configuration names none.
 const DEFAULT_KEY_FILE: &str = "mxnet2-server.key";
@@ -124,10 +126,6 @@ pub struct Args {
     pub relay_ca_file: Option<PathBuf>,
 }
 
-fn secret(text: &str) -> Result<Secret, String> {
-    Ok(Secret::new(text))
-}
-
 fn parse_backend(s: &str) -> Result<BackendChoice, String> {
     match s.to_ascii_lowercase().as_str() {
         "simulated" => Ok(BackendChoice::Simulated),
@@ -165,7 +163,7 @@ pub fn load(args: Args) -> anyhow::Result<Loaded> {
         default.exists().then_some(default)
     });
     let mut config = match &path {
-        Some(p) => ServerConfig::load(p).with_context(|| format!("{}", p.display()))?,
+        Some(p) => ServerConfig::load(p)?,
         None => ServerConfig::default(),
     };
     if let Some(bind) = args.bind {
@@ -232,8 +230,9 @@ fn admin_settings(args: &Args, config: &ServerConfig) -> anyhow::Result<Option<A
 }
 
 /// The in-process relay-listener: from `--relay-listener`/`RelayListener=` (a listener TOML
-/// file) and the `--relay-*` options; none unless one of them is given. Its identity mode
-/// defaults to PROXY v2 (this server reads the headers).
+/// file, merged as `listen` merges it) and the `--relay-*` options; none unless one of them is
+/// given. Its identity mode defaults to PROXY v2 (this server reads the headers); its target is
+/// this server, whatever the file says.
 fn listener_config(
     args: &Args,
     config: &mut ServerConfig,
@@ -245,58 +244,24 @@ fn listener_config(
     if path.is_none() && args.relay_connection_string.is_none() {
         return Ok(None);
     }
-    let file = read_file(path.as_ref(), ListenerFile::parse)?.unwrap_or_default();
-    let relay = RelayArgs {
-        connection_string: args.relay_connection_string.clone(),
-        hybrid_connection: None,
-        ca_file: args.relay_ca_file.clone(),
-        pins: args.relay_pins.clone(),
-        socks5: None,
-        http_proxy: None,
-        proxy_user: None,
-        token_ttl: None,
-        connect_timeout: None,
-        handshake_timeout: None,
-    };
-    let access = relay
-        .access(FileAccess {
-            connection_string: file.connection_string.as_ref(),
-            hybrid_connection: file.hybrid_connection.as_ref(),
-            token_ttl: file.token_ttl,
-            connect_timeout: file.connect_timeout,
-            handshake_timeout: file.handshake_timeout,
-            tls: &file.tls,
-            egress: &file.egress,
-        })
-        .context("relay-listener")?;
-    let mut listener = ListenerConfig::new(access.connection.clone());
-    listener.access = access;
-    if let Some(t) = file.target_timeout {
-        listener.target_timeout = t;
-    }
-    if let Some(k) = file.keepalive_interval {
-        listener.control_ping = (!k.is_zero()).then_some(k);
-    }
-    listener.pump.idle_timeout = file.idle_timeout.filter(|d| !d.is_zero());
-    if let Some(n) = file.max_streams {
-        listener.max_streams = n;
-    }
-    if let Some(g) = file.shutdown_grace {
-        listener.shutdown_grace = g;
-    }
-    listener.identity.mode = file.identity.unwrap_or(IdentityMode::ProxyV2);
-    listener.identity.default_site = file.default_site;
-    if let Some(range) = file.loopback_range {
-        listener.identity.loopback_range = range;
-    }
-    if let Some(target) = &file.target {
+    let mut file = read_file(path.as_ref(), ListenerFile::parse)?.unwrap_or_default();
+    if let Some(target) = file.target.take() {
         config.warnings.push(format!(
             "relay-listener: target = {target:?} is not used: the in-process relay-listener \
              bridges to this server"
         ));
     }
-    // Fail before running: the hybrid connection name and TLS trust must be usable.
-    RelayListener::new(listener.clone()).context("relay-listener")?;
+    file.identity.get_or_insert(IdentityMode::ProxyV2);
+    let flags = listen::Args {
+        relay: RelayArgs {
+            connection_string: args.relay_connection_string.clone(),
+            ca_file: args.relay_ca_file.clone(),
+            pins: args.relay_pins.clone(),
+            ..RelayArgs::default()
+        },
+        ..listen::Args::default()
+    };
+    let listener = listen::listener_config(&flags, file).context("relay-listener")?;
     Ok(Some(Box::new(listener)))
 }
 
@@ -349,21 +314,17 @@ pub async fn run(loaded: Loaded, shutdown: CancellationToken) -> anyhow::Result<
         server.trusted_proxies()
     );
     print_store(&server, &config);
-    let mut tasks = Vec::new();
-    let probe = match loaded.listener {
+    let mut tasks = Tasks::default();
+    let in_process = match loaded.listener {
         Some(mut listener_config) => {
             let target = ops::loopback_target(local);
             listener_config.target = target.to_string();
             let relay = ops::relay_name(&listener_config.access);
             let relay_listener = RelayListener::new(*listener_config)?;
             let status = relay_listener.status();
-            let token = shutdown.clone();
-            tasks.push((
-                "relay-listener",
-                tokio::spawn(async move { Ok(relay_listener.run(token).await?) }),
-            ));
+            tasks.spawn("relay-listener", relay_listener.run(shutdown.clone()));
             println!("relay-listener in this process: {relay} -> {target} (PROXY v2)");
-            Some(ops::listener_probe(status, relay))
+            Some(ops::in_process_listener(status, relay))
         }
         None => None,
     };
@@ -373,9 +334,15 @@ pub async fn run(loaded: Loaded, shutdown: CancellationToken) -> anyhow::Result<
         } else {
             "no token: anyone on this host can use it"
         };
-        let (admin_addr, task) =
-            ops::start_admin(admin.addr, admin.token, &server, probe, shutdown.clone()).await?;
-        tasks.push(("admin endpoint", task));
+        let (admin_addr, task) = ops::start_admin(
+            admin.addr,
+            admin.token,
+            &server,
+            in_process,
+            shutdown.clone(),
+        )
+        .await?;
+        tasks.push("admin endpoint", task);
         println!(
             "admin endpoint (status page, /api/status, /metrics): {} ({auth})",
             ops::page_url(admin_addr, None, false)
@@ -390,15 +357,7 @@ pub async fn run(loaded: Loaded, shutdown: CancellationToken) -> anyhow::Result<
     let served = server.serve(listener, shutdown.clone()).await;
     shutdown.cancel();
     supervision.finish(STOP_LIMIT).await;
-    let deadline = tokio::time::Instant::now() + STOP_LIMIT;
-    for (name, task) in tasks {
-        match tokio::time::timeout_at(deadline, task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!("{name} stopped with an error: {e:#}"),
-            Ok(Err(e)) => tracing::warn!("{name} task failed: {e}"),
-            Err(_) => tracing::warn!("{name} still running after {STOP_LIMIT:?}"),
-        }
-    }
+    tasks.join_within(STOP_LIMIT).await;
     served?;
     Ok(())
 }
@@ -439,15 +398,9 @@ pub fn file_log(loaded: &Loaded) -> Option<crate::telemetry::FileLog> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
     fn parse(args: &[&str]) -> anyhow::Result<Loaded> {
-        let cli =
-            crate::cli::Cli::try_parse_from(["dongle-relay", "server"].iter().chain(args.iter()))?;
-        match cli.command {
-            crate::cli::Command::Server(a) => load(a),
-            _ => anyhow::bail!("not server"),
-        }
+        load(crate::commands::parse_args(args)?)
     }
 
     #[test]
@@ -492,6 +445,11 @@ mod tests {
         std::fs::write(&ini, "[Option]\nPrt=1\n").expect("write");
         let err = parse(&["--config", path]).err().expect("error");
         assert!(format!("{err:#}").contains("Prt"), "{err:#}");
+        assert_eq!(
+            format!("{err:#}").matches("mxnet2.ini").count(),
+            1,
+            "{err:#}"
+        );
     }
 
     #[test]

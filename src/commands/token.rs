@@ -149,19 +149,10 @@ pub async fn run(loaded: Loaded, _shutdown: CancellationToken) -> anyhow::Result
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
 
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: Args,
-    }
-
     fn load_from(argv: &[&str]) -> anyhow::Result<Loaded> {
-        let cli = Cli::try_parse_from(std::iter::once("token").chain(argv.iter().copied()))?;
-        load(cli.args)
+        load(crate::commands::parse_args(argv)?)
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use dongle_relay::commands::server::ops;
 use http::Method;
-use license_core::admin::ListenerProbe;
+use license_core::admin::InProcessListener;
 use license_core::client::{ClientConfig, RemoteApi};
 use license_core::{LicenseServer, ServerConfig};
 use ops_http::BearerToken;
@@ -33,12 +33,12 @@ impl Ops {
     pub async fn start(
         config: &ServerConfig,
         token: Option<&str>,
-        probe: Option<ListenerProbe>,
+        listener: Option<InProcessListener>,
     ) -> Self {
         let socket = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        Self::serve(config, socket, token, probe).await
+        Self::serve(config, socket, token, listener).await
     }
 
     /// The same on the license address `addr` (a port chosen beforehand, for a listener
@@ -47,17 +47,17 @@ impl Ops {
         config: &ServerConfig,
         addr: SocketAddr,
         token: Option<&str>,
-        probe: Option<ListenerProbe>,
+        listener: Option<InProcessListener>,
     ) -> Self {
         let socket = tokio::net::TcpListener::bind(addr).await.expect("bind");
-        Self::serve(config, socket, token, probe).await
+        Self::serve(config, socket, token, listener).await
     }
 
     async fn serve(
         config: &ServerConfig,
         socket: tokio::net::TcpListener,
         token: Option<&str>,
-        probe: Option<ListenerProbe>,
+        listener: Option<InProcessListener>,
     ) -> Self {
         let server = LicenseServer::new(config).expect("server");
         let license = socket.local_addr().expect("addr");
@@ -72,7 +72,7 @@ impl Ops {
             "127.0.0.1:0".parse().expect("addr"),
             token,
             &server,
-            probe,
+            listener,
             shutdown.clone(),
         )
         .await

@@ -11,8 +11,8 @@
 //! | `POST /api/logins/logout` | token | body `{"session", "dongle_key", "slot"}`: removes one login |
 //! | `GET /metrics` | token | [`crate::metrics`] |
 //!
-//! The relay-listener usually runs as another process; when the same process runs it, a
-//! [`ListenerProbe`] adds its live state to the status.
+//! The relay-listener usually runs as another process; when the same process runs it, an
+//! [`InProcessListener`] adds its live state to the status and its metrics to `/metrics`.
 
 mod page;
 
@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use http::StatusCode;
 use ops_http::{Reply, Request, Router, error_reply, json_reply};
+use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{SessionId, StatusSnapshot};
@@ -29,6 +30,16 @@ use crate::store::StoreStatus;
 
 /// Reads the in-process relay-listener's state.
 pub type ListenerProbe = Arc<dyn Fn() -> ListenerState + Send + Sync>;
+
+/// What a relay-listener running in this process adds to the admin endpoint. License-core
+/// does not know the listener's types: the caller reads them into these.
+#[derive(Clone)]
+pub struct InProcessListener {
+    /// Its live state, for the status.
+    pub probe: ListenerProbe,
+    /// Its metrics (prefix `listener`), served at `/metrics` after the license server's.
+    pub metrics: Arc<Registry>,
+}
 
 /// The relay-listener's state, as the admin status shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,9 +178,14 @@ pub struct LogoutRequest {
     pub slot: u16,
 }
 
-/// The admin endpoint's routes for `server`.
-pub fn router(server: &LicenseServer, probe: Option<ListenerProbe>) -> Router {
-    let registry = Arc::new(crate::metrics::registry(server));
+/// The admin endpoint's routes for `server` and, when this process runs one, its
+/// relay-listener.
+pub fn router(server: &LicenseServer, listener: Option<InProcessListener>) -> Router {
+    let mut registries = vec![Arc::new(crate::metrics::registry(server))];
+    let probe = listener.map(|l| {
+        registries.push(l.metrics);
+        l.probe
+    });
     let for_status = server.clone();
     let for_health = server.clone();
     let for_disconnect = server.clone();
@@ -203,7 +219,7 @@ pub fn router(server: &LicenseServer, probe: Option<ListenerProbe>) -> Router {
             let reply = logout(&for_logout, &req);
             async move { reply }
         })
-        .metrics("/metrics", registry)
+        .metrics_of("/metrics", registries)
 }
 
 fn disconnect(server: &LicenseServer, req: &Request) -> Reply {

@@ -22,8 +22,10 @@ use relay_listener::{IdentityMode, ListenerConfig, ListenerStatus, RelayListener
 use relay_server::config::Right;
 use relay_server::quickstart::{self, DEFAULT_HC, QuickstartKeys};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::commands::server::ops;
+use crate::commands::tasks::Tasks;
 
 /// How long the relay-listener may take to open its control channel.
 const CONNECT_LIMIT: Duration = Duration::from_secs(15);
@@ -45,8 +47,6 @@ pub struct StackOptions {
     /// Where the admin endpoint listens (`127.0.0.1:0` picks a free port).
     pub admin_addr: SocketAddr,
 }
-
-type Task = (&'static str, JoinHandle<anyhow::Result<()>>);
 
 /// The running stack.
 pub struct DemoStack {
@@ -75,7 +75,7 @@ pub struct DemoStack {
     /// The local-proxy's site.
     pub site: String,
     shutdown: CancellationToken,
-    tasks: Vec<Task>,
+    tasks: Tasks,
 }
 
 impl DemoStack {
@@ -99,7 +99,7 @@ impl DemoStack {
         })?;
         let proxy_addr = proxy_socket.local_addr().context("proxy address")?;
         let shutdown = CancellationToken::new();
-        let mut tasks: Vec<Task> = Vec::new();
+        let mut tasks = Tasks::default();
         let started = Self::start_rest(&options, proxy_socket, proxy_addr, &shutdown, &mut tasks);
         match started.await {
             Ok(parts) => Ok(Self {
@@ -123,7 +123,7 @@ impl DemoStack {
         proxy_socket: TcpListener,
         proxy_addr: SocketAddr,
         shutdown: &CancellationToken,
-        tasks: &mut Vec<Task>,
+        tasks: &mut Tasks,
     ) -> anyhow::Result<Self> {
         // The relay: TLS with a certificate generated now, the built-in hybrid connection and
         // generated keys.
@@ -148,7 +148,7 @@ impl DemoStack {
         let relay_addr = relay_socket.local_addr().context("relay address")?;
         let relay_stats = relay_config.stats();
         let relay = relay_server::run(relay_config, relay_socket, shutdown.clone());
-        spawn(tasks, "relay", relay);
+        tasks.spawn("relay", relay);
         relay_stats.wait_serving().await;
 
         let connection = |key_name: String, key| ConnectionString {
@@ -185,7 +185,7 @@ impl DemoStack {
             .local_addr()
             .context("license server address")?;
         let server = LicenseServer::new(&options.server).context("license server")?;
-        spawn(tasks, "license server", {
+        tasks.spawn("license server", {
             let server = server.clone();
             let token = shutdown.clone();
             async move { server.serve(license_socket, token).await }
@@ -201,11 +201,7 @@ impl DemoStack {
         listener_config.shutdown_grace = GRACE;
         let relay_listener = RelayListener::new(listener_config).context("relay-listener")?;
         let listener = relay_listener.status();
-        spawn(
-            tasks,
-            "relay-listener",
-            relay_listener.run(shutdown.clone()),
-        );
+        tasks.spawn("relay-listener", relay_listener.run(shutdown.clone()));
         if tokio::time::timeout(CONNECT_LIMIT, listener.wait_for(|s| s.connected))
             .await
             .is_err()
@@ -221,20 +217,20 @@ impl DemoStack {
 
         // The admin endpoint: the license server's status page with the listener's state.
         let admin_token = BearerToken::generate();
-        let probe = crate::commands::server::ops::listener_probe(
+        let in_process = ops::in_process_listener(
             listener.clone(),
-            crate::commands::server::ops::relay_name(&access(&listen_connection)),
+            ops::relay_name(&access(&listen_connection)),
         );
-        let (admin_addr, admin) = crate::commands::server::ops::start_admin(
+        let (admin_addr, admin) = ops::start_admin(
             options.admin_addr,
             Some(admin_token.clone()),
             &server,
-            Some(probe),
+            Some(in_process),
             shutdown.clone(),
         )
         .await
         .context("admin endpoint")?;
-        tasks.push(("admin endpoint", admin));
+        tasks.push("admin endpoint", admin);
 
         // The local-proxy of one site.
         let mut proxy_config = ProxyConfig::new(send_connection.clone());
@@ -243,8 +239,7 @@ impl DemoStack {
         proxy_config.shutdown_grace = GRACE;
         let local_proxy = LocalProxy::new(proxy_config).context("local-proxy")?;
         let proxy = local_proxy.status();
-        spawn(
-            tasks,
+        tasks.spawn(
             "local-proxy",
             local_proxy.run(proxy_socket, shutdown.clone()),
         );
@@ -263,7 +258,7 @@ impl DemoStack {
             proxy,
             site: String::new(),
             shutdown: shutdown.clone(),
-            tasks: Vec::new(),
+            tasks: Tasks::default(),
         })
     }
 
@@ -273,29 +268,9 @@ impl DemoStack {
     }
 }
 
-/// Runs one component in its own task, remembered under `name` for [`stop_tasks`].
-fn spawn<E>(
-    tasks: &mut Vec<Task>,
-    name: &'static str,
-    run: impl Future<Output = Result<(), E>> + Send + 'static,
-) where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    let task = tokio::spawn(async move { run.await.context(name) });
-    tasks.push((name, task));
-}
-
-/// Cancels `shutdown` and waits for `tasks` within [`STOP_LIMIT`], logging failures.
-async fn stop_tasks(shutdown: &CancellationToken, tasks: Vec<Task>) {
+/// Cancels `shutdown` and waits for `tasks` within [`STOP_LIMIT`], logging failures. They all
+/// stop at once; the wait takes the last started first (the proxy, the relay last).
+async fn stop_tasks(shutdown: &CancellationToken, tasks: Tasks) {
     shutdown.cancel();
-    let deadline = tokio::time::Instant::now() + STOP_LIMIT;
-    // Last started first: the proxy drains before the listener, the relay goes last.
-    for (name, task) in tasks.into_iter().rev() {
-        match tokio::time::timeout_at(deadline, task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!("{name} stopped with an error: {e:#}"),
-            Ok(Err(e)) => tracing::warn!("{name} task failed: {e}"),
-            Err(_) => tracing::warn!("{name} still running after {STOP_LIMIT:?}; abandoned"),
-        }
-    }
+    tasks.join_within(STOP_LIMIT).await;
 }

@@ -1,21 +1,30 @@
 //! What the `server` command runs beside the license port, shared with `demo`: the admin
 //! endpoint (status page, JSON, actions, metrics) and the relay-listener run in the same
-//! process, whose live state the admin status then shows.
+//! process, whose live state the admin status and whose metrics `/metrics` then show.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use hc_client::access::AccessConfig;
 use license_core::LicenseServer;
-use license_core::admin::{ListenerProbe, ListenerState, ListenerStream};
+use license_core::admin::{InProcessListener, ListenerProbe, ListenerState, ListenerStream};
 use ops_http::BearerToken;
 use relay_listener::{ListenerStatus, StreamState};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// A probe reading `status` for the admin status; `relay` names the relay it dials.
-pub fn listener_probe(status: ListenerStatus, relay: String) -> ListenerProbe {
+/// The relay-listener run in this process, for the admin endpoint: its state (read from
+/// `status`; `relay` names the relay it dials) and its metrics.
+pub fn in_process_listener(status: ListenerStatus, relay: String) -> InProcessListener {
+    InProcessListener {
+        metrics: Arc::new(relay_listener::metrics::registry(&status)),
+        probe: listener_probe(status, relay),
+    }
+}
+
+/// A probe reading `status` for the admin status.
+fn listener_probe(status: ListenerStatus, relay: String) -> ListenerProbe {
     Arc::new(move || {
         let s = status.snapshot();
         ListenerState {
@@ -84,7 +93,8 @@ pub fn page_url(addr: SocketAddr, token: Option<&BearerToken>, show_token: bool)
 }
 
 /// Binds the admin endpoint (a non-loopback address needs a token) and serves the license
-/// server's routes on it until `shutdown`.
+/// server's routes on it, with the in-process relay-listener's state and metrics if there is
+/// one, until `shutdown`.
 ///
 /// # Errors
 /// The address is refused or cannot be bound.
@@ -92,14 +102,14 @@ pub async fn start_admin(
     addr: SocketAddr,
     token: Option<BearerToken>,
     server: &LicenseServer,
-    probe: Option<ListenerProbe>,
+    listener: Option<InProcessListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<anyhow::Result<()>>)> {
-    let listener: TcpListener = ops_http::bind(addr, token.as_ref()).await?;
-    let local = listener.local_addr()?;
-    let router = license_core::admin::router(server, probe);
+    let socket: TcpListener = ops_http::bind(addr, token.as_ref()).await?;
+    let local = socket.local_addr()?;
+    let router = license_core::admin::router(server, listener);
     let task = tokio::spawn(async move {
-        ops_http::serve(listener, router, token, shutdown).await?;
+        ops_http::serve(socket, router, token, shutdown).await?;
         Ok(())
     });
     Ok((local, task))
