@@ -537,14 +537,16 @@ async fn read_chunk<R: AsyncRead + Unpin>(
     .await
 }
 
-async fn sleep_until(at: Option<Instant>) {
+/// Sleeps until `at`, or forever without one: a `select!` branch for an optional deadline.
+pub async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }
 
-async fn tick(interval: Option<&mut tokio::time::Interval>) {
+/// The interval's next tick, or never without one: a `select!` branch for optional pings.
+pub async fn tick(interval: Option<&mut tokio::time::Interval>) {
     match interval {
         Some(i) => {
             i.tick().await;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use hc_client::TokenSource;
+use hc_client::pump::{sleep_until, tick};
 use hc_client::token::IssuedToken;
 use hc_client::tokio_tungstenite::WebSocketStream;
 use hc_client::tokio_tungstenite::tungstenite::Message;
@@ -147,21 +148,5 @@ where
                 }
             }
         }
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn tick(interval: Option<&mut tokio::time::Interval>) {
-    match interval {
-        Some(i) => {
-            i.tick().await;
-        }
-        None => std::future::pending().await,
     }
 }
