@@ -2,6 +2,7 @@
 //! handshakes): integrity, half-close under `dongle-relay.v1`, close propagation in raw mode,
 //! text frames, backpressure, idle and keep-alive timeouts, abort.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -9,6 +10,7 @@ use hc_client::pump::{ByteMeter, PumpConfig, PumpEnd, PumpReport, pump};
 use hc_client::subprotocol::Framing;
 use rand::RngCore as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, DuplexStream, duplex};
+use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -42,6 +44,19 @@ fn random(len: usize) -> Vec<u8> {
     data
 }
 
+/// Runs the pump between `local` and `ws` in a task of its own, counting into `meter`, until it
+/// ends or `abort` is cancelled.
+fn spawn_pump(
+    local: DuplexStream,
+    ws: Ws,
+    framing: Framing,
+    config: PumpConfig,
+    meter: Arc<ByteMeter>,
+    abort: CancellationToken,
+) -> JoinHandle<PumpReport> {
+    tokio::spawn(async move { pump(local, ws, framing, &config, &meter, &abort).await })
+}
+
 /// app A ⇄ pump A ⇄ WebSocket ⇄ pump B ⇄ app B; returns the two app ends and the pump tasks.
 async fn tunnel(
     framing: Framing,
@@ -49,37 +64,22 @@ async fn tunnel(
 ) -> (
     DuplexStream,
     DuplexStream,
-    tokio::task::JoinHandle<PumpReport>,
-    tokio::task::JoinHandle<PumpReport>,
+    JoinHandle<PumpReport>,
+    JoinHandle<PumpReport>,
 ) {
     let (ws_a, ws_b) = ws_pair(256 * 1024).await;
     let (app_a, local_a) = duplex(128 * 1024);
     let (app_b, local_b) = duplex(128 * 1024);
-    let cfg_b = config.clone();
-    let pump_a = tokio::spawn(async move {
-        let meter = ByteMeter::default();
-        pump(
-            local_a,
-            ws_a,
-            framing,
-            &config,
-            &meter,
-            &CancellationToken::new(),
-        )
-        .await
-    });
-    let pump_b = tokio::spawn(async move {
-        let meter = ByteMeter::default();
-        pump(
-            local_b,
-            ws_b,
-            framing,
-            &cfg_b,
-            &meter,
-            &CancellationToken::new(),
-        )
-        .await
-    });
+    let never = CancellationToken::new();
+    let pump_a = spawn_pump(
+        local_a,
+        ws_a,
+        framing,
+        config.clone(),
+        Arc::default(),
+        never.clone(),
+    );
+    let pump_b = spawn_pump(local_b, ws_b, framing, config, Arc::default(), never);
     (app_a, app_b, pump_a, pump_b)
 }
 
@@ -177,18 +177,14 @@ async fn raw_peer_close_and_text_frames_reach_the_local_side() {
     timeout(LIMIT, async {
         let (ws, mut peer) = ws_pair(64 * 1024).await;
         let (mut app, local) = duplex(64 * 1024);
-        let task = tokio::spawn(async move {
-            let meter = ByteMeter::default();
-            pump(
-                local,
-                ws,
-                Framing::Raw,
-                &PumpConfig::default(),
-                &meter,
-                &CancellationToken::new(),
-            )
-            .await
-        });
+        let task = spawn_pump(
+            local,
+            ws,
+            Framing::Raw,
+            PumpConfig::default(),
+            Arc::default(),
+            CancellationToken::new(),
+        );
         peer.send(Message::text("hello ")).await.expect("text");
         peer.send(Message::binary(&b"world"[..]))
             .await
@@ -210,19 +206,14 @@ async fn abnormal_close_is_reported_with_its_code() {
     timeout(LIMIT, async {
         let (ws, mut peer) = ws_pair(64 * 1024).await;
         let (_app, local) = duplex(64 * 1024);
-        let task = tokio::spawn(async move {
-            let meter = ByteMeter::default();
-            let cfg = PumpConfig::default();
-            pump(
-                local,
-                ws,
-                Framing::HalfClose,
-                &cfg,
-                &meter,
-                &CancellationToken::new(),
-            )
-            .await
-        });
+        let task = spawn_pump(
+            local,
+            ws,
+            Framing::HalfClose,
+            PumpConfig::default(),
+            Arc::default(),
+            CancellationToken::new(),
+        );
         peer.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
             code: CloseCode::Policy,
             reason: "token expired".into(),
@@ -247,20 +238,15 @@ async fn backpressure_bounds_what_is_read_from_the_local_side() {
     // instead of queueing everything the local client writes.
     let (ws, _peer) = ws_pair(64 * 1024).await;
     let (app, local) = duplex(64 * 1024);
-    let meter = std::sync::Arc::new(ByteMeter::default());
-    let pump_meter = meter.clone();
-    let config = PumpConfig::default();
-    let _task = tokio::spawn(async move {
-        pump(
-            local,
-            ws,
-            Framing::HalfClose,
-            &config,
-            &pump_meter,
-            &CancellationToken::new(),
-        )
-        .await
-    });
+    let meter = Arc::new(ByteMeter::default());
+    let _task = spawn_pump(
+        local,
+        ws,
+        Framing::HalfClose,
+        PumpConfig::default(),
+        meter.clone(),
+        CancellationToken::new(),
+    );
     let (_rd, mut wr) = tokio::io::split(app);
     let chunk = vec![7u8; 64 * 1024];
     let mut written = 0usize;
@@ -295,18 +281,14 @@ async fn idle_timeout_closes_with_a_reason() {
         idle_timeout: Some(Duration::from_secs(30)),
         ..PumpConfig::default()
     };
-    let task = tokio::spawn(async move {
-        let meter = ByteMeter::default();
-        pump(
-            local,
-            ws,
-            Framing::HalfClose,
-            &config,
-            &meter,
-            &CancellationToken::new(),
-        )
-        .await
-    });
+    let task = spawn_pump(
+        local,
+        ws,
+        Framing::HalfClose,
+        config,
+        Arc::default(),
+        CancellationToken::new(),
+    );
     let start = tokio::time::Instant::now();
     let frame = match peer.next().await {
         Some(Ok(Message::Close(frame))) => frame.expect("close frame"),
@@ -330,18 +312,14 @@ async fn pings_flow_and_a_silent_peer_is_declared_dead() {
         close_timeout: Duration::from_secs(1),
         ..PumpConfig::default()
     };
-    let task = tokio::spawn(async move {
-        let meter = ByteMeter::default();
-        pump(
-            local,
-            ws,
-            Framing::HalfClose,
-            &config,
-            &meter,
-            &CancellationToken::new(),
-        )
-        .await
-    });
+    let task = spawn_pump(
+        local,
+        ws,
+        Framing::HalfClose,
+        config,
+        Arc::default(),
+        CancellationToken::new(),
+    );
     // The peer is never polled, so it answers no ping.
     let report = task.await.expect("pump");
     assert!(
@@ -361,11 +339,14 @@ async fn answered_pings_keep_the_tunnel_up() {
         ..PumpConfig::default()
     };
     let abort = CancellationToken::new();
-    let pump_abort = abort.clone();
-    let task = tokio::spawn(async move {
-        let meter = ByteMeter::default();
-        pump(local, ws, Framing::HalfClose, &config, &meter, &pump_abort).await
-    });
+    let task = spawn_pump(
+        local,
+        ws,
+        Framing::HalfClose,
+        config,
+        Arc::default(),
+        abort.clone(),
+    );
     // Reading answers pings; ten pings (100 s, beyond three intervals) keep it alive.
     for _ in 0..10 {
         match peer.next().await {

@@ -6,19 +6,23 @@ use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use hc_client::TokenSource;
+use hc_client::tokio_tungstenite::WebSocketStream;
 use hc_client::tokio_tungstenite::tungstenite::Message;
 use hc_client::tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use hc_protocol::connection_string::Credentials;
 use hc_protocol::{ControlMessage, SasToken, Secret};
 use relay_listener::ListenerStatus;
 use relay_listener::control::{SessionEnd, session};
+use tokio::io::DuplexStream;
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 
-#[tokio::test(start_paused = true)]
-async fn session_dispatches_accepts_pings_and_renews_the_token() {
+type Ws = WebSocketStream<DuplexStream>;
+
+/// The listener's end of a control channel and the fake relay's, over an in-memory pipe.
+async fn ws_pair() -> (Ws, Ws) {
     let (a, b) = tokio::io::duplex(64 * 1024);
-    let (listener_ws, relay_ws) = tokio::join!(
+    tokio::join!(
         async {
             hc_client::tokio_tungstenite::client_async("ws://relay.test/$hc/hyco", a)
                 .await
@@ -30,7 +34,12 @@ async fn session_dispatches_accepts_pings_and_renews_the_token() {
                 .await
                 .expect("server")
         }
-    );
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn session_dispatches_accepts_pings_and_renews_the_token() {
+    let (listener_ws, relay_ws) = ws_pair().await;
     let key = Secret::new("listen-key");
     let tokens = TokenSource::new(
         Credentials::Key {
@@ -110,20 +119,7 @@ async fn session_dispatches_accepts_pings_and_renews_the_token() {
 
 #[tokio::test(start_paused = true)]
 async fn a_silent_relay_is_detected_by_keepalive() {
-    let (a, b) = tokio::io::duplex(64 * 1024);
-    let (listener_ws, relay_ws) = tokio::join!(
-        async {
-            hc_client::tokio_tungstenite::client_async("ws://relay.test/$hc/hyco", a)
-                .await
-                .expect("client")
-                .0
-        },
-        async {
-            hc_client::tokio_tungstenite::accept_async(b)
-                .await
-                .expect("server")
-        }
-    );
+    let (listener_ws, relay_ws) = ws_pair().await;
     let tokens = TokenSource::new(
         Credentials::Token(Secret::new("SharedAccessSignature sr=x")),
         "relay.test",
