@@ -5,7 +5,7 @@
 mod license_ops;
 
 use license_core::{ErrorCode, SlotRef};
-use license_ops::{LIMIT, Ops, TOKEN, config};
+use license_ops::{LIMIT, Ops, ServerProcess, TOKEN, config};
 use serde_json::json;
 use tokio::process::Command;
 
@@ -305,8 +305,6 @@ async fn an_in_process_listener_is_reported_and_off_loopback_needs_a_token() {
 /// the tunnel, and the admin JSON shows it with its site and the listener's live state.
 #[tokio::test]
 async fn the_server_command_runs_the_relay_listener_in_process() {
-    use tokio::io::{AsyncBufReadExt as _, BufReader};
-
     hc_client::install_crypto_provider();
     let relay = test_support::Relay::start_tls().await;
     let admin_port = {
@@ -315,7 +313,8 @@ async fn the_server_command_runs_the_relay_listener_in_process() {
             .expect("bind");
         socket.local_addr().expect("addr").port()
     };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dongle-relay"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dongle-relay"));
+    command
         .args(["--log", "warn", "server", "--ephemeral-key", "--port", "0"])
         .args(["--admin", &format!("127.0.0.1:{admin_port}")])
         .args(["--relay-pin-sha256", &relay.cert().sha256_fingerprint])
@@ -323,30 +322,15 @@ async fn the_server_command_runs_the_relay_listener_in_process() {
             dongle_relay::commands::server::LISTENER_CONNECTION_STRING_ENV,
             relay.listen_connection().to_secret_string().expose(),
         )
-        .env(dongle_relay::commands::server::ADMIN_TOKEN_ENV, TOKEN)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("server");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut banner = Vec::new();
-    while !banner
-        .last()
-        .is_some_and(|l: &String| l.starts_with("admin endpoint"))
-    {
-        let line = tokio::time::timeout(LIMIT, lines.next_line())
-            .await
-            .expect("starts in time")
-            .expect("read")
-            .unwrap_or_else(|| panic!("exited: {banner:?}"));
-        banner.push(line);
-    }
+        .env(dongle_relay::commands::server::ADMIN_TOKEN_ENV, TOKEN);
+    let mut server = ServerProcess::start(command).await;
     assert!(
-        banner
+        server
+            .banner
             .iter()
             .any(|l| l.starts_with("relay-listener in this process:")),
-        "{banner:?}"
+        "{:?}",
+        server.banner
     );
     let admin: std::net::SocketAddr = ([127, 0, 0, 1], admin_port).into();
     let status = async || {
@@ -424,6 +408,6 @@ async fn the_server_command_runs_the_relay_listener_in_process() {
         );
     }
     proxy.stop().await;
-    child.start_kill().expect("kill");
-    let _ = child.wait().await;
+    server.child.start_kill().expect("kill");
+    let _ = server.child.wait().await;
 }

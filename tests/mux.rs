@@ -33,8 +33,7 @@ async fn pooled_proxy(relay: &Relay, site: &str, pool: usize) -> Proxy {
 async fn a_hundred_clients_share_two_relay_connections() {
     timeout(LIMIT, async {
         let relay = Relay::start_tls().await;
-        let echo = targets::echo().await;
-        let listener = Listener::connected(relay.listener_config(echo)).await;
+        let listener = Listener::echo(&relay).await;
         let proxy = pooled_proxy(&relay, "branch-a", 2).await;
         listener.status().wait_for(|s| s.mux_connections == 2).await;
 
@@ -199,8 +198,7 @@ async fn falls_back_to_one_relay_connection_per_client_without_mux() {
 async fn pool_is_re_established_after_the_relay_restarts() {
     timeout(LIMIT, async {
         let mut relay = Relay::start_tls().await;
-        let echo = targets::echo().await;
-        let listener = Listener::connected(relay.listener_config(echo)).await;
+        let listener = Listener::echo(&relay).await;
         let proxy = pooled_proxy(&relay, "branch-a", 2).await;
         assert_eq!(round_trip(proxy.addr(), b"before").await, b"before");
 

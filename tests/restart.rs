@@ -5,18 +5,18 @@
 //! of waiting for them, stops accepting and exits 0. A corrupt database is moved aside and a
 //! missing one created: the server starts empty instead of failing.
 
+mod license_ops;
+
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use http::Method;
-use license_core::client::{ClientConfig, RemoteApi};
+use license_core::client::RemoteApi;
 use license_core::{ErrorCode, SlotRef};
-use tokio::io::{AsyncBufReadExt as _, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use license_ops::{LIMIT, ServerProcess, client_of};
+use tokio::process::Command;
 
-const LIMIT: Duration = Duration::from_secs(30);
 const TOKEN: &str = "restart-test-token-0123456789";
 const SLOT: SlotRef = SlotRef {
     dng_nr: 1,
@@ -32,18 +32,15 @@ async fn free_port() -> u16 {
     socket.local_addr().expect("addr").port()
 }
 
-struct Server {
-    child: Child,
-    stdout: Lines<BufReader<ChildStdout>>,
-    /// What it printed up to its admin endpoint line.
-    banner: Vec<String>,
-}
+/// The server process (see [`ServerProcess`]) with this test's key, database and admin port.
+struct Server(ServerProcess);
 
 impl Server {
     /// Starts the server and waits for its admin endpoint line (printed once both ports are
     /// bound).
     async fn start(dir: &Path, port: u16, admin: u16) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dongle-relay"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_dongle-relay"));
+        command
             .args(["--log", "warn", "server", "--port"])
             .arg(port.to_string())
             .arg("--key-file")
@@ -53,43 +50,17 @@ impl Server {
             .arg("--admin")
             .arg(format!("127.0.0.1:{admin}"))
             .env(dongle_relay::commands::server::ADMIN_TOKEN_ENV, TOKEN)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("server");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let mut banner = Vec::new();
-        loop {
-            let line = tokio::time::timeout(LIMIT, stdout.next_line())
-                .await
-                .expect("the server starts in time")
-                .expect("read")
-                .unwrap_or_else(|| panic!("the server exited:\n{}", banner.join("\n")));
-            let done = line.starts_with("admin endpoint");
-            banner.push(line);
-            if done {
-                return Self {
-                    child,
-                    stdout,
-                    banner,
-                };
-            }
-        }
+            .current_dir(dir);
+        Self(ServerProcess::start(command).await)
     }
 
     fn line(&self, prefix: &str) -> &str {
-        self.banner
-            .iter()
-            .find(|l| l.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no {prefix:?} in {:?}", self.banner))
+        self.0.line(prefix)
     }
 
     async fn kill(mut self) {
-        self.child.start_kill().expect("SIGKILL");
-        tokio::time::timeout(LIMIT, self.child.wait())
+        self.0.child.start_kill().expect("SIGKILL");
+        tokio::time::timeout(LIMIT, self.0.child.wait())
             .await
             .expect("dies in time")
             .expect("wait");
@@ -101,14 +72,14 @@ impl Server {
         use tokio::io::AsyncReadExt as _;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut idle = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let pid = self.child.id().expect("pid").to_string();
+        let pid = self.0.child.id().expect("pid").to_string();
         let sent = std::process::Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .expect("kill");
         assert!(sent.success());
         let signalled = std::time::Instant::now();
-        let status = tokio::time::timeout(LIMIT, self.child.wait())
+        let status = tokio::time::timeout(LIMIT, self.0.child.wait())
             .await
             .expect("stops in time")
             .expect("wait");
@@ -127,7 +98,7 @@ impl Server {
             "stopped accepting"
         );
         // Drain what it printed, so nothing is left blocked.
-        while let Ok(Some(_)) = self.stdout.next_line().await {}
+        while let Ok(Some(_)) = self.0.stdout.next_line().await {}
     }
 }
 
@@ -163,9 +134,7 @@ async fn written(admin: u16, at_least: u64) {
 }
 
 fn client(port: u16, name: &str) -> RemoteApi {
-    let mut config = ClientConfig::for_server("127.0.0.1", port);
-    config.client_name = name.to_owned();
-    RemoteApi::new(config)
+    client_of(SocketAddr::from(([127, 0, 0, 1], port)), name)
 }
 
 #[tokio::test]
@@ -199,7 +168,7 @@ async fn seats_survive_kill_and_restart_exactly() {
             .line("seats persisted in")
             .contains("existing; restored 2 session(s), 2 login(s)"),
         "{:?}",
-        server.banner
+        server.0.banner
     );
     for c in &clients {
         assert_eq!(
@@ -241,7 +210,7 @@ async fn seats_survive_kill_and_restart_exactly() {
             .line("seats persisted in")
             .contains("unusable file moved aside"),
         "{:?}",
-        server.banner
+        server.0.banner
     );
     let s = status(admin).await;
     assert_eq!(s["store"]["opened"], "replaced");

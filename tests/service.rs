@@ -131,6 +131,16 @@ fn address(status: &str) -> SocketAddr {
         .unwrap_or_else(|| panic!("no address in {status:?}"))
 }
 
+/// A license client's session with the server reached at `addr` opens in time (`how`: the
+/// way it goes, for the failure message).
+async fn init(addr: SocketAddr, how: &str) {
+    let api = RemoteApi::new(ClientConfig::for_server(addr.ip().to_string(), addr.port()));
+    tokio::time::timeout(LIMIT, api.init())
+        .await
+        .expect("init in time")
+        .unwrap_or_else(|e| panic!("init{how}: {e:?}"));
+}
+
 async fn refused(addr: SocketAddr) -> bool {
     tokio::net::TcpStream::connect(addr).await.is_err()
 }
@@ -145,11 +155,7 @@ async fn server_is_ready_when_it_serves_pings_the_watchdog_and_stops_on_sigterm(
     );
     let addr = address(&status);
     // READY means serving: a client session works at once.
-    let api = RemoteApi::new(ClientConfig::for_server(addr.ip().to_string(), addr.port()));
-    tokio::time::timeout(LIMIT, api.init())
-        .await
-        .expect("init in time")
-        .expect("init");
+    init(addr, "").await;
     server.expect_pings(3).await;
     server.terminate().await;
     assert!(refused(addr).await, "nothing listens after the stop");
@@ -211,11 +217,7 @@ async fn demo_keep_running_is_ready_after_its_walkthrough_and_stops_on_sigterm()
     );
     let addr = address(&status);
     // Through proxy, relay and listener to the license server.
-    let api = RemoteApi::new(ClientConfig::for_server(addr.ip().to_string(), addr.port()));
-    tokio::time::timeout(LIMIT, api.init())
-        .await
-        .expect("init in time")
-        .expect("init through the tunnel");
+    init(addr, " through the tunnel").await;
     demo.expect_pings(2).await;
     demo.terminate().await;
     assert!(refused(addr).await);

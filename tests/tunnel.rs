@@ -20,14 +20,25 @@ use tokio::time::timeout;
 
 const SITE: &str = "branch-a";
 
+/// A client of `proxy` is refused; returns the proxy's line about its `count`th refusal.
+async fn refusal(proxy: &Proxy, count: u64) -> String {
+    refused_client(proxy.addr()).await;
+    let s = proxy.status().wait_for(|s| s.refused == count).await;
+    s.last_refusal.expect("refusal line")
+}
+
+/// The first error `listener` reports (the relay refused it).
+async fn listener_error(listener: &Listener) -> String {
+    let s = listener.status().wait_for(|s| s.last_error.is_some()).await;
+    s.last_error.expect("error")
+}
+
 #[tokio::test]
 async fn four_mebibytes_each_way_and_half_close_end_to_end() {
     timeout(LIMIT, async {
         let relay = Relay::start_tls().await;
-        let echo = targets::echo().await;
-        let listener = Listener::spawn(relay.listener_config(echo));
+        let listener = Listener::echo(&relay).await;
         let lstatus = listener.status();
-        lstatus.wait_for(|s| s.connected).await;
         let proxy = Proxy::spawn(relay.proxy_config_at(SITE)).await;
         let pstatus = proxy.status();
 
@@ -70,10 +81,8 @@ async fn four_mebibytes_each_way_and_half_close_end_to_end() {
 async fn two_hundred_concurrent_tunnels_complete() {
     timeout(LIMIT, async {
         let relay = Relay::start_tls().await;
-        let echo = targets::echo().await;
-        let listener = Listener::spawn(relay.listener_config(echo));
+        let listener = Listener::echo(&relay).await;
         let lstatus = listener.status();
-        lstatus.wait_for(|s| s.connected).await;
         let proxy = Proxy::spawn(relay.proxy_config_at(SITE)).await;
         let (addr, pstatus) = (proxy.addr(), proxy.status());
         // All 200 tunnels open at once (no pacing: the relay absorbs the burst) and stay open
@@ -139,9 +148,7 @@ async fn refusals_are_reported_with_status_and_reason() {
 
         // No listener connected yet: 404.
         let proxy = Proxy::spawn(relay.proxy_config_at(SITE)).await;
-        refused_client(proxy.addr()).await;
-        let s = proxy.status().wait_for(|s| s.refused == 1).await;
-        let line = s.last_refusal.expect("refusal line");
+        let line = refusal(&proxy, 1).await;
         assert!(
             line.starts_with("127.0.0.1:") && line.contains(": 404 "),
             "{line}"
@@ -151,26 +158,14 @@ async fn refusals_are_reported_with_status_and_reason() {
         let bad =
             Proxy::spawn(relay.proxy_config_with(relay.connection("send", "not-the-key", HC)))
                 .await;
-        refused_client(bad.addr()).await;
-        let line = bad
-            .status()
-            .wait_for(|s| s.refused == 1)
-            .await
-            .last_refusal
-            .expect("line");
+        let line = refusal(&bad, 1).await;
         assert!(line.contains(": 401 "), "{line}");
 
         // Unknown hybrid connection: 404.
         let ghost =
             Proxy::spawn(relay.proxy_config_with(relay.connection("send", SEND_KEY, "no-such-hc")))
                 .await;
-        refused_client(ghost.addr()).await;
-        let line = ghost
-            .status()
-            .wait_for(|s| s.refused == 1)
-            .await
-            .last_refusal
-            .expect("line");
+        let line = refusal(&ghost, 1).await;
         assert!(line.contains(": 404 "), "{line}");
 
         // Listener with the wrong key: 401, one clear line in its status.
@@ -178,12 +173,7 @@ async fn refusals_are_reported_with_status_and_reason() {
         let wrong = Listener::spawn(
             relay.listener_config_with(relay.connection("listen", "wrong", HC), target),
         );
-        let err = wrong
-            .status()
-            .wait_for(|s| s.last_error.is_some())
-            .await
-            .last_error
-            .expect("error");
+        let err = listener_error(&wrong).await;
         assert!(err.starts_with("relay refused listener: 401 "), "{err}");
         wrong.cancel();
 
@@ -191,12 +181,7 @@ async fn refusals_are_reported_with_status_and_reason() {
         let send_only = Listener::spawn(
             relay.listener_config_with(relay.connection("send", SEND_KEY, HC), target),
         );
-        let err = send_only
-            .status()
-            .wait_for(|s| s.last_error.is_some())
-            .await
-            .last_error
-            .expect("error");
+        let err = listener_error(&send_only).await;
         assert!(err.starts_with("relay refused listener: 403 "), "{err}");
         send_only.cancel();
 
@@ -212,12 +197,7 @@ async fn refusals_are_reported_with_status_and_reason() {
         .parse()
         .expect("cs");
         let old = Listener::spawn(relay.listener_config_with(cs, target));
-        let err = old
-            .status()
-            .wait_for(|s| s.last_error.is_some())
-            .await
-            .last_error
-            .expect("error");
+        let err = listener_error(&old).await;
         assert!(
             err.contains("401") && err.contains("cannot be renewed"),
             "{err}"
@@ -229,9 +209,7 @@ async fn refusals_are_reported_with_status_and_reason() {
         let listener = Listener::spawn(relay.listener_config(down));
         let lstatus = listener.status();
         lstatus.wait_for(|s| s.connected).await;
-        refused_client(proxy.addr()).await;
-        let s = proxy.status().wait_for(|s| s.refused == 2).await;
-        let line = s.last_refusal.expect("line");
+        let line = refusal(&proxy, 2).await;
         assert!(
             line.contains(": 502 ") && line.contains("unreachable"),
             "{line}"
@@ -247,10 +225,8 @@ async fn listener_reconnects_after_a_relay_restart_on_the_same_port() {
     timeout(LIMIT, async {
         let mut relay = Relay::start_tls().await;
         let port = relay.port();
-        let echo = targets::echo().await;
-        let listener = Listener::spawn(relay.listener_config(echo));
+        let listener = Listener::echo(&relay).await;
         let lstatus = listener.status();
-        lstatus.wait_for(|s| s.connected).await;
 
         relay.stop().await;
         lstatus.wait_for(|s| !s.connected).await;
@@ -298,9 +274,7 @@ async fn control_channel_token_is_renewed_across_its_lifetime() {
 async fn local_policy_denies_limits_and_serves_tls_clients() {
     timeout(LIMIT, async {
         let relay = Relay::start_tls().await;
-        let echo = targets::echo().await;
-        let listener = Listener::spawn(relay.listener_config(echo));
-        listener.status().wait_for(|s| s.connected).await;
+        let _listener = Listener::echo(&relay).await;
 
         // Deny list.
         let mut denied = relay.proxy_config_at(SITE);

@@ -8,6 +8,8 @@ use relay_listener::{
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::Relay;
+
 /// A running relay-listener.
 pub struct Listener {
     status: ListenerStatus,
@@ -48,6 +50,12 @@ impl Listener {
         let listener = Self::spawn(config);
         listener.status.wait_for(|s| s.connected).await;
         listener
+    }
+
+    /// A connected listener of `relay` bridging to an echo target of its own: the far end of
+    /// most tunnel tests.
+    pub async fn echo(relay: &Relay) -> Self {
+        Self::connected(relay.listener_config(crate::targets::echo().await)).await
     }
 
     /// The listener's live state.

@@ -1,5 +1,6 @@
 //! Shared by the admin endpoint tests: a license server with its admin endpoint on
-//! `127.0.0.1:0` (as `dongle-relay server --admin` runs them), and requests to it.
+//! `127.0.0.1:0` (as `dongle-relay server --admin` runs them), and requests to it; and the
+//! real `dongle-relay server` process, started until its banner's admin endpoint line.
 
 #![allow(dead_code, missing_docs)]
 
@@ -13,6 +14,8 @@ use license_core::client::{ClientConfig, RemoteApi};
 use license_core::{LicenseServer, ServerConfig};
 use ops_http::BearerToken;
 use ops_http::client::{Answer, call};
+use tokio::io::{AsyncBufReadExt as _, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -137,5 +140,55 @@ pub fn config() -> ServerConfig {
     ServerConfig {
         key_file: None,
         ..ServerConfig::default()
+    }
+}
+
+/// A `dongle-relay server --admin …` process, started once it printed its admin endpoint line
+/// (it does so once the license port and the admin endpoint are both bound).
+pub struct ServerProcess {
+    pub child: Child,
+    /// The rest of its standard output.
+    pub stdout: Lines<BufReader<ChildStdout>>,
+    /// What it printed up to and including the admin endpoint line.
+    pub banner: Vec<String>,
+}
+
+impl ServerProcess {
+    /// Spawns `command` (its arguments and environment set; standard output is read here)
+    /// and waits for the admin endpoint line.
+    pub async fn start(mut command: Command) -> Self {
+        let mut child = command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("server");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut banner: Vec<String> = Vec::new();
+        while !banner
+            .last()
+            .is_some_and(|l| l.starts_with("admin endpoint"))
+        {
+            let line = tokio::time::timeout(LIMIT, stdout.next_line())
+                .await
+                .expect("the server starts in time")
+                .expect("read")
+                .unwrap_or_else(|| panic!("the server exited:\n{}", banner.join("\n")));
+            banner.push(line);
+        }
+        Self {
+            child,
+            stdout,
+            banner,
+        }
+    }
+
+    /// The banner line starting with `prefix`.
+    pub fn line(&self, prefix: &str) -> &str {
+        self.banner
+            .iter()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} in {:?}", self.banner))
     }
 }
