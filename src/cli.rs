@@ -14,6 +14,12 @@ pub struct Cli {
     /// Logging options.
     #[command(flatten)]
     pub log: LogArgs,
+    /// Runtime threads. `1` runs the whole process on one thread (Tokio's current-thread
+    /// runtime: no work stealing, no wake-ups across threads), which suits the site proxy and
+    /// the listener, whose traffic is small, and any process on a machine with few cores.
+    /// `0` (the default): one worker per core, or `TOKIO_WORKER_THREADS`.
+    #[arg(long, global = true, env = "DONGLE_RELAY_THREADS", default_value_t = 0)]
+    pub threads: usize,
     /// What to run.
     #[command(subcommand)]
     pub command: Command,
@@ -40,6 +46,24 @@ pub enum Command {
     Client(commands::client::Args),
 }
 
+/// The Tokio runtime `--threads` asks for (see [`Cli::threads`]).
+///
+/// # Errors
+/// The runtime could not be created (threads, I/O driver).
+pub fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = match threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            if n > 1 {
+                b.worker_threads(n);
+            }
+            b
+        }
+    };
+    builder.enable_all().build()
+}
+
 impl Command {
     /// Reads and validates the configuration of the chosen subcommand, before any socket is
     /// bound.
@@ -56,5 +80,23 @@ impl Command {
             Self::Server(a) => Loaded::Server(commands::server::load(a)?),
             Self::Client(a) => Loaded::Client(commands::client::load(a)?),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::runtime::RuntimeFlavor;
+
+    #[test]
+    fn threads_choose_the_runtime_flavor() {
+        let flavor = |n| {
+            super::runtime(n)
+                .expect("runtime")
+                .handle()
+                .runtime_flavor()
+        };
+        assert_eq!(flavor(1), RuntimeFlavor::CurrentThread);
+        assert_eq!(flavor(0), RuntimeFlavor::MultiThread);
+        assert_eq!(flavor(2), RuntimeFlavor::MultiThread);
     }
 }

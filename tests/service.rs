@@ -209,7 +209,9 @@ async fn relay_is_ready_when_it_accepts_pings_the_watchdog_and_stops_on_sigterm(
 
 #[tokio::test]
 async fn demo_keep_running_is_ready_after_its_walkthrough_and_stops_on_sigterm() {
-    let demo = Supervised::start(&["demo", "--port", "0", "--keep-running"]);
+    // On one thread (`--threads 1`, the current-thread runtime): every component of the
+    // system shares it, so nothing may block it or need a second worker.
+    let demo = Supervised::start(&["--threads", "1", "demo", "--port", "0", "--keep-running"]);
     let status = demo.ready().await;
     assert!(
         status.starts_with("demo running; license clients: "),
