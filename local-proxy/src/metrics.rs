@@ -20,7 +20,7 @@
 
 use std::borrow::Cow;
 
-use ops_http::metrics::{Labels, counter, counters, gauge};
+use ops_http::metrics::{Labels, bytes_by_direction, counter, counters, gauge, heartbeat_age};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Registry;
@@ -100,26 +100,16 @@ impl Collector for ProxyCollector {
             i64::from(s.mux_fallback),
         )?;
         let bytes = self.status.bytes();
-        counters(
+        bytes_by_direction(
             e,
-            "bytes",
             "Payload bytes of all tunnels, by direction (to the relay = from local clients).",
-            [
-                ("to_relay", bytes.to_relay()),
-                ("from_relay", bytes.from_relay()),
-            ]
-            .map(|(direction, n)| (labels("direction", direction), n)),
+            bytes.to_relay(),
+            bytes.from_relay(),
         )?;
-        let age = self
-            .status
-            .heartbeat()
-            .age()
-            .map_or(-1.0, |a| a.as_secs_f64());
-        gauge(
+        heartbeat_age(
             e,
-            "heartbeat_age_seconds",
             "Seconds since the accept loop last ran (-1 before it started).",
-            age,
+            self.status.heartbeat().age(),
         )
     }
 }

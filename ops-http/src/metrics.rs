@@ -2,10 +2,11 @@
 //! several as one exposition (components running in one process each keep their own registry
 //! and prefix) — and small helpers for collectors that compute their values at scrape time
 //! (gauges and counters read from a component's own state instead of being updated on the hot
-//! path).
+//! path), among them the byte and heartbeat series that several components report alike.
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -132,6 +133,46 @@ pub fn counter(
     counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)
 }
 
+/// Encodes the `bytes` counter family of a component that carries tunnels: its payload bytes
+/// by `direction` (`to_relay`, `from_relay`). The local-proxy and the relay-listener both
+/// report it, so one function keeps the name and labels the dashboards rely on the same.
+///
+/// # Errors
+/// Encoding failed.
+pub fn bytes_by_direction(
+    encoder: &mut DescriptorEncoder<'_>,
+    help: &str,
+    to_relay: u64,
+    from_relay: u64,
+) -> Result<(), std::fmt::Error> {
+    counters(
+        encoder,
+        "bytes",
+        help,
+        [("to_relay", to_relay), ("from_relay", from_relay)]
+            .map(|(direction, n)| (vec![("direction", Cow::Borrowed(direction))], n)),
+    )
+}
+
+/// Encodes the `heartbeat_age_seconds` gauge: seconds since the component's loop last beat,
+/// `-1` while it has not run yet (`age` is `None`), so an alert can tell "not started" from
+/// "stalled".
+///
+/// # Errors
+/// Encoding failed.
+pub fn heartbeat_age(
+    encoder: &mut DescriptorEncoder<'_>,
+    help: &str,
+    age: Option<Duration>,
+) -> Result<(), std::fmt::Error> {
+    gauge(
+        encoder,
+        "heartbeat_age_seconds",
+        help,
+        age.map_or(-1.0, |a| a.as_secs_f64()),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use prometheus_client::collector::Collector;
@@ -192,6 +233,41 @@ mod tests {
                 text.lines().any(|l| l == line),
                 "{line:?} missing in:\n{text}"
             );
+        }
+    }
+
+    #[derive(Debug)]
+    struct Tunnels(Option<Duration>);
+
+    impl Collector for Tunnels {
+        fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+            bytes_by_direction(&mut encoder, "Bytes.", 3, 4)?;
+            heartbeat_age(&mut encoder, "Age.", self.0)
+        }
+    }
+
+    #[test]
+    fn bytes_and_heartbeat_series() {
+        for (age, line) in [
+            (None, "t_heartbeat_age_seconds -1.0"),
+            (
+                Some(Duration::from_millis(1500)),
+                "t_heartbeat_age_seconds 1.5",
+            ),
+        ] {
+            let mut registry = Registry::with_prefix("t");
+            registry.register_collector(Box::new(Tunnels(age)));
+            let text = render(&registry).expect("render");
+            for line in [
+                "t_bytes_total{direction=\"to_relay\"} 3",
+                "t_bytes_total{direction=\"from_relay\"} 4",
+                line,
+            ] {
+                assert!(
+                    text.lines().any(|l| l == line),
+                    "{line:?} missing in:\n{text}"
+                );
+            }
         }
     }
 }

@@ -16,7 +16,7 @@
 
 use std::borrow::Cow;
 
-use ops_http::metrics::{Labels, counter, counters, gauge};
+use ops_http::metrics::{Labels, bytes_by_direction, counter, counters, gauge, heartbeat_age};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Registry;
@@ -96,26 +96,16 @@ impl Collector for ListenerCollector {
             s.identity_collisions,
         )?;
         let bytes = self.status.bytes();
-        counters(
+        bytes_by_direction(
             e,
-            "bytes",
             "Payload bytes of all streams, by direction (to the relay = from the target).",
-            [
-                ("to_relay", bytes.to_relay()),
-                ("from_relay", bytes.from_relay()),
-            ]
-            .map(|(direction, n)| (labels("direction", direction), n)),
+            bytes.to_relay(),
+            bytes.from_relay(),
         )?;
-        let age = self
-            .status
-            .heartbeat()
-            .age()
-            .map_or(-1.0, |a| a.as_secs_f64());
-        gauge(
+        heartbeat_age(
             e,
-            "heartbeat_age_seconds",
             "Seconds since the listener's main loop last ran (-1 before it started).",
-            age,
+            self.status.heartbeat().age(),
         )
     }
 }
