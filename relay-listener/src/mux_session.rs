@@ -27,7 +27,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::ListenerConfig;
 use crate::identity::RemoteClient;
-use crate::rendezvous::{Active, Listed};
+use crate::rendezvous::Listed;
 use crate::status::{ListenerStatus, StreamInfo, StreamState};
 use crate::target::{TargetConnector, TargetRequest};
 
@@ -129,20 +129,12 @@ async fn serve<C: TargetConnector>(
     abort: CancellationToken,
 ) {
     let id = format!("{}/{}", accept.id, stream.id());
-    let mut admitted = false;
-    status.update(|s| {
-        if s.active_streams < config.max_streams {
-            s.active_streams += 1;
-            admitted = true;
-        }
-    });
-    if !admitted {
+    let Some(_active) = status.admit_stream(config.max_streams) else {
         let line = format!("stream {id}: listener busy: too many streams");
         tracing::warn!("rejected {line}");
         status.rejected(line);
         return;
-    }
-    let _active = Active(&status);
+    };
     let header = tokio::time::timeout(config.target_timeout, read_proxy_v2(&mut stream)).await;
     let header = match header {
         Ok(Ok(h)) => h,

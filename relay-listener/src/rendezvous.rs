@@ -24,16 +24,6 @@ use crate::identity::RemoteClient;
 use crate::status::{ListenerStatus, StreamInfo, StreamState};
 use crate::target::{TargetConnector, TargetRequest};
 
-/// Decrements the active-stream count however the stream ends.
-pub(crate) struct Active<'a>(pub(crate) &'a ListenerStatus);
-
-impl Drop for Active<'_> {
-    fn drop(&mut self) {
-        self.0
-            .update(|s| s.active_streams = s.active_streams.saturating_sub(1));
-    }
-}
-
 /// Marks the stream's status entry finished however the stream ends.
 pub(crate) struct Listed<'a> {
     pub(crate) status: &'a ListenerStatus,
@@ -66,14 +56,7 @@ pub async fn handle<C: TargetConnector>(
         return;
     }
     let id = accept.id.as_str();
-    let mut admitted = false;
-    status.update(|s| {
-        if s.active_streams < config.max_streams {
-            s.active_streams += 1;
-            admitted = true;
-        }
-    });
-    if !admitted {
+    let Some(_active) = status.admit_stream(config.max_streams) else {
         reject(
             &access,
             &accept,
@@ -83,8 +66,7 @@ pub async fn handle<C: TargetConnector>(
         )
         .await;
         return;
-    }
-    let _active = Active(&status);
+    };
     let client = RemoteClient::from_accept(&accept, config.identity.default_site.as_deref());
     let request = TargetRequest {
         accept: &accept,

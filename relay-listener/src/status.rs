@@ -1,6 +1,7 @@
 //! The relay-listener's live state, shared with whoever watches it (tests, the CLI, a later
-//! admin page): whether the control channel is up, how often it reconnected, streams and byte
-//! counters, and the recent streams with the client, site and source address each one had.
+//! admin page): whether the control channel is up, how often it reconnected, streams (admitted
+//! here, up to `max_streams`) and byte counters, and the recent streams with the client, site
+//! and source address each one had.
 //! Changes are published through a `watch` channel so watchers can wait for a condition
 //! instead of polling.
 
@@ -179,6 +180,26 @@ impl ListenerStatus {
         self.inner.state.send_modify(change);
     }
 
+    /// Admits one more stream if fewer than `max_streams` are active: counts it, and returns the
+    /// guard that uncounts it however the stream ends. `None`: the listener is busy (the caller
+    /// rejects the stream its own way). Checking and counting in one update keeps two streams
+    /// arriving together from both taking the last place.
+    pub(crate) fn admit_stream(&self, max_streams: u64) -> Option<ActiveStream<'_>> {
+        let mut admitted = false;
+        self.update(|s| {
+            if s.active_streams < max_streams {
+                s.active_streams += 1;
+                admitted = true;
+            }
+        });
+        // Not `then_some`: it would build the guard, and so uncount a stream, when refusing.
+        if admitted {
+            Some(ActiveStream(self))
+        } else {
+            None
+        }
+    }
+
     /// Lists a new stream, making room if the list is full.
     pub(crate) fn stream_started(&self, info: StreamInfo) {
         self.update(|s| {
@@ -235,6 +256,18 @@ impl ListenerStatus {
     }
 }
 
+/// One admitted stream ([`ListenerStatus::admit_stream`]): decrements the active-stream count
+/// when dropped, however the stream ends.
+#[derive(Debug)]
+pub(crate) struct ActiveStream<'a>(&'a ListenerStatus);
+
+impl Drop for ActiveStream<'_> {
+    fn drop(&mut self) {
+        self.0
+            .update(|s| s.active_streams = s.active_streams.saturating_sub(1));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,6 +279,20 @@ mod tests {
             source: ClientSource::FromHeader,
         };
         StreamInfo::new(&id.to_string(), &client, None, state)
+    }
+
+    #[test]
+    fn streams_are_admitted_up_to_the_limit_and_uncounted_when_dropped() {
+        let status = ListenerStatus::default();
+        let first = status.admit_stream(2).expect("first");
+        let second = status.admit_stream(2).expect("second");
+        assert!(status.admit_stream(2).is_none(), "over the limit");
+        assert_eq!(status.snapshot().active_streams, 2);
+        drop(first);
+        assert_eq!(status.snapshot().active_streams, 1);
+        let third = status.admit_stream(2).expect("a place was freed");
+        drop((second, third));
+        assert_eq!(status.snapshot().active_streams, 0);
     }
 
     #[test]
