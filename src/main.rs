@@ -7,11 +7,6 @@ use clap::Parser;
 use dongle_relay::cli::{self, Cli};
 use dongle_relay::{shutdown, telemetry};
 
-/// mimalloc instead of glibc's allocator: it hands pages freed by closed tunnels back to the OS
-/// (glibc keeps them), and its per-thread free lists suit the per-read buffers of the pumps.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// `EX_USAGE`: the configuration or command line is invalid.
 const EXIT_USAGE: u8 = 64;
 
@@ -41,6 +36,10 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         let shutdown = shutdown::on_signal();
+        tokio::spawn(heap_trim::trim_loop(
+            heap_trim::DEFAULT_PERIOD,
+            shutdown.clone(),
+        ));
         loaded.run(shutdown).await
     });
     match result {

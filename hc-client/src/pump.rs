@@ -288,6 +288,7 @@ where
             }
         }
     };
+    heap_trim::released();
     PumpReport {
         sent,
         received,

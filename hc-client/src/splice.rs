@@ -261,6 +261,7 @@ where
             }
         }
     };
+    heap_trim::released();
     SpliceReport {
         sent: s.sent,
         received: s.received,

@@ -123,6 +123,7 @@ pub(crate) async fn bridge<A, B>(
             let _ = timeout(CLOSE_GRACE * 2, futures_util::future::join(&mut up, &mut down)).await;
         }
     }
+    heap_trim::released();
 }
 
 /// Halts the bridge when it has been idle too long or the relay's drain deadline passed.
