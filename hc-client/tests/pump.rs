@@ -83,6 +83,46 @@ async fn tunnel(
     (app_a, app_b, pump_a, pump_b)
 }
 
+/// Waits for both pumps of a [`tunnel`], checks that both ended normally and returns their
+/// reports (A's first).
+async fn ended_normally(
+    pump_a: JoinHandle<PumpReport>,
+    pump_b: JoinHandle<PumpReport>,
+) -> (PumpReport, PumpReport) {
+    let (a, b) = (pump_a.await.expect("pump a"), pump_b.await.expect("pump b"));
+    assert!(a.end.is_normal(), "{:?}", a.end);
+    assert!(b.end.is_normal(), "{:?}", b.end);
+    (a, b)
+}
+
+/// One pump between a local pipe and a WebSocket whose other end the test plays. Tests keep
+/// `app` and `peer` until they mean to close them: dropping either ends the pump's input.
+struct Solo {
+    /// The local application's end of the pipe.
+    app: DuplexStream,
+    /// The WebSocket peer.
+    peer: Ws,
+    task: JoinHandle<PumpReport>,
+    meter: Arc<ByteMeter>,
+    abort: CancellationToken,
+}
+
+/// Starts a [`Solo`] pump with `framing` and `config` over 64 KiB pipes.
+async fn solo(framing: Framing, config: PumpConfig) -> Solo {
+    let (ws, peer) = ws_pair(64 * 1024).await;
+    let (app, local) = duplex(64 * 1024);
+    let meter = Arc::new(ByteMeter::default());
+    let abort = CancellationToken::new();
+    let task = spawn_pump(local, ws, framing, config, meter.clone(), abort.clone());
+    Solo {
+        app,
+        peer,
+        task,
+        meter,
+        abort,
+    }
+}
+
 #[tokio::test]
 async fn moves_mebibytes_both_ways_intact() {
     timeout(LIMIT, async {
@@ -107,10 +147,7 @@ async fn moves_mebibytes_both_ways_intact() {
             tokio::join!(side(app_a, a_data.clone()), side(app_b, b_data.clone()));
         assert!(got_at_b == a_data, "A→B bytes differ");
         assert!(got_at_a == b_data, "B→A bytes differ");
-        let report_a = pump_a.await.expect("pump a");
-        let report_b = pump_b.await.expect("pump b");
-        assert!(report_a.end.is_normal(), "{:?}", report_a.end);
-        assert!(report_b.end.is_normal(), "{:?}", report_b.end);
+        let (report_a, report_b) = ended_normally(pump_a, pump_b).await;
         assert_eq!(report_a.sent, a_data.len() as u64);
         assert_eq!(report_a.received, b_data.len() as u64);
         assert_eq!(report_b.sent, b_data.len() as u64);
@@ -145,9 +182,7 @@ async fn half_close_lets_the_other_direction_continue() {
         let mut rest = Vec::new();
         a_rd.read_to_end(&mut rest).await.expect("eof at a");
         assert!(rest.is_empty());
-        let (ra, rb) = (pump_a.await.expect("a"), pump_b.await.expect("b"));
-        assert!(ra.end.is_normal(), "{:?}", ra.end);
-        assert!(rb.end.is_normal(), "{:?}", rb.end);
+        ended_normally(pump_a, pump_b).await;
     })
     .await
     .expect("timed out");
@@ -164,9 +199,7 @@ async fn raw_framing_turns_local_eof_into_close() {
         let mut b = app_b;
         b.read_to_end(&mut got).await.expect("eof at b");
         assert_eq!(got, b"last words");
-        let (ra, rb) = (pump_a.await.expect("a"), pump_b.await.expect("b"));
-        assert!(ra.end.is_normal(), "{:?}", ra.end);
-        assert!(rb.end.is_normal(), "{:?}", rb.end);
+        ended_normally(pump_a, pump_b).await;
     })
     .await
     .expect("timed out");
@@ -175,25 +208,17 @@ async fn raw_framing_turns_local_eof_into_close() {
 #[tokio::test]
 async fn raw_peer_close_and_text_frames_reach_the_local_side() {
     timeout(LIMIT, async {
-        let (ws, mut peer) = ws_pair(64 * 1024).await;
-        let (mut app, local) = duplex(64 * 1024);
-        let task = spawn_pump(
-            local,
-            ws,
-            Framing::Raw,
-            PumpConfig::default(),
-            Arc::default(),
-            CancellationToken::new(),
-        );
-        peer.send(Message::text("hello ")).await.expect("text");
-        peer.send(Message::binary(&b"world"[..]))
+        let mut s = solo(Framing::Raw, PumpConfig::default()).await;
+        s.peer.send(Message::text("hello ")).await.expect("text");
+        s.peer
+            .send(Message::binary(&b"world"[..]))
             .await
             .expect("binary");
-        peer.close(None).await.expect("close");
+        s.peer.close(None).await.expect("close");
         let mut got = Vec::new();
-        app.read_to_end(&mut got).await.expect("eof");
+        s.app.read_to_end(&mut got).await.expect("eof");
         assert_eq!(got, b"hello world");
-        let report = task.await.expect("pump");
+        let report = s.task.await.expect("pump");
         assert!(report.end.is_normal(), "{:?}", report.end);
         assert_eq!(report.received, 11);
     })
@@ -204,23 +229,15 @@ async fn raw_peer_close_and_text_frames_reach_the_local_side() {
 #[tokio::test]
 async fn abnormal_close_is_reported_with_its_code() {
     timeout(LIMIT, async {
-        let (ws, mut peer) = ws_pair(64 * 1024).await;
-        let (_app, local) = duplex(64 * 1024);
-        let task = spawn_pump(
-            local,
-            ws,
-            Framing::HalfClose,
-            PumpConfig::default(),
-            Arc::default(),
-            CancellationToken::new(),
-        );
-        peer.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
-            code: CloseCode::Policy,
-            reason: "token expired".into(),
-        }))
-        .await
-        .expect("close");
-        match task.await.expect("pump").end {
+        let mut s = solo(Framing::HalfClose, PumpConfig::default()).await;
+        s.peer
+            .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: CloseCode::Policy,
+                reason: "token expired".into(),
+            }))
+            .await
+            .expect("close");
+        match s.task.await.expect("pump").end {
             PumpEnd::PeerClosed { code, reason } => {
                 assert_eq!(code, Some(1008));
                 assert_eq!(reason, "token expired");
@@ -236,18 +253,8 @@ async fn abnormal_close_is_reported_with_its_code() {
 async fn backpressure_bounds_what_is_read_from_the_local_side() {
     // The peer never reads: the pump must stop reading locally once its buffers are full
     // instead of queueing everything the local client writes.
-    let (ws, _peer) = ws_pair(64 * 1024).await;
-    let (app, local) = duplex(64 * 1024);
-    let meter = Arc::new(ByteMeter::default());
-    let _task = spawn_pump(
-        local,
-        ws,
-        Framing::HalfClose,
-        PumpConfig::default(),
-        meter.clone(),
-        CancellationToken::new(),
-    );
-    let (_rd, mut wr) = tokio::io::split(app);
+    let s = solo(Framing::HalfClose, PumpConfig::default()).await;
+    let (_rd, mut wr) = tokio::io::split(s.app);
     let chunk = vec![7u8; 64 * 1024];
     let mut written = 0usize;
     for _ in 0..1024 {
@@ -266,99 +273,71 @@ async fn backpressure_bounds_what_is_read_from_the_local_side() {
         "local side wrote {written} bytes without backpressure"
     );
     assert!(
-        meter.to_relay() < 1024 * 1024,
+        s.meter.to_relay() < 1024 * 1024,
         "pump sent {}",
-        meter.to_relay()
+        s.meter.to_relay()
     );
-    assert!(meter.to_relay() > 0, "pump moved nothing");
+    assert!(s.meter.to_relay() > 0, "pump moved nothing");
 }
 
 #[tokio::test(start_paused = true)]
 async fn idle_timeout_closes_with_a_reason() {
-    let (ws, mut peer) = ws_pair(64 * 1024).await;
-    let (_app, local) = duplex(64 * 1024);
     let config = PumpConfig {
         idle_timeout: Some(Duration::from_secs(30)),
         ..PumpConfig::default()
     };
-    let task = spawn_pump(
-        local,
-        ws,
-        Framing::HalfClose,
-        config,
-        Arc::default(),
-        CancellationToken::new(),
-    );
+    let mut s = solo(Framing::HalfClose, config).await;
     let start = tokio::time::Instant::now();
-    let frame = match peer.next().await {
+    let frame = match s.peer.next().await {
         Some(Ok(Message::Close(frame))) => frame.expect("close frame"),
         other => panic!("expected close, got {other:?}"),
     };
     assert_eq!(frame.reason.as_str(), "idle timeout");
     assert!(start.elapsed() >= Duration::from_secs(30));
-    drop(peer);
+    drop(s.peer);
     assert!(matches!(
-        task.await.expect("pump").end,
+        s.task.await.expect("pump").end,
         PumpEnd::IdleTimeout
     ));
 }
 
 #[tokio::test(start_paused = true)]
 async fn pings_flow_and_a_silent_peer_is_declared_dead() {
-    let (ws, peer) = ws_pair(64 * 1024).await;
-    let (_app, local) = duplex(64 * 1024);
     let config = PumpConfig {
         ping_interval: Some(Duration::from_secs(10)),
         close_timeout: Duration::from_secs(1),
         ..PumpConfig::default()
     };
-    let task = spawn_pump(
-        local,
-        ws,
-        Framing::HalfClose,
-        config,
-        Arc::default(),
-        CancellationToken::new(),
-    );
+    let s = solo(Framing::HalfClose, config).await;
     // The peer is never polled, so it answers no ping.
-    let report = task.await.expect("pump");
+    let report = s.task.await.expect("pump");
     assert!(
         matches!(report.end, PumpEnd::KeepAliveTimeout),
         "{:?}",
         report.end
     );
-    drop(peer);
+    drop(s.peer);
 }
 
 #[tokio::test(start_paused = true)]
 async fn answered_pings_keep_the_tunnel_up() {
-    let (ws, mut peer) = ws_pair(64 * 1024).await;
-    let (_app, local) = duplex(64 * 1024);
     let config = PumpConfig {
         ping_interval: Some(Duration::from_secs(10)),
         ..PumpConfig::default()
     };
-    let abort = CancellationToken::new();
-    let task = spawn_pump(
-        local,
-        ws,
-        Framing::HalfClose,
-        config,
-        Arc::default(),
-        abort.clone(),
-    );
+    let mut s = solo(Framing::HalfClose, config).await;
     // Reading answers pings; ten pings (100 s, beyond three intervals) keep it alive.
     for _ in 0..10 {
-        match peer.next().await {
+        match s.peer.next().await {
             Some(Ok(Message::Ping(_))) => {}
             other => panic!("expected ping, got {other:?}"),
         }
     }
-    abort.cancel();
-    match peer.next().await {
+    s.abort.cancel();
+    match s.peer.next().await {
         Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Away),
         other => panic!("expected close 1001, got {other:?}"),
     }
-    drop(peer);
-    assert!(matches!(task.await.expect("pump").end, PumpEnd::Aborted));
+    drop(s.peer);
+    assert!(matches!(s.task.await.expect("pump").end, PumpEnd::Aborted));
 }
