@@ -34,56 +34,56 @@ async fn logged_in() -> (
     (run, raw, session, now)
 }
 
+/// Sends `bytes` on a fresh connection to `run` and checks the server answers with `code`,
+/// closes that connection and changes no state. Returns the answer.
+async fn refused_and_closed(run: &common::Running, bytes: &[u8], code: ErrorCode) -> Frame {
+    let before = state(run.server.snapshot());
+    let mut raw = Raw::connect(run.addr).await;
+    raw.send_bytes(bytes).await;
+    let answer = raw.read().await.expect("an answer");
+    assert_eq!(value_of(&answer), code.code());
+    assert_eq!(raw.read().await, None, "connection closed");
+    assert_eq!(state(run.server.snapshot()), before);
+    answer
+}
+
+/// The bytes of a valid login request of `session`, to be broken by the test.
+fn login_bytes(session: &mut license_core::client::ClientSession, now: u64) -> Vec<u8> {
+    session
+        .request_frame(&Request::Login(at(SLOT)), now)
+        .to_bytes()
+        .to_vec()
+}
+
 #[tokio::test(start_paused = true)]
 async fn garbage_is_a_header_error_and_closes() {
     let (run, _raw, _session, _) = logged_in().await;
-    let before = state(run.server.snapshot());
-    let mut raw = Raw::connect(run.addr).await;
-    raw.send_bytes(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
-    let answer = raw.read().await.expect("an answer");
+    let answer = refused_and_closed(
+        &run,
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        ErrorCode::PacketHeader,
+    )
+    .await;
     assert!(answer.header.response);
-    assert_eq!(value_of(&answer), ErrorCode::PacketHeader.code());
-    assert_eq!(raw.read().await, None, "connection closed");
-    assert_eq!(state(run.server.snapshot()), before);
     run.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn oversized_is_a_length_error_and_closes() {
     let (run, _raw, mut session, now) = logged_in().await;
-    let before = state(run.server.snapshot());
-    let mut bytes = session
-        .request_frame(&Request::Login(at(SLOT)), now)
-        .to_bytes()
-        .to_vec();
+    let mut bytes = login_bytes(&mut session, now);
     bytes.truncate(HEADER_LEN);
     bytes[8..12].copy_from_slice(&u32::try_from(MAX_PAYLOAD + 1).expect("fits").to_be_bytes());
-    let mut raw = Raw::connect(run.addr).await;
-    raw.send_bytes(&bytes).await;
-    let answer = raw.read().await.expect("an answer");
-    assert_eq!(value_of(&answer), ErrorCode::PacketLength.code());
-    assert_eq!(raw.read().await, None);
-    assert_eq!(state(run.server.snapshot()), before);
+    refused_and_closed(&run, &bytes, ErrorCode::PacketLength).await;
     run.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn other_version_is_a_version_error_and_closes() {
     let (run, _raw, mut session, now) = logged_in().await;
-    let before = state(run.server.snapshot());
-    let mut bytes = session
-        .request_frame(&Request::Login(at(SLOT)), now)
-        .to_bytes()
-        .to_vec();
+    let mut bytes = login_bytes(&mut session, now);
     bytes[4] = 2;
-    let mut raw = Raw::connect(run.addr).await;
-    raw.send_bytes(&bytes).await;
-    assert_eq!(
-        value_of(&raw.read().await.expect("answer")),
-        ErrorCode::PacketVersion.code()
-    );
-    assert_eq!(raw.read().await, None);
-    assert_eq!(state(run.server.snapshot()), before);
+    refused_and_closed(&run, &bytes, ErrorCode::PacketVersion).await;
     run.stop().await;
 }
 
