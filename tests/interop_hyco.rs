@@ -245,6 +245,23 @@ impl Interop {
         self.stats().wait_for_listeners(HC, nth).await;
         node
     }
+
+    /// Starts the hyco-ws sender script (correct key) sending `payload`, which it reads from
+    /// a file in the test's directory.
+    fn hyco_sender(&self, payload: &[u8]) -> Node {
+        let payload_file = self.dir.path().join("payload.bin");
+        std::fs::write(&payload_file, payload).expect("payload file");
+        self.node(
+            "hyco-sender.js",
+            &[
+                &self.uri("connect"),
+                "send",
+                SEND_KEY,
+                payload_file.to_str().expect("utf-8 path"),
+            ],
+            None,
+        )
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -379,18 +396,7 @@ async fn hyco_ws_sender_reaches_our_relay_listener() {
         let listener = Listener::connected(relay.listener_config(target)).await;
         relay.stats().wait_for_listeners(HC, 1).await;
         let payload = random(1 << 20);
-        let payload_file = relay.dir.path().join("payload.bin");
-        std::fs::write(&payload_file, &payload).expect("payload file");
-        let mut sender = relay.node(
-            "hyco-sender.js",
-            &[
-                &relay.uri("connect"),
-                "send",
-                SEND_KEY,
-                payload_file.to_str().expect("utf-8 path"),
-            ],
-            None,
-        );
+        let mut sender = relay.hyco_sender(&payload);
         sender.expect("OPEN").await;
         assert_eq!(sender.expect("OK").await, format!("OK {}", payload.len()));
         assert_eq!(sender.expect("CLOSED").await, "CLOSED 1000");
@@ -416,18 +422,7 @@ async fn hyco_ws_sender_and_listener_meet_through_our_relay() {
         let relay = Interop::start(modules, |_| {}).await;
         let mut listener = relay.hyco_listener(1).await;
         let payload = random(256 << 10);
-        let payload_file = relay.dir.path().join("payload.bin");
-        std::fs::write(&payload_file, &payload).expect("payload file");
-        let mut sender = relay.node(
-            "hyco-sender.js",
-            &[
-                &relay.uri("connect"),
-                "send",
-                SEND_KEY,
-                payload_file.to_str().expect("utf-8 path"),
-            ],
-            None,
-        );
+        let mut sender = relay.hyco_sender(&payload);
         assert_eq!(sender.expect("OK").await, format!("OK {}", payload.len()));
         assert_eq!(listener.expect("CONNECTION").await, "CONNECTION -");
         assert_eq!(
