@@ -27,9 +27,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::ListenerConfig;
 use crate::identity::RemoteClient;
-use crate::rendezvous::Listed;
 use crate::status::{ListenerStatus, StreamInfo, StreamState};
-use crate::target::{TargetConnector, TargetRequest};
+use crate::target::{TargetConnector, TargetRequest, connect_within};
 
 /// Decrements the pooled-connection count however the session ends.
 struct Pooled<'a>(&'a ListenerStatus);
@@ -161,22 +160,11 @@ async fn serve<C: TargetConnector>(
     };
     let target = tokio::select! {
         _ = abort.cancelled() => return,
-        r = tokio::time::timeout(config.target_timeout, connector.connect(&request)) => r,
+        r = connect_within(&*connector, &request, config.target_timeout) => r,
     };
     let connected = match target {
-        Ok(Ok(connected)) => connected,
-        Ok(Err(e)) => {
-            let why = format!("target {} unreachable: {e}", connector.describe());
-            return refuse(&status, &id, &client, why);
-        }
-        Err(_) => {
-            let why = format!(
-                "target {} unreachable: no answer within {:?}",
-                connector.describe(),
-                config.target_timeout
-            );
-            return refuse(&status, &id, &client, why);
-        }
+        Ok(connected) => connected,
+        Err(why) => return refuse(&status, &id, &client, why),
     };
     if let Some(collision) = &connected.collision {
         status.update(|s| s.identity_collisions += 1);
@@ -194,17 +182,7 @@ async fn serve<C: TargetConnector>(
         "connected target for multiplexed stream"
     );
     status.update(|s| s.accepted += 1);
-    status.stream_started(StreamInfo::new(
-        &id,
-        &client,
-        connected.source,
-        StreamState::Active,
-    ));
-    let _listed = Listed {
-        status: &status,
-        id: &id,
-        end: StreamState::Ended,
-    };
+    let _listed = status.list_active(&id, &client, connected.source);
     let report = splice(
         connected.stream,
         stream,

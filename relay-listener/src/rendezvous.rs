@@ -22,20 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ListenerConfig;
 use crate::identity::RemoteClient;
 use crate::status::{ListenerStatus, StreamInfo, StreamState};
-use crate::target::{TargetConnector, TargetRequest};
-
-/// Marks the stream's status entry finished however the stream ends.
-pub(crate) struct Listed<'a> {
-    pub(crate) status: &'a ListenerStatus,
-    pub(crate) id: &'a str,
-    pub(crate) end: StreamState,
-}
-
-impl Drop for Listed<'_> {
-    fn drop(&mut self) {
-        self.status.stream_finished(self.id, self.end);
-    }
-}
+use crate::target::{TargetConnector, TargetRequest, connect_within};
 
 /// Handles one `accept` message to the end of its stream. `shutdown` is the listener's: a
 /// pooled connection then takes no new streams and closes once its open ones have finished;
@@ -72,17 +59,7 @@ pub async fn handle<C: TargetConnector>(
         accept: &accept,
         client: &client,
     };
-    let target = tokio::time::timeout(config.target_timeout, connector.connect(&request)).await;
-    let outcome = match target {
-        Ok(Ok(connected)) => Ok(connected),
-        Ok(Err(e)) => Err(format!("target {} unreachable: {e}", connector.describe())),
-        Err(_) => Err(format!(
-            "target {} unreachable: no answer within {:?}",
-            connector.describe(),
-            config.target_timeout
-        )),
-    };
-    let connected = match outcome {
+    let connected = match connect_within(&*connector, &request, config.target_timeout).await {
         Ok(connected) => connected,
         Err(why) => {
             status.stream_started(StreamInfo::new(id, &client, None, StreamState::Rejected));
@@ -102,17 +79,7 @@ pub async fn handle<C: TargetConnector>(
         source = ?connected.source,
         "connected target for client"
     );
-    status.stream_started(StreamInfo::new(
-        id,
-        &client,
-        connected.source,
-        StreamState::Active,
-    ));
-    let mut listed = Listed {
-        status: &status,
-        id,
-        end: StreamState::Ended,
-    };
+    let mut listed = status.list_active(id, &client, connected.source);
     let mut target = connected.stream;
     let stream = tokio::select! {
         _ = abort.cancelled() => return,

@@ -215,6 +215,23 @@ impl ListenerStatus {
         });
     }
 
+    /// Lists a stream that reached its target as active and returns the guard that marks it
+    /// finished (as [`Listed::end`] says, `Ended` unless the caller changes it) however the
+    /// stream ends.
+    pub(crate) fn list_active<'a>(
+        &'a self,
+        id: &'a str,
+        client: &RemoteClient,
+        source: Option<SocketAddr>,
+    ) -> Listed<'a> {
+        self.stream_started(StreamInfo::new(id, client, source, StreamState::Active));
+        Listed {
+            status: self,
+            id,
+            end: StreamState::Ended,
+        }
+    }
+
     /// Marks the latest active stream with `id` as finished.
     pub(crate) fn stream_finished(&self, id: &str, state: StreamState) {
         self.update(|s| {
@@ -265,6 +282,21 @@ impl Drop for ActiveStream<'_> {
     fn drop(&mut self) {
         self.0
             .update(|s| s.active_streams = s.active_streams.saturating_sub(1));
+    }
+}
+
+/// A listed stream ([`ListenerStatus::list_active`]): marks its entry finished when dropped.
+#[derive(Debug)]
+pub(crate) struct Listed<'a> {
+    status: &'a ListenerStatus,
+    id: &'a str,
+    /// The state the entry ends in.
+    pub(crate) end: StreamState,
+}
+
+impl Drop for Listed<'_> {
+    fn drop(&mut self) {
+        self.status.stream_finished(self.id, self.end);
     }
 }
 

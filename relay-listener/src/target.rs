@@ -70,6 +70,24 @@ pub trait TargetConnector: Send + Sync + 'static {
     fn describe(&self) -> String;
 }
 
+/// Connects `connector` for `request` within `timeout` (the configured target timeout). The
+/// error is the reason the stream is rejected with (`target … unreachable: …`), worded the same
+/// for 1:1 rendezvous and multiplexed streams.
+pub(crate) async fn connect_within<C: TargetConnector>(
+    connector: &C,
+    request: &TargetRequest<'_>,
+    timeout: Duration,
+) -> Result<Connected<C::Stream>, String> {
+    match tokio::time::timeout(timeout, connector.connect(request)).await {
+        Ok(Ok(connected)) => Ok(connected),
+        Ok(Err(e)) => Err(format!("target {} unreachable: {e}", connector.describe())),
+        Err(_) => Err(format!(
+            "target {} unreachable: no answer within {timeout:?}",
+            connector.describe()
+        )),
+    }
+}
+
 /// A plain TCP target (`TCP_NODELAY`, optional keepalive).
 #[derive(Debug, Clone)]
 pub struct TcpTarget {
