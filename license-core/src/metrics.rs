@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ops_http::metrics::{Labels, counter, counters, gauge, gauges};
+use ops_http::metrics::{Labels, count, counter, counters, gauge, gauges};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Registry;
@@ -86,10 +86,6 @@ impl LicenseCollector {
 
 fn label(v: impl Into<Cow<'static, str>>) -> Cow<'static, str> {
     v.into()
-}
-
-fn count<T: TryInto<i64>>(n: T) -> i64 {
-    n.try_into().unwrap_or(i64::MAX)
 }
 
 impl Collector for LicenseCollector {

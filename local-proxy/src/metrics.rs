@@ -18,9 +18,9 @@
 //! | `proxy_relay_dial_seconds` | histogram | TCP + TLS + upgrade of a relay WebSocket |
 //! | `proxy_heartbeat_age_seconds` | gauge | since the accept loop last ran (-1 before) |
 
-use std::borrow::Cow;
-
-use ops_http::metrics::{Labels, bytes_by_direction, counter, counters, gauge, heartbeat_age};
+use ops_http::metrics::{
+    bytes_by_direction, count, counter, counters, gauge, heartbeat_age, labels,
+};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Registry;
@@ -31,14 +31,6 @@ use crate::status::ProxyStatus;
 #[derive(Debug)]
 pub struct ProxyCollector {
     status: ProxyStatus,
-}
-
-fn labels(name: &'static str, value: impl Into<Cow<'static, str>>) -> Labels {
-    vec![(name, value.into())]
-}
-
-fn count(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 impl Collector for ProxyCollector {

@@ -68,6 +68,17 @@ pub(crate) fn reply(registries: &[Arc<Registry>]) -> Reply {
     }
 }
 
+/// The labels of a sample with one label, `name="value"`.
+pub fn labels(name: &'static str, value: impl Into<Cow<'static, str>>) -> Labels {
+    vec![(name, value.into())]
+}
+
+/// A count (`u64`, `usize`) as a gauge value: gauges are `i64`, and a count past `i64::MAX`
+/// shows as `i64::MAX` instead of wrapping negative.
+pub fn count<T: TryInto<i64>>(n: T) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
 /// Encodes one gauge family: `name` with `help`, one sample per `(labels, value)`.
 ///
 /// # Errors
@@ -150,7 +161,7 @@ pub fn bytes_by_direction(
         "bytes",
         help,
         [("to_relay", to_relay), ("from_relay", from_relay)]
-            .map(|(direction, n)| (vec![("direction", Cow::Borrowed(direction))], n)),
+            .map(|(direction, n)| (labels("direction", direction), n)),
     )
 }
 

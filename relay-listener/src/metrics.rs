@@ -14,9 +14,9 @@
 //! | `listener_bytes_total` | counter | `direction`: `to_relay`, `from_relay` |
 //! | `listener_heartbeat_age_seconds` | gauge | since the main loop last ran (-1 before) |
 
-use std::borrow::Cow;
-
-use ops_http::metrics::{Labels, bytes_by_direction, counter, counters, gauge, heartbeat_age};
+use ops_http::metrics::{
+    bytes_by_direction, count, counter, counters, gauge, heartbeat_age, labels,
+};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Registry;
@@ -27,14 +27,6 @@ use crate::status::ListenerStatus;
 #[derive(Debug)]
 pub struct ListenerCollector {
     status: ListenerStatus,
-}
-
-fn labels(name: &'static str, value: &'static str) -> Labels {
-    vec![(name, Cow::Borrowed(value))]
-}
-
-fn count(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 impl Collector for ListenerCollector {
