@@ -166,23 +166,12 @@ async fn serve<C: TargetConnector>(
         Ok(connected) => connected,
         Err(why) => return refuse(&status, &id, &client, why),
     };
-    if let Some(collision) = &connected.collision {
-        status.update(|s| s.identity_collisions += 1);
-        tracing::warn!("client identity collision: {collision}");
-    }
+    status.identity_collision(connected.collision.as_ref());
     if mux::acknowledge(&mut stream).await.is_err() {
         return;
     }
-    tracing::debug!(
-        id,
-        client = %client.addr,
-        from = %client.source,
-        site = client.site_label(),
-        source = ?connected.source,
-        "connected target for multiplexed stream"
-    );
     status.update(|s| s.accepted += 1);
-    let _listed = status.list_active(&id, &client, connected.source);
+    let _listed = status.list_active(&id, &client, connected.source, "multiplexed stream");
     let report = splice(
         connected.stream,
         stream,

@@ -67,19 +67,8 @@ pub async fn handle<C: TargetConnector>(
             return;
         }
     };
-    if let Some(collision) = &connected.collision {
-        status.update(|s| s.identity_collisions += 1);
-        tracing::warn!("client identity collision: {collision}");
-    }
-    tracing::debug!(
-        id,
-        client = %client.addr,
-        from = %client.source,
-        site = client.site_label(),
-        source = ?connected.source,
-        "connected target for client"
-    );
-    let mut listed = status.list_active(id, &client, connected.source);
+    status.identity_collision(connected.collision.as_ref());
+    let mut listed = status.list_active(id, &client, connected.source, "client");
     let mut target = connected.stream;
     let stream = tokio::select! {
         _ = abort.cancelled() => return,

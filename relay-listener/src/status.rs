@@ -12,6 +12,7 @@ use hc_client::{ByteMeter, Heartbeat};
 use tokio::sync::watch;
 
 use crate::identity::{ClientSource, RemoteClient};
+use crate::loopback::Collision;
 
 /// Most entries kept in [`ListenerSnapshot::recent_streams`].
 pub const RECENT_STREAMS: usize = 64;
@@ -215,20 +216,38 @@ impl ListenerStatus {
         });
     }
 
-    /// Lists a stream that reached its target as active and returns the guard that marks it
-    /// finished (as [`Listed::end`] says, `Ended` unless the caller changes it) however the
-    /// stream ends.
+    /// Lists a stream that reached its target as active (and says so in a debug line, `what`
+    /// naming the kind of stream) and returns the guard that marks it finished (as
+    /// [`Listed::end`] says, `Ended` unless the caller changes it) however the stream ends.
     pub(crate) fn list_active<'a>(
         &'a self,
         id: &'a str,
         client: &RemoteClient,
         source: Option<SocketAddr>,
+        what: &str,
     ) -> Listed<'a> {
+        tracing::debug!(
+            id,
+            client = %client.addr,
+            from = %client.source,
+            site = client.site_label(),
+            source = ?source,
+            "connected target for {what}"
+        );
         self.stream_started(StreamInfo::new(id, client, source, StreamState::Active));
         Listed {
             status: self,
             id,
             end: StreamState::Ended,
+        }
+    }
+
+    /// Counts and reports a loopback identity collision the target connection ran into: two
+    /// clients now share a source address, which the target cannot tell apart.
+    pub(crate) fn identity_collision(&self, collision: Option<&Collision>) {
+        if let Some(collision) = collision {
+            self.update(|s| s.identity_collisions += 1);
+            tracing::warn!("client identity collision: {collision}");
         }
     }
 
