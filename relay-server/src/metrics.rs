@@ -15,9 +15,7 @@
 //! | `relay_rendezvous_seconds` | histogram | sender request → bridged |
 //! | `relay_heartbeat_age_seconds` | gauge | since the accept loop last ran (-1 before) |
 
-use std::borrow::Cow;
-
-use ops_http::metrics::{Labels, counter, counters, gauge, gauges};
+use ops_http::metrics::{count, counter, counters, gauge, gauges, labels};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Registry;
@@ -28,14 +26,6 @@ use crate::stats::{Direction, RelayStats};
 #[derive(Debug)]
 pub struct RelayCollector {
     stats: RelayStats,
-}
-
-fn labels(name: &'static str, value: impl Into<Cow<'static, str>>) -> Labels {
-    vec![(name, value.into())]
-}
-
-fn count<T: TryInto<i64>>(n: T) -> i64 {
-    n.try_into().unwrap_or(i64::MAX)
 }
 
 impl Collector for RelayCollector {
