@@ -36,10 +36,6 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         let shutdown = shutdown::on_signal();
-        tokio::spawn(heap_trim::trim_loop(
-            heap_trim::DEFAULT_PERIOD,
-            shutdown.clone(),
-        ));
         loaded.run(shutdown).await
     });
     match result {

@@ -47,11 +47,16 @@ impl Loaded {
         }
     }
 
-    /// Runs the command until it finishes or `shutdown` is cancelled.
+    /// Runs the command until it finishes or `shutdown` is cancelled, returning the heap its
+    /// ended tunnels freed to the OS meanwhile (`heap_trim`).
     ///
     /// # Errors
     /// Whatever stopped the command.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tokio::spawn(heap_trim::trim_loop(
+            heap_trim::DEFAULT_PERIOD,
+            shutdown.clone(),
+        ));
         match self {
             Self::Demo(l) => demo::run(l, shutdown).await,
             Self::Relay(l) => relay::run(l, shutdown).await,
