@@ -8,6 +8,12 @@
                                  "ready", hold them until a line on stdin, close, print "closed"
   delay LISTEN UPSTREAM MS       TCP forwarder holding every chunk MS ms in each direction
   rss PID...                     VmRSS in KiB of each PID (0 if gone), space separated
+  cpu PID...                     user and system CPU seconds of the PIDs, summed (JSON)
+  iperf ACC_FILE                 iperf3 -J output on stdin: prints Gbit/s received, appends
+                                 bytes and the endpoints' CPU seconds to ACC_FILE
+  work BEFORE AFTER ACC_FILE N   CPU spent between two `cpu` readings (JSON), with the bytes
+                                 and endpoint CPU summed from ACC_FILE ("-" if none) and N
+                                 units of work (round trips; 0 if bytes are the unit)
   report RESULTS JSON_OUT        print the table of a results file, write the JSON
 
 Results of measuring commands are one JSON object on stdout.
@@ -205,6 +211,49 @@ def rss(pid):
     return 0
 
 
+def cpu(pids):
+    """User and system CPU seconds of `pids` (gone processes count zero)."""
+    tck = os.sysconf("SC_CLK_TCK")
+    user = system = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                # The command name may contain spaces: fields count from after its ")".
+                fields = f.read().rsplit(")", 1)[1].split()
+            user += int(fields[11])
+            system += int(fields[12])
+        except (OSError, ValueError, IndexError):
+            pass
+    return {"user": user / tck, "sys": system / tck}
+
+
+def cmd_iperf(acc_path):
+    end = json.load(sys.stdin)["end"]
+    got = end["sum_received"]
+    cpu_pct = end.get("cpu_utilization_percent", {})
+    secs = got["seconds"]
+    with open(acc_path, "a") as f:
+        f.write("%d %f %f\n" % (
+            got["bytes"],
+            (cpu_pct.get("host_user", 0) + cpu_pct.get("remote_user", 0)) / 100.0 * secs,
+            (cpu_pct.get("host_system", 0) + cpu_pct.get("remote_system", 0)) / 100.0 * secs))
+    print(got["bits_per_second"] / 1e9)
+
+
+def cmd_work(before, after, acc_path, count):
+    a, b = json.loads(before), json.loads(after)
+    out = {"user": b["user"] - a["user"], "sys": b["sys"] - a["sys"], "count": count}
+    if acc_path != "-":
+        total = [0, 0.0, 0.0]
+        with open(acc_path) as f:
+            for line in f:
+                for i, v in enumerate(line.split()):
+                    total[i] += float(v)
+        out.update({"bytes": int(total[0]), "endpoint_user": total[1],
+                    "endpoint_sys": total[2]})
+    print(json.dumps(out))
+
+
 def ratio(v, base):
     return v / base if base else 0.0
 
@@ -263,6 +312,51 @@ def cmd_report(results_path, json_out):
                 label, a["p50_us"], a["p99_us"], a["p50_us"] - d["p50_us"],
                 a["p99_us"] - d["p99_us"]))
 
+    def cpu_rows():
+        """CPU per unit of work, and what it bounds (see docs/performance.md)."""
+        lines.append("")
+        lines.append("## CPU per unit of work (user + system; tunnel processes, direct: both iperf3 ends)")
+        lines.append("| path | bulk 1 stream CPU-s/GB (sys %) | ceiling x direct | "
+                     "bulk 8 streams CPU-s/GB (sys %) | ceiling x direct | "
+                     "round trip CPU us (sys us) |")
+        lines.append("|---|---|---|---|---|---|")
+        for path, label in [("direct", "direct TCP"), ("single", "ours 1:1"),
+                            ("mux", "ours multiplexed"), ("rathole-tcp", "rathole tcp"),
+                            ("rathole-ws", "rathole websocket")]:
+            cells = [label]
+            for streams in (1, 8):
+                w = r.get("cpu.bulk.%s.P%d" % (path, streams))
+                g = r.get("bulk.%s.P%d" % (path, streams), {}).get("gbps")
+                d = r.get("bulk.direct.P%d" % streams, {}).get("gbps")
+                if not w or not w.get("bytes"):
+                    cells += ["", ""]
+                    continue
+                user, system = w["user"], w["sys"]
+                if path == "direct":
+                    user, system = w["endpoint_user"], w["endpoint_sys"]
+                gb = w["bytes"] / 1e9
+                total = user + system
+                cells.append("%.3f (%.0f %%)" % (total / gb, 100.0 * system / total if total else 0))
+                # With the 2 cores saturated, throughput scales with 1 / CPU per byte: if the
+                # tunnel processes spent nothing in user space, at most this (Amdahl).
+                ends = w["endpoint_user"] + w["endpoint_sys"]
+                if path != "direct" and g and d and ends + system:
+                    cells.append("%.2f" % (ratio(g, d) * (ends + total) / (ends + system)))
+                else:
+                    cells.append("")
+            w = r.get("cpu.rtt.%s" % path)
+            if w and w.get("count") and path != "direct":
+                n = w["count"]
+                cells.append("%.1f (%.1f)" % ((w["user"] + w["sys"]) / n * 1e6, w["sys"] / n * 1e6))
+            else:
+                cells.append("")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+        lines.append("ceiling: the x-direct figure if the tunnel processes spent no user-space CPU "
+                     "at all (CPU-bound, both cores busy). Round trip: one message in flight, so "
+                     "the tunnel processes' CPU per round trip is on the critical path; its "
+                     "system part alone is a floor for the added latency.")
+
     def percall_rows():
         d = r.get("percall.direct")
         lines.append("")
@@ -299,8 +393,6 @@ def cmd_report(results_path, json_out):
             per = (a["held"] - a["baseline"]) / max(1, a["n"])
             lines.append("| %s | %d | %d | %d | %d | %.1f |" % (
                 a["mode"], a["n"], a["baseline"], a["held"], a["after"], per))
-            for proc, v in sorted(a.get("procs", {}).items()):
-                pass
 
     def license_rows():
         lic = r.get("license")
@@ -314,6 +406,7 @@ def cmd_report(results_path, json_out):
 
     bulk_rows()
     rtt_rows()
+    cpu_rows()
     percall_rows()
     idle_rows()
     license_rows()
@@ -341,6 +434,12 @@ def main():
         asyncio.run(cmd_delay(int(args[0]), int(args[1]), float(args[2])))
     elif cmd == "rss":
         print(" ".join(str(rss(int(p))) for p in args))
+    elif cmd == "cpu":
+        print(json.dumps(cpu([int(p) for p in args])))
+    elif cmd == "iperf":
+        cmd_iperf(args[0])
+    elif cmd == "work":
+        cmd_work(args[0], args[1], args[2], int(args[3]))
     elif cmd == "report":
         cmd_report(args[0], args[1])
     else:

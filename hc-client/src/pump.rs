@@ -324,6 +324,10 @@ where
         t.set_missed_tick_behavior(MissedTickBehavior::Delay);
         t
     });
+    // Registered once for the half's whole life: a fresh `cancelled()` per message would lock
+    // the token and queue a waiter twice per message.
+    let aborted = ctx.abort.cancelled();
+    tokio::pin!(aborted);
     loop {
         let state = *down.borrow_and_update();
         match state {
@@ -338,7 +342,7 @@ where
             .map(|d| ctx.clock.at(&ctx.clock.last_data) + d);
         let step = tokio::select! {
             biased;
-            _ = ctx.abort.cancelled() => Step::Abort,
+            () = &mut aborted => Step::Abort,
             _ = down.changed() => Step::DownChanged,
             _ = sleep_until(idle_at) => Step::Idle,
             _ = tick(ping.as_mut()) => Step::Ping,
@@ -403,7 +407,7 @@ where
         // Sending may wait on backpressure; the peer going away or an abort must still win.
         let outcome = tokio::select! {
             biased;
-            _ = ctx.abort.cancelled() => Some(UpEnd::Aborted),
+            () = &mut aborted => Some(UpEnd::Aborted),
             _ = down.wait_for(|d| *d == Down::Finished) => Some(UpEnd::PeerDone),
             r = sink.send(message) => r.err().map(|e| UpEnd::Relay(e.to_string())),
         };
@@ -461,10 +465,12 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut eof = false;
+    let stopped = ctx.stop_down.cancelled();
+    tokio::pin!(stopped);
     loop {
         let next = tokio::select! {
             biased;
-            _ = ctx.stop_down.cancelled() => return (DownEnd::Stopped, eof),
+            () = &mut stopped => return (DownEnd::Stopped, eof),
             m = stream.next() => m,
         };
         ctx.clock.touch_rx();
@@ -507,7 +513,7 @@ where
         };
         let written = tokio::select! {
             biased;
-            _ = ctx.stop_down.cancelled() => return (DownEnd::Stopped, eof),
+            () = &mut stopped => return (DownEnd::Stopped, eof),
             r = write => r,
         };
         if let Err(e) = written {

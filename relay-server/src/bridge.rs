@@ -165,13 +165,17 @@ async fn pump<F, T>(
     // Set once `to` has been sent a Close; from then on `from` is only read until it ends
     // (which completes its closing handshake: tungstenite answers its Close while reading).
     let mut closed = false;
+    // One registration with the token for the pump's whole life: a fresh `cancelled()` per
+    // message would lock the token and queue a waiter twice per forwarded message.
+    let halted = halt.token.cancelled();
+    tokio::pin!(halted);
     loop {
         let next = if closed {
             from.next().await
         } else {
             tokio::select! {
                 biased;
-                () = halt.token.cancelled() => {
+                () = &mut halted => {
                     send_close(&mut to, Some(halt.frame())).await;
                     closed = true;
                     continue;
@@ -188,7 +192,7 @@ async fn pump<F, T>(
                 stats.add_bytes(way, message.len());
                 tokio::select! {
                     biased;
-                    () = halt.token.cancelled() => {}
+                    () = &mut halted => {}
                     sent = to.send(message) => if let Err(err) = sent {
                         tracing::debug!(direction, error = %err, "bridge: write failed");
                         closed = true;
