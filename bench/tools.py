@@ -254,6 +254,12 @@ def cmd_work(before, after, acc_path, count):
     print(json.dumps(out))
 
 
+# The paths of the latency and CPU tables, in print order (a path without results is
+# skipped: the round-trip and per-call steps do not measure rathole's websocket transport).
+PATHS = [("direct", "direct TCP"), ("single", "ours 1:1"), ("mux", "ours multiplexed"),
+         ("rathole-tcp", "rathole tcp"), ("rathole-ws", "rathole websocket")]
+
+
 def ratio(v, base):
     return v / base if base else 0.0
 
@@ -303,8 +309,7 @@ def cmd_report(results_path, json_out):
         lines.append("## Small round trip on an open tunnel (64 B echo, 1 connection)")
         lines.append("| path | p50 us | p99 us | added p50 us | added p99 us |")
         lines.append("|---|---|---|---|---|")
-        for path, label in [("direct", "direct TCP"), ("single", "ours 1:1"),
-                            ("mux", "ours multiplexed"), ("rathole-tcp", "rathole tcp")]:
+        for path, label in PATHS:
             a = r.get("rtt.%s" % path)
             if not a or not d:
                 continue
@@ -320,9 +325,7 @@ def cmd_report(results_path, json_out):
                      "bulk 8 streams CPU-s/GB (sys %) | ceiling x direct | "
                      "round trip CPU us (sys us) |")
         lines.append("|---|---|---|---|---|---|")
-        for path, label in [("direct", "direct TCP"), ("single", "ours 1:1"),
-                            ("mux", "ours multiplexed"), ("rathole-tcp", "rathole tcp"),
-                            ("rathole-ws", "rathole websocket")]:
+        for path, label in PATHS:
             cells = [label]
             for streams in (1, 8):
                 w = r.get("cpu.bulk.%s.P%d" % (path, streams))
@@ -363,8 +366,7 @@ def cmd_report(results_path, json_out):
         lines.append("## Legacy per-call pattern (connect, 64 B request, 64 B reply, close)")
         lines.append("| path | p50 us | p99 us | calls/s | x direct calls/s |")
         lines.append("|---|---|---|---|---|")
-        for path, label in [("direct", "direct TCP"), ("single", "ours 1:1"),
-                            ("mux", "ours multiplexed"), ("rathole-tcp", "rathole tcp")]:
+        for path, label in PATHS:
             a = r.get("percall.%s" % path)
             if not a or not d:
                 continue
