@@ -44,10 +44,10 @@ where
 
 /// The license server is live while its periodic sweep — which takes the engine's lock and is
 /// driven by the accept loop's `select!` — beat within
-/// [`LIVENESS_MAX_AGE`](license_core::server::LIVENESS_MAX_AGE).
-impl Liveness for license_core::LicenseServer {
+/// [`LIVENESS_MAX_AGE`](license_server::server::LIVENESS_MAX_AGE).
+impl Liveness for license_server::LicenseServer {
     fn check(&self) -> CheckFuture<'_> {
-        let max = license_core::server::LIVENESS_MAX_AGE;
+        let max = license_server::server::LIVENESS_MAX_AGE;
         let verdict = if self.is_live(max) {
             Ok(())
         } else {
@@ -645,8 +645,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn license_server_is_live_while_serving_and_not_after_its_loop_stops() {
-        let config = license_core::ServerConfig::default();
-        let server = license_core::LicenseServer::new(&config).expect("server");
+        let config = license_server::ServerConfig::default();
+        let server = license_server::LicenseServer::new(&config).expect("server");
         let verdict = Liveness::check(&server).await;
         assert!(
             verdict.as_ref().is_err_and(|e| e.contains("not serving")),
@@ -666,7 +666,7 @@ mod tests {
         stop.cancel();
         serving.await.expect("task").expect("serve");
         // The loop no longer beats: the heartbeat ages past the limit.
-        tokio::time::sleep(license_core::server::LIVENESS_MAX_AGE * 2).await;
+        tokio::time::sleep(license_server::server::LIVENESS_MAX_AGE * 2).await;
         let verdict = Liveness::check(&server).await;
         assert!(
             verdict.as_ref().is_err_and(|e| e.contains("heartbeat")),

@@ -50,7 +50,7 @@ pub fn init(args: &LogArgs, file: Option<FileLog>) -> anyhow::Result<LogGuard> {
             })?;
             // The manual's names are `mxnetYYYY-MM-DD.log`; tracing-appender's rolling writer
             // would write `mxnet.YYYY-MM-DD.log`, so license-core's daily writer is used.
-            let appender = license_core::logs::DailyFile::new(&file.dir, &file.prefix)
+            let appender = license_server::logs::DailyFile::new(&file.dir, &file.prefix)
                 .map_err(|e| anyhow::anyhow!("cannot open log file: {e}"))?;
             let (writer, guard) = tracing_appender::non_blocking(appender);
             guards.push(guard);

@@ -262,7 +262,7 @@ async fn an_in_process_listener_is_reported_and_off_loopback_needs_a_token() {
     assert_eq!(text.matches("# EOF").count(), 1, "{text}");
     ops.stop().await;
 
-    let server = license_core::LicenseServer::new(&config()).expect("server");
+    let server = license_server::LicenseServer::new(&config()).expect("server");
     let refused = dongle_relay::commands::server::ops::start_admin(
         "0.0.0.0:0".parse().expect("addr"),
         None,

@@ -5,8 +5,8 @@
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
+use license_client::{ClientConfig, RemoteApi};
 use license_core::SlotRef;
-use license_core::client::{ClientConfig, RemoteApi};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::Command;
 use tokio::time::timeout;

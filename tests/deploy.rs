@@ -174,7 +174,7 @@ fn expected(command: &str) -> Duration {
     match command {
         // Calls finish (SHUTDOWN_GRACE), queued seat changes are written (5 s), the admin
         // endpoint and an in-process listener stop (10 s).
-        "server" => license_core::server::SHUTDOWN_GRACE + Duration::from_secs(15),
+        "server" => license_server::server::SHUTDOWN_GRACE + Duration::from_secs(15),
         // Bridged connections drain, then the rest are closed (3 × 5 s).
         "relay" => relay_server::config::Limits::default().shutdown_grace + Duration::from_secs(15),
         "listen" => relay_listener::ListenerConfig::new(connection()).shutdown_grace,
@@ -247,7 +247,7 @@ fn systemd_units_are_notify_services_with_watchdog_restart_and_hardening() {
         assert_eq!(watchdog, Duration::from_secs(30), "{name}");
         // The license engine is declared stalled after LIVENESS_MAX_AGE; the watchdog must
         // leave room for that and a ping period (half the interval).
-        assert!(watchdog / 2 > license_core::server::LIVENESS_MAX_AGE);
+        assert!(watchdog / 2 > license_server::server::LIVENESS_MAX_AGE);
         for (key, value) in [
             ("NoNewPrivileges", "yes"),
             ("ProtectSystem", "strict"),
@@ -335,8 +335,8 @@ fn systemd_units_are_notify_services_with_watchdog_restart_and_hardening() {
     assert_eq!(seen, ["listen", "proxy", "relay", "server"]);
 }
 
-fn server_example() -> license_core::ServerConfig {
-    license_core::ServerConfig::load(&deploy("mxnet2.example.ini")).expect("mxnet2.example.ini")
+fn server_example() -> license_server::ServerConfig {
+    license_server::ServerConfig::load(&deploy("mxnet2.example.ini")).expect("mxnet2.example.ini")
 }
 
 #[test]
@@ -346,7 +346,7 @@ fn example_mxnet2_ini_loads_and_keeps_the_server_local() {
     assert!(config.bind.is_loopback());
     assert_eq!(
         config.backend,
-        license_core::config::BackendChoice::Usb,
+        license_server::config::BackendChoice::Usb,
         "the unit is for a real key"
     );
     assert!(

@@ -13,10 +13,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use license_core::client::{ClientConfig, RemoteApi};
-use license_core::config::{DongleSection, TrustedProxies};
+use license_client::{ClientConfig, RemoteApi};
 use license_core::engine::{LicenseMode, StatusSnapshot};
-use license_core::{ErrorCode, LicenseServer, ServerConfig, SlotRef};
+use license_core::{ErrorCode, SlotRef};
+use license_server::config::{DongleSection, TrustedProxies};
+use license_server::{LicenseServer, ServerConfig};
 use relay_listener::IdentityMode;
 use test_support::{LIMIT, Listener, Proxy, Relay};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

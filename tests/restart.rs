@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use http::Method;
-use license_core::client::RemoteApi;
+use license_client::RemoteApi;
 use license_core::{ErrorCode, SlotRef};
 use license_ops::{LIMIT, ServerProcess, client_of};
 use tokio::process::Command;
@@ -85,7 +85,7 @@ impl Server {
             .expect("wait");
         assert!(status.success(), "{status}");
         assert!(
-            signalled.elapsed() < license_core::server::SHUTDOWN_GRACE,
+            signalled.elapsed() < license_server::server::SHUTDOWN_GRACE,
             "an idle client does not hold the stop for the grace period"
         );
         let mut buf = [0; 16];

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
-use license_core::client::{ClientConfig, RemoteApi};
+use license_client::{ClientConfig, RemoteApi};
 use tokio::net::UnixDatagram;
 use tokio::process::{Child, Command};
 

@@ -1,17 +1,17 @@
-//! A blocking wrapper of [`super::RemoteApi`] for synchronous programs: each call runs on the
+//! A blocking wrapper of [`crate::RemoteApi`] for synchronous programs: each call runs on the
 //! wrapper's own small runtime. Do not call it from inside an async runtime (use the async API
 //! there).
 
 use std::time::Duration;
 
-use super::ClientConfig;
-use crate::engine::SlotRef;
-use crate::error::ErrorCode;
+use crate::ClientConfig;
+use license_core::engine::SlotRef;
+use license_core::error::ErrorCode;
 
 /// The blocking remote API.
 #[derive(Debug)]
 pub struct RemoteApi {
-    inner: super::RemoteApi,
+    inner: crate::RemoteApi,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -29,13 +29,13 @@ impl RemoteApi {
             .enable_all()
             .build()?;
         Ok(Self {
-            inner: super::RemoteApi::new(config),
+            inner: crate::RemoteApi::new(config),
             runtime,
         })
     }
 
     /// The async API underneath.
-    pub fn as_async(&self) -> &super::RemoteApi {
+    pub fn as_async(&self) -> &crate::RemoteApi {
         &self.inner
     }
 
@@ -54,7 +54,7 @@ impl RemoteApi {
         self.inner.set_timeout(timeout);
     }
 
-    /// See [`super::RemoteApi::init`].
+    /// See [`crate::RemoteApi::init`].
     ///
     /// # Errors
     /// As there.
@@ -62,7 +62,7 @@ impl RemoteApi {
         self.runtime.block_on(self.inner.init())
     }
 
-    /// See [`super::RemoteApi::release`].
+    /// See [`crate::RemoteApi::release`].
     ///
     /// # Errors
     /// As there.
@@ -70,12 +70,12 @@ impl RemoteApi {
         self.runtime.block_on(self.inner.release())
     }
 
-    /// See [`super::RemoteApi::reset`].
+    /// See [`crate::RemoteApi::reset`].
     pub fn reset(&self) {
         self.runtime.block_on(self.inner.reset());
     }
 
-    /// See [`super::RemoteApi::login`].
+    /// See [`crate::RemoteApi::login`].
     ///
     /// # Errors
     /// As there.
@@ -83,7 +83,7 @@ impl RemoteApi {
         self.runtime.block_on(self.inner.login(at))
     }
 
-    /// See [`super::RemoteApi::refresh`].
+    /// See [`crate::RemoteApi::refresh`].
     ///
     /// # Errors
     /// As there.
@@ -91,7 +91,7 @@ impl RemoteApi {
         self.runtime.block_on(self.inner.refresh(at))
     }
 
-    /// See [`super::RemoteApi::logout`].
+    /// See [`crate::RemoteApi::logout`].
     ///
     /// # Errors
     /// As there.
@@ -99,7 +99,7 @@ impl RemoteApi {
         self.runtime.block_on(self.inner.logout(at))
     }
 
-    /// See [`super::RemoteApi::dongle_count`].
+    /// See [`crate::RemoteApi::dongle_count`].
     ///
     /// # Errors
     /// As there.
@@ -107,7 +107,7 @@ impl RemoteApi {
         self.runtime.block_on(self.inner.dongle_count())
     }
 
-    /// See [`super::RemoteApi::read_ser_nr`].
+    /// See [`crate::RemoteApi::read_ser_nr`].
     ///
     /// # Errors
     /// As there.
@@ -116,7 +116,7 @@ impl RemoteApi {
             .block_on(self.inner.read_ser_nr(user_code, dng_nr))
     }
 
-    /// See [`super::RemoteApi::login_count`].
+    /// See [`crate::RemoteApi::login_count`].
     ///
     /// # Errors
     /// As there.
@@ -124,7 +124,7 @@ impl RemoteApi {
         self.runtime.block_on(self.inner.login_count(at))
     }
 
-    /// See [`super::RemoteApi::login_count_ex`].
+    /// See [`crate::RemoteApi::login_count_ex`].
     ///
     /// # Errors
     /// As there.
@@ -132,7 +132,7 @@ impl RemoteApi {
         self.runtime.block_on(self.inner.login_count_ex(at))
     }
 
-    /// See [`super::RemoteApi::read_data`].
+    /// See [`crate::RemoteApi::read_data`].
     ///
     /// # Errors
     /// As there.

@@ -1,16 +1,16 @@
 //! The client library's settings: server address and port, connect timeout, SOCKS5 egress,
 //! the local source address, the pinned server key, connection reuse, the client's name and
 //! clock. Read from
-//! `mxnetapi.ini` ([`super::ini`]) or built in code.
+//! `mxnetapi.ini` ([`crate::ini`]) or built in code.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::{SharedWallClock, SystemClock};
-use crate::config::DEFAULT_PORT;
-use crate::protocol::ServerPublicKey;
+use license_core::DEFAULT_PORT;
+use license_core::clock::{SharedWallClock, SystemClock};
+use license_core::protocol::ServerPublicKey;
 
 /// Default connect timeout (`timeout=3000` in the manual's `mxnetapi.ini`).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(3000);

@@ -5,10 +5,10 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use super::ClientConfig;
-use super::blocking::RemoteApi;
-use crate::engine::SlotRef;
-use crate::error::ErrorCode;
+use crate::ClientConfig;
+use crate::blocking::RemoteApi;
+use license_core::engine::SlotRef;
+use license_core::error::ErrorCode;
 
 static API: OnceLock<Option<RemoteApi>> = OnceLock::new();
 

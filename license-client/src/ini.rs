@@ -22,10 +22,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::config::{ClientConfig, Password, SocksConfig};
-use crate::config::ini::clean_value;
-use crate::config::{ConfigError, bad, load_file};
-use crate::protocol::ServerPublicKey;
+use crate::config::{ClientConfig, Password, SocksConfig};
+use license_core::config_file::clean_value;
+use license_core::config_file::{ConfigError, bad, load_file};
+use license_core::protocol::ServerPublicKey;
 
 /// `[SocksServer]` keys as read: IP, Port, User, Password.
 type SocksKeys = (

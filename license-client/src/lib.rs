@@ -19,12 +19,12 @@ pub use config::{
 };
 pub use walkthrough::{Step, StepReport, walkthrough};
 
-use crate::engine::{SessionId, SessionSecret, SlotRef};
-use crate::error::ErrorCode;
-use crate::protocol::command::ReplyBody;
-use crate::protocol::crypto::{self, ClientHandshake};
-use crate::protocol::frame::{Frame, Header, TAG_LEN};
-use crate::protocol::{Command, Reply, Request};
+use license_core::engine::{SessionId, SessionSecret, SlotRef};
+use license_core::error::ErrorCode;
+use license_core::protocol::command::ReplyBody;
+use license_core::protocol::crypto::{self, ClientHandshake};
+use license_core::protocol::frame::{Frame, Header, TAG_LEN};
+use license_core::protocol::{Command, Reply, Request};
 use refcount::{Action, RefCounts};
 use transport::Transport;
 

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use crate::engine::SlotRef;
+use license_core::engine::SlotRef;
 
 /// What a counted call must do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,9 +9,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream, lookup_host};
 use tokio_util::codec::Framed;
 
-use super::config::ClientConfig;
-use crate::error::ErrorCode;
-use crate::protocol::{CodecError, Frame, FrameCodec};
+use crate::config::ClientConfig;
+use license_core::error::ErrorCode;
+use license_core::protocol::{CodecError, Frame, FrameCodec};
 
 /// Any byte stream to the server.
 pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}

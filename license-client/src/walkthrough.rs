@@ -6,9 +6,9 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::RemoteApi;
-use crate::engine::SlotRef;
-use crate::error::ErrorCode;
+use crate::RemoteApi;
+use license_core::engine::SlotRef;
+use license_core::error::ErrorCode;
 
 /// One step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

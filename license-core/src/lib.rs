@@ -1,35 +1,30 @@
-//! A network license server with the semantics of the MxNet2 remote API, its wire protocol and
-//! its client library.
+//! The semantic core of the MxNet2-style license service: what a licence *is* and how it is
+//! asked for, with no server or client I/O. The server (`license-server`) and the client library
+//! (`license-client`, wrapped by the C ABI) both build on it.
 //!
-//! - [`admin`]: the admin endpoint's routes: status JSON, actions, status page, metrics.
+//! - [`ids`]: session ids and secrets, the (dongle, user code, AppSlot) reference.
 //! - [`error`]: the return codes (the manual's numbers).
 //! - [`clock`]: time sources (the engine takes `now` from its callers).
 //! - [`engine`]: sessions, AppSlot seats, timeouts, licence types; pure logic.
-//! - [`dongle`]: dongle backends (simulated, USB) and the naming rules.
-//! - [`config`]: `mxnet2.ini` / TOML server configuration.
+//! - [`dongle`]: what a dongle backend reports, and the naming rules of section 6.7.
 //! - [`protocol`]: frames, commands, key exchange and packet authentication.
-//! - [`server`]: the tokio server.
-//! - [`client`]: the r-API client library (async, blocking, process-wide).
-//! - [`logs`]: the daily `mxnetYYYY-MM-DD.log` writer.
-//! - [`metrics`]: the Prometheus metrics (counters on the request path, state read at scrape).
-//! - [`store`]: sessions and logins persisted in SQLite, so seats survive a restart.
+//! - [`config_file`]: the error type and read step shared by the server's and the client's
+//!   configuration files.
 //!
-//! Nothing here depends on the relay: the relay carries the same TCP stream.
+//! Dependencies point one way: `protocol` uses `ids` and `error`, never `engine`.
 
-pub mod admin;
-pub mod client;
 pub mod clock;
-pub mod config;
+pub mod config_file;
 pub mod dongle;
 pub mod engine;
 pub mod error;
-pub mod logs;
-pub mod metrics;
+pub mod ids;
 pub mod protocol;
-pub mod server;
-pub mod store;
 
-pub use config::{DEFAULT_PORT, ServerConfig};
-pub use engine::{Engine, SlotRef};
+pub use engine::Engine;
 pub use error::ErrorCode;
-pub use server::{LicenseServer, Peer, ServerError, run};
+pub use ids::{SessionId, SessionSecret, SlotRef};
+
+/// The default port of the license service (section 3): the server listens on it, the client
+/// and the site proxy dial it.
+pub const DEFAULT_PORT: u16 = 12300;

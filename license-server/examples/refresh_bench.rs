@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use license_core::client::{ClientConfig, RemoteApi};
-use license_core::config::{DongleSection, ServerConfig};
+use license_client::{ClientConfig, RemoteApi};
 use license_core::engine::{ClientInfo, SessionSecret};
-use license_core::{Engine, LicenseServer, SlotRef};
+use license_core::{Engine, SlotRef};
+use license_server::LicenseServer;
+use license_server::config::{DongleSection, ServerConfig};
 use tokio_util::sync::CancellationToken;
 
 const SLOT: u16 = 1;
@@ -32,7 +33,7 @@ fn engine_phase(sessions: usize, seconds: f64) -> f64 {
     let server = LicenseServer::with_parts(
         &config,
         license_core::protocol::ServerIdentity::generate().expect("key"),
-        Arc::new(license_core::dongle::simulated::SimulatedBackend::new(
+        Arc::new(license_server::backends::simulated::SimulatedBackend::new(
             &config.dongles,
         )),
         Arc::new(license_core::clock::SystemClock),

@@ -8,7 +8,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::clock::{SharedWallClock, SystemClock, utc_date};
+use license_core::clock::{SharedWallClock, SystemClock, utc_date};
 
 /// The manual's file name prefix.
 pub const PREFIX: &str = "mxnet";
@@ -81,7 +81,7 @@ impl Write for DailyFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::WallClock;
+    use license_core::clock::WallClock;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -12,9 +12,9 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Registry;
 
-use crate::error::ErrorCode;
-use crate::protocol::Command;
 use crate::server::LicenseServer;
+use license_core::error::ErrorCode;
+use license_core::protocol::Command;
 
 /// Label values of the `command` label, by command code (0: an unknown code).
 const COMMANDS: [&str; 10] = [
@@ -93,7 +93,7 @@ impl Collector for LicenseCollector {
         let server = &self.server;
         let snapshot = server.snapshot();
         let e = &mut encoder;
-        let slots: Vec<(Labels, &crate::engine::AppSlotStatus)> = snapshot
+        let slots: Vec<(Labels, &license_core::engine::AppSlotStatus)> = snapshot
             .dongles
             .iter()
             .flat_map(|d| {
@@ -108,7 +108,7 @@ impl Collector for LicenseCollector {
                 })
             })
             .collect();
-        let per_slot = |f: fn(&crate::engine::AppSlotStatus) -> u32| {
+        let per_slot = |f: fn(&license_core::engine::AppSlotStatus) -> u32| {
             slots.iter().map(move |(l, s)| (l.clone(), i64::from(f(s))))
         };
         gauges(

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{LIMIT, SLOT, at, config, start};
+use license_client::{ClientConfig, Password, RemoteApi, SocksConfig};
 use license_core::ErrorCode;
-use license_core::client::{ClientConfig, Password, RemoteApi, SocksConfig};
 use license_core::engine::LicenseMode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

@@ -16,12 +16,7 @@ fn state(s: StatusSnapshot) -> impl PartialEq + std::fmt::Debug {
 }
 
 /// A running server with one session logged in to AppSlot 1, over `raw`.
-async fn logged_in() -> (
-    common::Running,
-    Raw,
-    license_core::client::ClientSession,
-    u64,
-) {
+async fn logged_in() -> (common::Running, Raw, license_client::ClientSession, u64) {
     let run = start(config(3)).await;
     let now = run.clock.unix_millis();
     let mut raw = Raw::connect(run.addr).await;
@@ -48,7 +43,7 @@ async fn refused_and_closed(run: &common::Running, bytes: &[u8], code: ErrorCode
 }
 
 /// The bytes of a valid login request of `session`, to be broken by the test.
-fn login_bytes(session: &mut license_core::client::ClientSession, now: u64) -> Vec<u8> {
+fn login_bytes(session: &mut license_client::ClientSession, now: u64) -> Vec<u8> {
     session
         .request_frame(&Request::Login(at(SLOT)), now)
         .to_bytes()
@@ -258,12 +253,12 @@ async fn a_client_pinning_another_key_refuses_the_server() {
             .expect("key")
             .public_key(),
     );
-    let api = license_core::client::RemoteApi::new(cfg);
+    let api = license_client::RemoteApi::new(cfg);
     assert_eq!(api.init().await, Err(ErrorCode::ServerKeyMismatch));
     assert_eq!(api.init_count().await, 0);
     let mut cfg = run.client_config();
     cfg.pinned_key = Some(run.server.public_key());
-    let api = license_core::client::RemoteApi::new(cfg);
+    let api = license_client::RemoteApi::new(cfg);
     assert_eq!(api.init().await, Ok(1));
     run.stop().await;
 }

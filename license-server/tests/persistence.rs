@@ -8,7 +8,7 @@ mod common;
 use common::{LIMIT, SLOT, at, config, start};
 use license_core::ErrorCode;
 use license_core::engine::LicenseMode;
-use license_core::store::OpenedAs;
+use license_server::store::OpenedAs;
 
 #[tokio::test]
 async fn sessions_and_seats_come_back_after_a_restart() {
@@ -144,7 +144,10 @@ async fn lowered_limits_and_unusable_databases_do_not_stop_the_server() {
     running.stop().await;
 }
 
-fn config_with_limit(base: &license_core::ServerConfig, limit: u32) -> license_core::ServerConfig {
+fn config_with_limit(
+    base: &license_server::ServerConfig,
+    limit: u32,
+) -> license_server::ServerConfig {
     let mut c = base.clone();
     c.dongles[0].limits.insert(SLOT, limit);
     c

@@ -8,10 +8,10 @@ mod common;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use common::{Raw, SLOT, at, config, start};
-use license_core::config::TrustedProxies;
 use license_core::engine::LicenseMode;
 use license_core::protocol::Request;
-use license_core::server::{PP2_TYPE_SITE, ProxyHeaderStats};
+use license_server::config::TrustedProxies;
+use license_server::server::{PP2_TYPE_SITE, ProxyHeaderStats};
 use ppp::v2::{Addresses, Builder, Command, IPv4, Protocol, Version};
 
 /// A PROXY v2 header for `client` (IPv4) at `site`, destination the server.
@@ -227,7 +227,7 @@ async fn clients_bound_to_other_loopback_addresses_count_as_other_ips() {
     for local in ["127.0.0.2", "127.0.0.3", "127.0.0.3"] {
         let mut c = run.client_config();
         c.local_addr = Some(local.parse().expect("ip"));
-        let api = license_core::client::RemoteApi::new(c);
+        let api = license_client::RemoteApi::new(c);
         api.init().await.expect("init");
         left.push(api.login(at(SLOT)).await.expect("login"));
     }

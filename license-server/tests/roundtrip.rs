@@ -5,8 +5,8 @@
 mod common;
 
 use common::{LIMIT, Raw, SLOT, at, config, start};
+use license_client::RemoteApi;
 use license_core::ErrorCode;
-use license_core::client::RemoteApi;
 use license_core::protocol::Request;
 
 async fn every_command(api: &RemoteApi, run: &common::Running) {
@@ -112,7 +112,7 @@ async fn blocking_api_round_trip() {
     let run = start(config(3)).await;
     let cfg = run.client_config();
     let result = tokio::task::spawn_blocking(move || {
-        let api = license_core::client::blocking::RemoteApi::new(cfg).expect("runtime");
+        let api = license_client::blocking::RemoteApi::new(cfg).expect("runtime");
         let out = (
             api.init(),
             api.init(),
@@ -135,7 +135,7 @@ async fn blocking_api_round_trip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process_wide_c_like_api() {
-    use license_core::client::global::*;
+    use license_client::global::*;
     let run = start(config(3)).await;
     let addr = run.addr;
     let out = tokio::task::spawn_blocking(move || {
@@ -170,7 +170,7 @@ async fn graceful_shutdown_stops_accepting() {
     assert_eq!(api.init().await, Ok(1));
     let addr = run.addr;
     run.stop().await;
-    let late = RemoteApi::new(license_core::client::ClientConfig::for_server(
+    let late = RemoteApi::new(license_client::ClientConfig::for_server(
         addr.ip().to_string(),
         addr.port(),
     ));

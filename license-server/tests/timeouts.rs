@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{SLOT, at, config, start};
+use license_client::RemoteApi;
 use license_core::ErrorCode;
-use license_core::client::RemoteApi;
 use license_core::clock::SkewedClock;
 
 async fn advance(secs: u64) {

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use license_client::{ClientConfig, RemoteApi, Step, walkthrough};
 use license_core::SlotRef;
-use license_core::client::{ClientConfig, RemoteApi, Step, walkthrough};
 use license_core::protocol::ServerPublicKey;
 use tokio_util::sync::CancellationToken;
 

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use hc_protocol::ConnectionString;
 use hc_protocol::connection_string::Credentials;
-use license_core::client::{ClientConfig, RemoteApi, Step, StepReport, walkthrough};
+use license_client::{ClientConfig, RemoteApi, Step, StepReport, walkthrough};
+use license_core::SlotRef;
 use license_core::engine::StatusSnapshot;
-use license_core::{ServerConfig, SlotRef};
+use license_server::ServerConfig;
 use tokio_util::sync::CancellationToken;
 
 use self::stack::{DemoStack, StackOptions};

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use hc_protocol::Secret;
-use license_core::config::{BackendChoice, ServerConfig, TrustedProxies, parse_admin_bind};
 use license_core::protocol::ServerIdentity;
+use license_server::config::{BackendChoice, ServerConfig, TrustedProxies, parse_admin_bind};
 use ops_http::BearerToken;
 use relay_listener::{IdentityMode, ListenerConfig, ListenerFile, RelayListener};
 use tokio_util::sync::CancellationToken;
@@ -175,7 +175,7 @@ pub fn load(args: Args) -> anyhow::Result<Loaded> {
     if let Some(backend) = args.dongle {
         config.backend = backend;
         if backend == BackendChoice::Simulated && config.dongles.is_empty() {
-            config.dongles = vec![license_core::config::default_dongle()];
+            config.dongles = vec![license_server::config::default_dongle()];
         }
     }
     if !args.trusted_proxy.is_empty() {
@@ -283,7 +283,7 @@ pub async fn run(loaded: Loaded, shutdown: CancellationToken) -> anyhow::Result<
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    let server = license_core::LicenseServer::new(&config)?;
+    let server = license_server::LicenseServer::new(&config)?;
     for warning in &config.warnings {
         tracing::warn!("configuration: {warning}");
     }
@@ -363,7 +363,7 @@ pub async fn run(loaded: Loaded, shutdown: CancellationToken) -> anyhow::Result<
 }
 
 /// One line on seat persistence: where, what was restored, or why not.
-fn print_store(server: &license_core::LicenseServer, config: &ServerConfig) {
+fn print_store(server: &license_server::LicenseServer, config: &ServerConfig) {
     match (
         server.store_status(),
         server.store_error(),
@@ -373,9 +373,9 @@ fn print_store(server: &license_core::LicenseServer, config: &ServerConfig) {
             "seats persisted in {} ({}; restored {} session(s), {} login(s))",
             s.path,
             match s.opened {
-                license_core::store::OpenedAs::Existing => "existing",
-                license_core::store::OpenedAs::Created => "created",
-                license_core::store::OpenedAs::Replaced => "unusable file moved aside, new",
+                license_server::store::OpenedAs::Existing => "existing",
+                license_server::store::OpenedAs::Created => "created",
+                license_server::store::OpenedAs::Replaced => "unusable file moved aside, new",
             },
             s.restored_sessions,
             s.restored_logins
@@ -390,7 +390,7 @@ pub fn file_log(loaded: &Loaded) -> Option<crate::telemetry::FileLog> {
     let dir = loaded.config.log_file_folder.clone()?;
     Some(crate::telemetry::FileLog {
         dir,
-        prefix: license_core::logs::PREFIX.to_owned(),
+        prefix: license_server::logs::PREFIX.to_owned(),
         filter: loaded.config.log_level.filter().to_owned(),
     })
 }

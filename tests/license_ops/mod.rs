@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use dongle_relay::commands::server::ops;
 use http::Method;
-use license_core::admin::InProcessListener;
-use license_core::client::{ClientConfig, RemoteApi};
-use license_core::{LicenseServer, ServerConfig};
+use license_client::{ClientConfig, RemoteApi};
+use license_server::admin::InProcessListener;
+use license_server::{LicenseServer, ServerConfig};
 use ops_http::BearerToken;
 use ops_http::client::{Answer, call};
 use tokio::io::{AsyncBufReadExt as _, BufReader, Lines};

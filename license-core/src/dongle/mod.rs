@@ -1,22 +1,17 @@
-//! The dongle layer: backends that report which Matrix keys are present ([`DongleBackend`],
-//! with a [`Capabilities`] set), and the naming/limit rules that turn what a backend found into
-//! the engine's dongle table ([`describe`]).
+//! The dongle layer's vocabulary: what a backend reports ([`DongleBackend`], [`Detected`], a
+//! [`Capabilities`] set), the `[dongleN]` naming sections of the configuration
+//! ([`DongleSection`]), and the naming/limit rules of section 6.7 that turn what a backend found
+//! into the engine's dongle table ([`describe`]).
 //!
-//! Two backends exist: [`simulated::SimulatedBackend`] (serial, model, AppSlot limits and data
-//! variables from configuration; the default for tests and the demo, labelled "simulated"), and
-//! [`usb::UsbBackend`] (rusb: enumerates Matrix keys, reports presence and access problems).
+//! The backends themselves (simulated, USB) live in the `license-server` crate: they do I/O.
 //! The USB key's own protocol is not public, so for a real key the AppSlot limits come from
 //! configuration too.
 
-pub mod simulated;
-pub mod usb;
-
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::DongleSection;
 use crate::engine::AppSlotDef;
 
 /// Where a dongle comes from.
@@ -85,6 +80,31 @@ pub struct Detected {
     pub user_code: Option<i32>,
     /// Usable or not.
     pub presence: Presence,
+}
+
+/// The model reported for a simulated dongle when the configuration names none.
+pub const SIMULATED_MODEL: &str = "Matrix USB-Key (simulated)";
+
+impl Detected {
+    /// The simulated dongle a `[dongleN]` section describes: its serial (`Sernr`, else
+    /// `1000000000 + N`), model, user code and data variables; always present.
+    pub fn simulated(section: &DongleSection) -> Self {
+        let serial = section
+            .sernr
+            .unwrap_or_else(|| 1_000_000_000_i32.saturating_add_unsigned(section.number));
+        Self {
+            key: format!("sim:{serial}"),
+            kind: DongleKind::Simulated,
+            model: section
+                .model
+                .clone()
+                .unwrap_or_else(|| SIMULATED_MODEL.to_owned()),
+            serial: Some(serial),
+            data: section.data.clone(),
+            user_code: section.user_code,
+            presence: Presence::Present,
+        }
+    }
 }
 
 /// Why a backend could not scan.
@@ -186,4 +206,25 @@ fn slot_defs(section: &DongleSection) -> Vec<AppSlotDef> {
             limit: section.limits.get(&slot).copied().unwrap_or(0),
         })
         .collect()
+}
+
+/// A `[dongleN]` section: names (section 6.7) plus our extensions.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DongleSection {
+    /// N of `[dongleN]` (the position in a TOML file, from 1).
+    pub number: u32,
+    /// `Sernr=`: the serial this section applies to (and a simulated dongle's serial).
+    pub sernr: Option<i32>,
+    /// `Name=`.
+    pub name: Option<String>,
+    /// `<slot>=<name>`: AppSlot names.
+    pub slot_names: BTreeMap<u16, String>,
+    /// `Limit<slot>=<seats>` (extension): AppSlot seat limits.
+    pub limits: BTreeMap<u16, u32>,
+    /// `Model=` (extension, simulated).
+    pub model: Option<String>,
+    /// `UserCode=` (extension): the user code the dongle answers to.
+    pub user_code: Option<i32>,
+    /// `Data=` (extension, simulated): comma-separated data variables.
+    pub data: Vec<i32>,
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::identity::Identity;
-use super::session::SessionId;
 use crate::clock::Instant;
+use crate::ids::SessionId;
 
 /// The configuration of one AppSlot of a dongle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,11 +1,12 @@
 //! What the engine reports as it changes: seat events (a seat taken or freed, for logs and
 //! metrics) to a [`SeatObserver`], and state changes (sessions opened and closed, login records
 //! added and removed: what a restart must restore) to a [`StateObserver`] — the persistence
-//! layer ([`crate::store`]). Refreshing a login or a session changes neither, so a refresh never
+//! layer (the server's state store). Refreshing a login or a session changes neither, so a refresh never
 //! causes a write.
 
 use super::identity::Identity;
-use super::session::{ClientInfo, SessionId, SessionSecret};
+use super::session::ClientInfo;
+use crate::ids::{SessionId, SessionSecret};
 
 /// Whether a seat was taken or freed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

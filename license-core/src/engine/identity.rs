@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::session::SessionId;
+use crate::ids::SessionId;
 
 /// How clients are counted (`SessionBaseLicense`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

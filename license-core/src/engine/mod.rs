@@ -26,7 +26,9 @@ pub use events::{
 };
 pub use identity::{Identity, LicenseMode, canonical_ip};
 pub use restore::{RestoreRefusal, RestoredSession};
-pub use session::{ClientInfo, SessionId, SessionSecret};
+pub use session::ClientInfo;
+
+pub use crate::ids::{SessionId, SessionSecret, SlotRef};
 pub use snapshot::{AppSlotStatus, DongleStatus, LoginStatus, SessionStatus, StatusSnapshot};
 
 use appslot::{Login, LoginKey, Seat, SeatKey};
@@ -64,28 +66,6 @@ impl Default for EngineSettings {
             session_timeout: DEFAULT_SESSION_TIMEOUT,
             mode: LicenseMode::Session,
             max_sessions: DEFAULT_MAX_SESSIONS,
-        }
-    }
-}
-
-/// Which login an operation concerns: dongle number (DngNr), user code and AppSlot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SlotRef {
-    /// DngNr (1 = first present dongle; 0 is taken as 1).
-    pub dng_nr: u16,
-    /// The user code the dongle must answer to.
-    pub user_code: i32,
-    /// AppSlot number.
-    pub slot: u16,
-}
-
-impl SlotRef {
-    /// AppSlot `slot` of the first dongle, any user code.
-    pub fn first_dongle(slot: u16) -> Self {
-        Self {
-            dng_nr: 1,
-            user_code: 0,
-            slot,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Putting persisted sessions and logins back after a restart ([`crate::store`] reads them).
+//! Putting persisted sessions and logins back after a restart (the server's state store reads them).
 //! A restored session keeps its id, key material, client and packet number, so its client's
 //! next call authenticates as if nothing happened; its session timeout and every restored
 //! login's timeout start afresh. Restored logins take their seats again exactly once (per
@@ -7,8 +7,9 @@
 
 use super::Engine;
 use super::appslot::{Login, LoginKey, Seat, SeatKey};
-use super::session::{ClientInfo, Session, SessionId, SessionSecret};
+use super::session::{ClientInfo, Session};
 use crate::clock::Instant;
+use crate::ids::{SessionId, SessionSecret};
 
 /// A session as persisted.
 #[derive(Debug, Clone)]

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use super::identity::LicenseMode;
-use super::session::SessionId;
 use crate::dongle::{DongleKind, Presence};
+use crate::ids::SessionId;
 
 /// Everything the engine holds, at one instant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

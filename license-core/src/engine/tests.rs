@@ -7,9 +7,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
-use crate::config::DongleSection;
-use crate::dongle::simulated::SimulatedBackend;
-use crate::dongle::{DongleBackend as _, describe};
+use crate::dongle::{Detected, DongleSection, describe};
 
 const SLOT: u16 = 1;
 
@@ -35,7 +33,7 @@ fn engine_coded(mode: LicenseMode, limit: u32, user_code: Option<i32>) -> Engine
         user_code,
         ..DongleSection::default()
     }];
-    let found = SimulatedBackend::new(&sections).scan().expect("scan");
+    let found: Vec<_> = sections.iter().map(Detected::simulated).collect();
     e.update_dongles(describe(&found, &sections));
     e
 }
@@ -181,7 +179,7 @@ fn s6_3_session_timeout_frees_seats_of_refreshed_logins() {
         limits: [(SLOT, 1)].into(),
         ..DongleSection::default()
     }];
-    let found = SimulatedBackend::new(&sections).scan().expect("scan");
+    let found: Vec<_> = sections.iter().map(Detected::simulated).collect();
     e.update_dongles(describe(&found, &sections));
     let t = Instant::now();
     let a = open(&mut e, client([10, 0, 0, 1], 1), t);
@@ -382,7 +380,7 @@ fn read_data_returns_the_simulated_variables() {
         ..DongleSection::default()
     }];
     let mut e = Engine::new(EngineSettings::default());
-    let found = SimulatedBackend::new(&sections).scan().expect("scan");
+    let found: Vec<_> = sections.iter().map(Detected::simulated).collect();
     e.update_dongles(describe(&found, &sections));
     assert_eq!(e.read_data(1, 0, 1, 5), Ok(vec![20, 30]));
     assert_eq!(e.read_data(1, 0, 9, 5), Ok(vec![]));

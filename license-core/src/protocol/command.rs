@@ -4,8 +4,8 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::engine::SlotRef;
 use crate::error::ErrorCode;
+use crate::ids::SlotRef;
 
 /// Longest client name sent at init (bytes); longer names are cut.
 pub const MAX_CLIENT_NAME: usize = 64;

@@ -19,8 +19,8 @@ use ring::{agreement, hkdf};
 use sha2::Sha256;
 
 use super::frame::{HEADER_LEN, TAG_LEN};
-use crate::engine::{SessionId, SessionSecret};
 use crate::error::ErrorCode;
+use crate::ids::{SessionId, SessionSecret};
 
 type HmacSha256 = Hmac<Sha256>;
 

@@ -24,9 +24,9 @@ use ops_http::{Reply, Request, Router, error_reply, json_reply};
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{SessionId, StatusSnapshot};
 use crate::server::{LIVENESS_MAX_AGE, LicenseServer, ProxyHeaderStats};
 use crate::store::StoreStatus;
+use license_core::engine::{SessionId, StatusSnapshot};
 
 /// Reads the in-process relay-listener's state.
 pub type ListenerProbe = Arc<dyn Fn() -> ListenerState + Send + Sync>;
@@ -256,7 +256,7 @@ fn logout(server: &LicenseServer, req: &Request) -> Reply {
     }
 }
 
-fn not_found(message: &str, code: crate::ErrorCode) -> Reply {
+fn not_found(message: &str, code: license_core::ErrorCode) -> Reply {
     json_reply(
         StatusCode::NOT_FOUND,
         &serde_json::json!({ "error": message, "code": code.code() }),

@@ -2,11 +2,9 @@
 //! configuration becomes one dongle with that serial number, model, user code and data
 //! variables. It is always present and is labelled "simulated" in logs and status.
 
-use super::{Capabilities, Detected, DongleBackend, DongleError, DongleKind, Presence};
-use crate::config::DongleSection;
-
-/// The model reported when the configuration names none.
-pub const DEFAULT_MODEL: &str = "Matrix USB-Key (simulated)";
+use license_core::dongle::{
+    Capabilities, Detected, DongleBackend, DongleError, DongleKind, DongleSection,
+};
 
 /// Simulated dongles from configuration.
 #[derive(Debug, Clone)]
@@ -18,23 +16,7 @@ impl SimulatedBackend {
     /// One simulated dongle per section, in section order. A section without `Sernr` gets
     /// serial `1000000000 + N`.
     pub fn new(sections: &[DongleSection]) -> Self {
-        let dongles = sections
-            .iter()
-            .map(|s| {
-                let serial = s
-                    .sernr
-                    .unwrap_or_else(|| 1_000_000_000_i32.saturating_add_unsigned(s.number));
-                Detected {
-                    key: format!("sim:{serial}"),
-                    kind: DongleKind::Simulated,
-                    model: s.model.clone().unwrap_or_else(|| DEFAULT_MODEL.to_owned()),
-                    serial: Some(serial),
-                    data: s.data.clone(),
-                    user_code: s.user_code,
-                    presence: Presence::Present,
-                }
-            })
-            .collect();
+        let dongles = sections.iter().map(Detected::simulated).collect();
         Self { dongles }
     }
 }

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use rusb::UsbContext;
 
-use super::{Capabilities, Detected, DongleBackend, DongleError, DongleKind, Presence};
+use license_core::dongle::{
+    Capabilities, Detected, DongleBackend, DongleError, DongleKind, Presence,
+};
 
 /// TDi's USB vendor id.
 pub const MATRIX_VENDOR_ID: u16 = 0x0E50;

@@ -6,20 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::{BackendChoice, ConfigError, DongleSection, LogLevel, ServerConfig, bad, seconds};
-use crate::engine::LicenseMode;
-
-/// Strips an inline comment (`value  # comment`) and surrounding blanks.
-pub(crate) fn clean_value(value: &str) -> &str {
-    let mut prev_blank = false;
-    for (i, c) in value.char_indices() {
-        if prev_blank && (c == '#' || c == ';') {
-            return value[..i].trim();
-        }
-        prev_blank = c.is_whitespace();
-    }
-    value.trim()
-}
+use super::{BackendChoice, ConfigError, DongleSection, LogLevel, ServerConfig, seconds};
+use license_core::config_file::{bad, clean_value};
+use license_core::engine::LicenseMode;
 
 pub(super) fn parse(text: &str) -> Result<ServerConfig, ConfigError> {
     let ini =

@@ -4,7 +4,7 @@
 //! simulated dongles, seat limits, trusted PROXY header senders) under documented keys. Unknown
 //! keys and bad values are errors naming the key.
 
-pub(crate) mod ini;
+mod ini;
 mod toml;
 mod trusted;
 
@@ -13,12 +13,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::engine::{EngineSettings, LicenseMode};
+pub use license_core::DEFAULT_PORT;
+pub use license_core::config_file::ConfigError;
+use license_core::config_file::{bad, load_file};
+pub use license_core::dongle::DongleSection;
+use license_core::engine::{EngineSettings, LicenseMode};
 
 pub use trusted::{TrustedProxies, parse_net};
 
-/// The default port (section 3).
-pub const DEFAULT_PORT: u16 = 12300;
 /// Default `CmdIssueTimeInterval` (section 6.8).
 pub const DEFAULT_CMD_ISSUE_TIME_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -76,27 +78,6 @@ impl BackendChoice {
             _ => None,
         }
     }
-}
-
-/// A `[dongleN]` section: names (section 6.7) plus our extensions.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct DongleSection {
-    /// N of `[dongleN]` (the position in a TOML file, from 1).
-    pub number: u32,
-    /// `Sernr=`: the serial this section applies to (and a simulated dongle's serial).
-    pub sernr: Option<i32>,
-    /// `Name=`.
-    pub name: Option<String>,
-    /// `<slot>=<name>`: AppSlot names.
-    pub slot_names: BTreeMap<u16, String>,
-    /// `Limit<slot>=<seats>` (extension): AppSlot seat limits.
-    pub limits: BTreeMap<u16, u32>,
-    /// `Model=` (extension, simulated).
-    pub model: Option<String>,
-    /// `UserCode=` (extension): the user code the dongle answers to.
-    pub user_code: Option<i32>,
-    /// `Data=` (extension, simulated): comma-separated data variables.
-    pub data: Vec<i32>,
 }
 
 /// The license server's configuration.
@@ -159,8 +140,8 @@ impl Default for ServerConfig {
             lang: "eng".to_owned(),
             port: DEFAULT_PORT,
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            login_timeout: crate::engine::DEFAULT_LOGIN_TIMEOUT,
-            session_timeout: crate::engine::DEFAULT_SESSION_TIMEOUT,
+            login_timeout: license_core::engine::DEFAULT_LOGIN_TIMEOUT,
+            session_timeout: license_core::engine::DEFAULT_SESSION_TIMEOUT,
             license_mode: LicenseMode::Session,
             cmd_issue_time_interval: DEFAULT_CMD_ISSUE_TIME_INTERVAL,
             check_cmd_issue_time: true,
@@ -169,7 +150,7 @@ impl Default for ServerConfig {
             backend: BackendChoice::Simulated,
             dongles: vec![default_dongle()],
             key_file: None,
-            max_sessions: crate::engine::DEFAULT_MAX_SESSIONS,
+            max_sessions: license_core::engine::DEFAULT_MAX_SESSIONS,
             trusted_proxies: TrustedProxies::loopback(),
             state_db: None,
             admin_bind: None,
@@ -192,73 +173,6 @@ pub fn default_dongle() -> DongleSection {
         user_code: None,
         data: vec![1, 2, 3, 4],
     }
-}
-
-/// A configuration error, naming the file part and key it concerns.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file cannot be read.
-    #[error("cannot read {path}: {error}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why. Not a `source`: the message carries it, and an error chain would say it twice.
-        error: std::io::Error,
-    },
-    /// A file that was read but not accepted: the file, then what is wrong in it. Only the
-    /// loaders name the file, so the message names it once.
-    #[error("{path}: {error}")]
-    InFile {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong in it.
-        error: Box<ConfigError>,
-    },
-    /// The file is not valid INI or TOML.
-    #[error("{0}")]
-    Syntax(String),
-    /// A key we do not know.
-    #[error("[{section}] {key}: unknown key")]
-    UnknownKey {
-        /// The section.
-        section: String,
-        /// The key.
-        key: String,
-    },
-    /// A section we do not know.
-    #[error("[{0}]: unknown section")]
-    UnknownSection(String),
-    /// A value that does not fit its key.
-    #[error("[{section}] {key}: bad value {value:?}: {expected}")]
-    BadValue {
-        /// The section.
-        section: String,
-        /// The key.
-        key: String,
-        /// The value given.
-        value: String,
-        /// What is expected.
-        expected: &'static str,
-    },
-}
-
-/// Reads the configuration file at `path` and parses its text with `parse`. Errors name the
-/// file ([`ConfigError::Read`], [`ConfigError::InFile`]); the parsers' own errors do not.
-///
-/// # Errors
-/// The file cannot be read, or `parse` refused it.
-pub(crate) fn load_file<T>(
-    path: &Path,
-    parse: impl FnOnce(&str) -> Result<T, ConfigError>,
-) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-        path: path.to_owned(),
-        error,
-    })?;
-    parse(&text).map_err(|error| ConfigError::InFile {
-        path: path.to_owned(),
-        error: Box::new(error),
-    })
 }
 
 impl ServerConfig {
@@ -372,15 +286,6 @@ pub(crate) fn seconds(section: &str, key: &str, value: &str) -> Result<Duration,
         .parse::<u64>()
         .map(Duration::from_secs)
         .map_err(|_| bad(section, key, value, "a whole number of seconds"))
-}
-
-pub(crate) fn bad(section: &str, key: &str, value: &str, expected: &'static str) -> ConfigError {
-    ConfigError::BadValue {
-        section: section.to_owned(),
-        key: key.to_owned(),
-        value: value.to_owned(),
-        expected,
-    }
 }
 
 #[cfg(test)]

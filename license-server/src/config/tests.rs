@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use super::*;
-use crate::dongle::simulated::SimulatedBackend;
-use crate::dongle::{Detected, DongleBackend as _, DongleKind, Presence, describe};
+use crate::backends::simulated::SimulatedBackend;
+use license_core::dongle::{Detected, DongleBackend as _, DongleKind, Presence, describe};
 
 /// The manual's section 3.1 file, plus the naming example of section 6.7.
 const MANUAL: &str = r"

@@ -23,7 +23,7 @@ use super::{
     BackendChoice, ConfigError, DongleSection, LogLevel, ServerConfig, TrustedProxies, bad,
     parse_net,
 };
-use crate::engine::LicenseMode;
+use license_core::engine::LicenseMode;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

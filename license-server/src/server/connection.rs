@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::dispatch;
-use crate::protocol::{CodecError, FrameCodec};
+use license_core::protocol::{CodecError, FrameCodec};
 
 /// Who is at the other end of a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,13 +9,13 @@ use bytes::Bytes;
 
 use super::Shared;
 use super::connection::Peer;
-use crate::clock::Instant;
-use crate::engine::{ClientInfo, Engine, SessionId, SessionSecret};
-use crate::error::ErrorCode;
-use crate::protocol::command::ReplyBody;
-use crate::protocol::crypto::{self, ServerIdentity};
-use crate::protocol::frame::{Frame, Header, TAG_LEN};
-use crate::protocol::{Reply, Request};
+use license_core::clock::Instant;
+use license_core::engine::{ClientInfo, Engine, SessionId, SessionSecret};
+use license_core::error::ErrorCode;
+use license_core::protocol::command::ReplyBody;
+use license_core::protocol::crypto::{self, ServerIdentity};
+use license_core::protocol::frame::{Frame, Header, TAG_LEN};
+use license_core::protocol::{Reply, Request};
 
 /// The answer to a frame whose framing is broken (the connection closes after it).
 pub(super) fn framing_error(shared: &Shared, code: ErrorCode) -> Frame {

@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::clock::Instant;
+use license_core::clock::Instant;
 
 /// The last beat, as milliseconds since the server was created (0: never).
 #[derive(Debug)]

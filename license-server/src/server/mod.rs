@@ -25,17 +25,17 @@ use tracing::Instrument as _;
 pub use connection::Peer;
 pub use proxy_header::{PP2_TYPE_SITE, ProxyHeaderStats};
 
-use crate::clock::{Instant, SharedWallClock, SystemClock};
+use crate::backends::simulated::{NoDongles, SimulatedBackend};
+use crate::backends::usb::UsbBackend;
 use crate::config::{BackendChoice, DongleSection, ServerConfig, TrustedProxies};
-use crate::dongle::simulated::{NoDongles, SimulatedBackend};
-use crate::dongle::usb::UsbBackend;
-use crate::dongle::{DongleBackend, describe};
-use crate::engine::{Engine, SeatObserver, SessionId, StatusSnapshot};
-use crate::error::ErrorCode;
 use crate::metrics::{AdminAction, Counters};
-use crate::protocol::ServerPublicKey;
-use crate::protocol::crypto::{IdentityError, ServerIdentity};
 use crate::store::{PersistedLogin, StateStore, StoreError, StoreStatus};
+use license_core::clock::{Instant, SharedWallClock, SystemClock};
+use license_core::dongle::{DongleBackend, describe};
+use license_core::engine::{Engine, SeatObserver, SessionId, StatusSnapshot};
+use license_core::error::ErrorCode;
+use license_core::protocol::ServerPublicKey;
+use license_core::protocol::crypto::{IdentityError, ServerIdentity};
 
 /// How often timed-out sessions and logins are swept.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -134,7 +134,7 @@ impl LicenseServer {
     ) -> Self {
         let mut engine = Engine::new(config.engine_settings());
         // Static backends are read once here; the USB backend is polled by `serve`.
-        let dynamic = backend.kind() != crate::dongle::DongleKind::Simulated;
+        let dynamic = backend.kind() != license_core::dongle::DongleKind::Simulated;
         if !dynamic && let Ok(found) = backend.scan() {
             for change in engine.update_dongles(describe(&found, &config.dongles)) {
                 tracing::info!("dongle: {change:?}");
@@ -344,7 +344,7 @@ impl LicenseServer {
             backend = %self.shared.backend.kind(),
             trusted_proxies = %self.shared.trusted_proxies, "license server listening");
         let tracker = TaskTracker::new();
-        if self.shared.backend.kind() == crate::dongle::DongleKind::Usb {
+        if self.shared.backend.kind() == license_core::dongle::DongleKind::Usb {
             tracker.spawn(poller::run(self.shared.clone(), shutdown.clone()));
         }
         let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));

@@ -6,9 +6,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::clock::Instant;
-use crate::engine::{Engine, RestoredSession, StateChange};
 use crate::store::{PersistedLogin, StateStore, StoreError};
+use license_core::clock::Instant;
+use license_core::engine::{Engine, RestoredSession, StateChange};
 
 /// The instant `wall_ms` was, given that `now` is `now_ms` (clamped to `now`).
 fn instant_of(wall_ms: u64, now: Instant, now_ms: u64) -> Instant {

@@ -8,9 +8,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{Shared, persist};
-use crate::clock::Instant;
-use crate::dongle::describe;
-use crate::dongle::usb::POLL_INTERVAL;
+use crate::backends::usb::POLL_INTERVAL;
+use license_core::clock::Instant;
+use license_core::dongle::describe;
 
 /// A scan taking longer than this is abandoned (and reported).
 const SCAN_DEADLINE: Duration = Duration::from_secs(10);

@@ -24,8 +24,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
-use crate::clock::system_unix_millis;
-use crate::engine::{ClientInfo, SessionId, SessionSecret, StateChange, StateObserver};
+use license_core::clock::system_unix_millis;
+use license_core::engine::{ClientInfo, SessionId, SessionSecret, StateChange, StateObserver};
 
 /// How long opening waits for a previous owner of the file (this process's previous server,
 /// or a process that is exiting) to let go of it.
@@ -323,7 +323,7 @@ impl StateStore {
         }
     }
 
-    /// An observer for [`Engine::set_state_observer`](crate::engine::Engine::set_state_observer)
+    /// An observer for [`Engine::set_state_observer`](license_core::engine::Engine::set_state_observer)
     /// that queues every change.
     pub fn observer(&self) -> Box<dyn StateObserver> {
         let store = self.clone();

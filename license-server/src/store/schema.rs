@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use rusqlite::{Connection, Transaction, params};
 
 use super::{Persisted, PersistedLogin, PersistedSession};
-use crate::engine::{ClientInfo, SessionId, SessionSecret, StateChange};
+use license_core::engine::{ClientInfo, SessionId, SessionSecret, StateChange};
 
 /// The schema version written in `PRAGMA user_version`.
 pub(super) const VERSION: i64 = 1;

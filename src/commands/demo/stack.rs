@@ -15,7 +15,7 @@ use hc_client::access::AccessConfig;
 use hc_client::trust::{Fingerprint, TrustConfig};
 use hc_protocol::connection_string::Credentials;
 use hc_protocol::{ConnectionString, RelayEndpoint};
-use license_core::{LicenseServer, ServerConfig};
+use license_server::{LicenseServer, ServerConfig};
 use local_proxy::{LocalProxy, ProxyConfig, ProxyStatus};
 use ops_http::BearerToken;
 use relay_listener::{IdentityMode, ListenerConfig, ListenerStatus, RelayListener};

@@ -6,8 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use hc_client::access::AccessConfig;
-use license_core::LicenseServer;
-use license_core::admin::{InProcessListener, ListenerProbe, ListenerState, ListenerStream};
+use license_server::LicenseServer;
+use license_server::admin::{InProcessListener, ListenerProbe, ListenerState, ListenerStream};
 use ops_http::BearerToken;
 use relay_listener::{ListenerStatus, StreamState};
 use tokio::net::TcpListener;
@@ -107,7 +107,7 @@ pub async fn start_admin(
 ) -> anyhow::Result<(SocketAddr, JoinHandle<anyhow::Result<()>>)> {
     let socket: TcpListener = ops_http::bind(addr, token.as_ref()).await?;
     let local = socket.local_addr()?;
-    let router = license_core::admin::router(server, listener);
+    let router = license_server::admin::router(server, listener);
     let task = tokio::spawn(async move {
         ops_http::serve(socket, router, token, shutdown).await?;
         Ok(())
