@@ -127,12 +127,7 @@ pub struct Args {
 }
 
 fn parse_backend(s: &str) -> Result<BackendChoice, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "simulated" => Ok(BackendChoice::Simulated),
-        "usb" => Ok(BackendChoice::Usb),
-        "none" => Ok(BackendChoice::None),
-        _ => Err("expected simulated, usb or none".to_owned()),
-    }
+    BackendChoice::parse(s).ok_or_else(|| format!("expected {}", BackendChoice::EXPECTED))
 }
 
 /// The admin endpoint's settings.
@@ -416,6 +411,9 @@ mod tests {
         let l = parse(&["--config", path, "--dongle", "none"]).expect("load");
         assert_eq!(l.config.port, 12345);
         assert_eq!(l.config.backend, BackendChoice::None);
+        // The command line takes every spelling the file does (`sim` included).
+        let l = parse(&["--config", path, "--dongle", "SIM"]).expect("load");
+        assert_eq!(l.config.backend, BackendChoice::Simulated);
         assert_eq!(l.config.key_file, Some(dir.path().join(DEFAULT_KEY_FILE)));
         let log = file_log(&l).expect("file log");
         assert_eq!(log.dir, dir.path().join("logs"));

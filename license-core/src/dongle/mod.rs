@@ -22,6 +22,9 @@ pub enum DongleKind {
     Simulated,
     /// A Matrix key found on USB.
     Usb,
+    /// No dongle source at all (`DongleBackend=none`): the server runs and answers, with no
+    /// dongle present.
+    None,
 }
 
 impl fmt::Display for DongleKind {
@@ -29,6 +32,7 @@ impl fmt::Display for DongleKind {
         f.write_str(match self {
             Self::Simulated => "simulated",
             Self::Usb => "usb",
+            Self::None => "none",
         })
     }
 }
@@ -50,7 +54,8 @@ pub enum Presence {
 pub struct Capabilities {
     /// Lists the keys present.
     pub enumerate: bool,
-    /// Reports arrival and removal while running.
+    /// Reports arrival and removal while running, so the server polls it; a backend without it
+    /// is read once at start.
     pub hotplug: bool,
     /// Reads the Matrix serial number from the key.
     pub serial: bool,
@@ -78,6 +83,9 @@ pub struct Detected {
     pub data: Vec<i32>,
     /// The user code the key answers to, when known (`None`: any).
     pub user_code: Option<i32>,
+    /// Whether its data variables can be read (`rDongle_ReadDataEx`): false for a real USB key,
+    /// whose protocol is not public.
+    pub reads_data: bool,
     /// Usable or not.
     pub presence: Presence,
 }
@@ -102,6 +110,7 @@ impl Detected {
             serial: Some(serial),
             data: section.data.clone(),
             user_code: section.user_code,
+            reads_data: true,
             presence: Presence::Present,
         }
     }
@@ -148,6 +157,8 @@ pub struct DongleDescriptor {
     pub user_code: Option<i32>,
     /// Data variables (simulated).
     pub data: Vec<i32>,
+    /// Whether its data variables can be read (see [`Detected::reads_data`]).
+    pub reads_data: bool,
     /// AppSlots with names and limits.
     pub slots: Vec<AppSlotDef>,
     /// Usable or not.
@@ -180,6 +191,7 @@ pub fn describe(found: &[Detected], sections: &[DongleSection]) -> Vec<DongleDes
                 kind: d.kind,
                 user_code: d.user_code.or(section.and_then(|s| s.user_code)),
                 data: d.data.clone(),
+                reads_data: d.reads_data,
                 slots,
                 presence: d.presence.clone(),
             }

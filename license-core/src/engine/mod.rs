@@ -387,7 +387,7 @@ impl Engine {
     ) -> Result<Vec<i32>, ErrorCode> {
         let d = self.dongles.resolve(dng_nr, user_code)?;
         let desc = &self.dongles.entries[d].desc;
-        if desc.kind == crate::dongle::DongleKind::Usb {
+        if !desc.reads_data {
             return Err(ErrorCode::Unsupported);
         }
         let start = usize::from(fpos).min(desc.data.len());

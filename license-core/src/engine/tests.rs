@@ -824,3 +824,19 @@ proptest! {
         prop_assert_eq!(e.login_count(at(SLOT), now + Duration::from_secs(301)), Ok(0));
     }
 }
+
+#[test]
+fn read_data_is_refused_for_a_dongle_whose_data_cannot_be_read() {
+    // A real USB key: its data protocol is not public, so the descriptor says it cannot read.
+    let sections = vec![DongleSection {
+        number: 1,
+        data: vec![10, 20, 30],
+        ..DongleSection::default()
+    }];
+    let mut found: Vec<_> = sections.iter().map(Detected::simulated).collect();
+    found[0].reads_data = false;
+    let mut e = Engine::new(EngineSettings::default());
+    e.update_dongles(describe(&found, &sections));
+    assert_eq!(e.read_data(1, 0, 0, 3), Err(ErrorCode::Unsupported));
+    assert_eq!(e.read_serial(1, 0), Ok(1_000_000_001));
+}

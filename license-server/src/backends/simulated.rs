@@ -41,28 +41,3 @@ impl DongleBackend for SimulatedBackend {
         Ok(self.dongles.clone())
     }
 }
-
-/// No dongle at all (`DongleBackend=none`): every dongle call answers -102.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoDongles;
-
-impl DongleBackend for NoDongles {
-    fn kind(&self) -> DongleKind {
-        DongleKind::Simulated
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            enumerate: true,
-            hotplug: false,
-            serial: false,
-            read_data: false,
-            user_code: false,
-            app_slots_from_key: false,
-        }
-    }
-
-    fn scan(&self) -> Result<Vec<Detected>, DongleError> {
-        Ok(Vec::new())
-    }
-}

@@ -97,6 +97,7 @@ impl DongleBackend for UsbBackend {
                 serial: None,
                 data: Vec::new(),
                 user_code: None,
+                reads_data: false,
                 presence,
             });
         }

@@ -108,7 +108,7 @@ fn option(config: &mut ServerConfig, key: &str, value: &str) -> Result<(), Confi
         "keyfile" => config.key_file = (!value.is_empty()).then(|| PathBuf::from(value)),
         "donglebackend" => {
             config.backend = BackendChoice::parse(value)
-                .ok_or_else(|| bad(S, key, value, "simulated, usb or none"))?;
+                .ok_or_else(|| bad(S, key, value, BackendChoice::EXPECTED))?;
         }
         "trustedproxy" | "trustedproxies" => {
             config.trusted_proxies = super::TrustedProxies::parse_list(value).map_err(|_| {

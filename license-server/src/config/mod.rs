@@ -70,7 +70,12 @@ pub enum BackendChoice {
 }
 
 impl BackendChoice {
-    fn parse(s: &str) -> Option<Self> {
+    /// What a `DongleBackend=` value, a TOML `dongle_backend` or `--dongle` may say.
+    pub const EXPECTED: &'static str = "simulated (or sim), usb or none";
+
+    /// Parses a backend name, case-insensitively: the one spelling shared by the INI key, the
+    /// TOML key and the command line.
+    pub fn parse(s: &str) -> Option<Self> {
         match s.to_ascii_lowercase().as_str() {
             "simulated" | "sim" => Some(Self::Simulated),
             "usb" => Some(Self::Usb),

@@ -91,6 +91,7 @@ fn usb(key: &str, serial: Option<i32>) -> Detected {
         serial,
         data: Vec::new(),
         user_code: None,
+        reads_data: false,
         presence: Presence::Present,
     }
 }

@@ -88,7 +88,7 @@ pub(super) fn parse(text: &str) -> Result<ServerConfig, ConfigError> {
     let backend = match file.dongle_backend {
         None => d.backend,
         Some(s) => BackendChoice::parse(&s)
-            .ok_or_else(|| bad("", "dongle_backend", &s, "simulated, usb or none"))?,
+            .ok_or_else(|| bad("", "dongle_backend", &s, BackendChoice::EXPECTED))?,
     };
     let trusted_proxies = match file.trusted_proxies {
         None => d.trusted_proxies.clone(),

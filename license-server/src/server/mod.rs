@@ -25,7 +25,8 @@ use tracing::Instrument as _;
 pub use connection::Peer;
 pub use proxy_header::{PP2_TYPE_SITE, ProxyHeaderStats};
 
-use crate::backends::simulated::{NoDongles, SimulatedBackend};
+use crate::backends::none::NoDongles;
+use crate::backends::simulated::SimulatedBackend;
 use crate::backends::usb::UsbBackend;
 use crate::config::{BackendChoice, DongleSection, ServerConfig, TrustedProxies};
 use crate::metrics::{AdminAction, Counters};
@@ -133,8 +134,8 @@ impl LicenseServer {
         wall: SharedWallClock,
     ) -> Self {
         let mut engine = Engine::new(config.engine_settings());
-        // Static backends are read once here; the USB backend is polled by `serve`.
-        let dynamic = backend.kind() != license_core::dongle::DongleKind::Simulated;
+        // Backends without hotplug are read once here; the others are polled by `serve`.
+        let dynamic = backend.capabilities().hotplug;
         if !dynamic && let Ok(found) = backend.scan() {
             for change in engine.update_dongles(describe(&found, &config.dongles)) {
                 tracing::info!("dongle: {change:?}");
@@ -344,7 +345,7 @@ impl LicenseServer {
             backend = %self.shared.backend.kind(),
             trusted_proxies = %self.shared.trusted_proxies, "license server listening");
         let tracker = TaskTracker::new();
-        if self.shared.backend.kind() == license_core::dongle::DongleKind::Usb {
+        if self.shared.backend.capabilities().hotplug {
             tracker.spawn(poller::run(self.shared.clone(), shutdown.clone()));
         }
         let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
