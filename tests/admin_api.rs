@@ -332,6 +332,15 @@ async fn the_server_command_runs_the_relay_listener_in_process() {
         "{:?}",
         server.banner
     );
+    // No Bind=: the banner says the server is loopback-only and how to open it.
+    assert!(
+        server
+            .banner
+            .iter()
+            .any(|l| l.contains("loopback only") && l.contains("Bind=0.0.0.0")),
+        "{:?}",
+        server.banner
+    );
     let admin: std::net::SocketAddr = ([127, 0, 0, 1], admin_port).into();
     let status = async || {
         ops_http::client::call(

@@ -100,38 +100,9 @@ impl WallClock for SkewedClock {
     }
 }
 
-/// The civil UTC date `(year, month, day)` of a Unix time in milliseconds (Howard Hinnant's
-/// `civil_from_days`). Used for the daily log file names.
-pub fn utc_date(unix_millis: u64) -> (i64, u32, u32) {
-    let days = i64::try_from(unix_millis / 86_400_000).unwrap_or(i64::MAX / 2);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (
-        year,
-        u32::try_from(month).unwrap_or(1),
-        u32::try_from(day).unwrap_or(1),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc_date(0), (1970, 1, 1));
-        assert_eq!(utc_date(951_782_400_000), (2000, 2, 29));
-        assert_eq!(utc_date(1_709_251_199_000), (2024, 2, 29));
-        assert_eq!(utc_date(1_735_689_600_000), (2025, 1, 1));
-        assert_eq!(utc_date(1_735_689_599_999), (2024, 12, 31));
-    }
 
     #[tokio::test(start_paused = true)]
     async fn tokio_clock_follows_paused_time() {

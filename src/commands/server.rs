@@ -284,6 +284,15 @@ pub async fn run(loaded: Loaded, shutdown: CancellationToken) -> anyhow::Result<
     }
     let local = listener.local_addr().unwrap_or(addr);
     println!("license server listening on {local}");
+    if local.ip().is_loopback() {
+        // The vendor's server listens on every address; ours defaults to loopback (the relay
+        // listener beside it is the usual client). Say so, or a LAN client's -204 is a mystery.
+        println!(
+            "  loopback only: clients on other machines cannot reach it; to open it to the LAN \
+             set Bind=0.0.0.0 in [Option] (or --bind 0.0.0.0) and allow port {} in the firewall",
+            local.port()
+        );
+    }
     println!(
         "server public key (pin it with serverkey= / --pin-key): {}",
         server.public_key()

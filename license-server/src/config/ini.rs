@@ -20,32 +20,33 @@ pub(super) fn parse(text: &str) -> Result<ServerConfig, ConfigError> {
     let mut dongles: BTreeMap<u32, DongleSection> = BTreeMap::new();
     for (name, props) in &ini {
         let lower = name.map(str::to_ascii_lowercase);
-        match lower.as_deref() {
-            None | Some("option" | "options") => {
+        let dongle = lower.as_deref().and_then(dongle_number);
+        match (lower.as_deref(), dongle) {
+            (None | Some("option" | "options"), _) => {
                 for (key, value) in props {
                     option(&mut config, key, clean_value(value))?;
                 }
             }
-            Some(s) if s.starts_with("dongle") => {
+            (_, Some(number)) => {
                 let section = name.unwrap_or_default();
-                let number: u32 = s["dongle".len()..]
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| ConfigError::UnknownSection(section.to_owned()))?;
                 let entry = dongles.entry(number).or_insert_with(|| DongleSection {
                     number,
                     ..DongleSection::default()
                 });
                 for (key, value) in props {
-                    dongle_key(entry, section, key, clean_value(value))?;
+                    dongle_key(
+                        entry,
+                        section,
+                        key,
+                        clean_value(value),
+                        &mut config.warnings,
+                    )?;
                 }
             }
-            Some(_) => {
-                return Err(ConfigError::UnknownSection(
-                    name.unwrap_or_default().to_owned(),
-                ));
-            }
+            (Some(_), None) => config.warnings.push(format!(
+                "[{}]: unknown section, ignored",
+                name.unwrap_or_default()
+            )),
         }
     }
     // Section 6.7: read [dongle1], [dongle2], ... and stop at the first missing number.
@@ -146,14 +147,16 @@ fn option(config: &mut ServerConfig, key: &str, value: &str) -> Result<(), Confi
                 .parse()
                 .map_err(|_| bad(S, key, value, "a whole number"))?;
         }
-        _ => {
-            return Err(ConfigError::UnknownKey {
-                section: S.to_owned(),
-                key: key.to_owned(),
-            });
-        }
+        _ => config.warnings.push(unknown_key(S, key)),
     }
     Ok(())
+}
+
+/// The warning for a key this server does not know. The vendor's `mxnet2.ini` may carry keys of
+/// later versions or of its UI: a server that refused them could not take over an existing
+/// file, so they are named and ignored (a bad value of a known key still stops the server).
+fn unknown_key(section: &str, key: &str) -> String {
+    format!("[{section}] {key}: unknown key, ignored")
 }
 
 fn dongle_key(
@@ -161,6 +164,7 @@ fn dongle_key(
     section: &str,
     key: &str,
     value: &str,
+    warnings: &mut Vec<String>,
 ) -> Result<(), ConfigError> {
     let lower = key.to_ascii_lowercase();
     if let Ok(slot) = lower.parse::<u16>() {
@@ -197,14 +201,18 @@ fn dongle_key(
                 .collect::<Result<_, _>>()
                 .map_err(|_| bad(section, key, value, "comma-separated 32-bit numbers"))?;
         }
-        _ => {
-            return Err(ConfigError::UnknownKey {
-                section: section.to_owned(),
-                key: key.to_owned(),
-            });
-        }
+        _ => warnings.push(unknown_key(section, key)),
     }
     Ok(())
+}
+
+/// N of a `[dongleN]` section name (lower case), N from 1.
+fn dongle_number(section: &str) -> Option<u32> {
+    section
+        .strip_prefix("dongle")?
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
 }
 
 /// A serial number: 1 to 2147483647 (the API returns it as a positive 32-bit value).

@@ -27,7 +27,8 @@ pub const DEFAULT_CMD_ISSUE_TIME_INTERVAL: Duration = Duration::from_secs(60);
 /// `LogLevel`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogLevel {
-    /// 0: errors only (the default).
+    /// 0: errors only (the default): failures of the server and every refused request (-31,
+    /// -102, -104, ...), which this server logs as warnings.
     #[default]
     Errors,
     /// 1: information.
@@ -50,7 +51,7 @@ impl LogLevel {
     /// A tracing filter directive for this level.
     pub fn filter(self) -> &'static str {
         match self {
-            Self::Errors => "error",
+            Self::Errors => "warn",
             Self::Information => "info",
             Self::Debug => "debug",
         }

@@ -50,7 +50,7 @@ where
                 break;
             }
             Ok(Some(Err(CodecError::Frame(e)))) => {
-                tracing::info!(peer = %peer.addr, code = e.code.code(), "bad frame: {}", e.code);
+                tracing::warn!(peer = %peer.addr, code = e.code.code(), "bad frame: {}", e.code);
                 (dispatch::framing_error(shared, e.code), true)
             }
             Ok(Some(Ok(frame))) => (dispatch::handle(shared, &frame, &peer), false),

@@ -52,7 +52,7 @@ pub(super) fn handle(shared: &Shared, frame: &Frame, peer: &Peer) -> Frame {
     let request = match Request::decode(h.command, &frame.payload) {
         Ok(r) => r,
         Err(code) => {
-            tracing::debug!(command = h.command, "rejected: {code}");
+            tracing::warn!(peer = %peer.addr, command = h.command, "request rejected: {code}");
             return answer(shared, reply_header(h.session), &Reply::error(code), None);
         }
     };
@@ -93,12 +93,19 @@ pub(super) fn handle(shared: &Shared, frame: &Frame, peer: &Peer) -> Frame {
     let reply = match checked {
         Ok(()) => execute(&mut engine, id, &request, now),
         Err(code) => {
-            tracing::info!(session = %id, peer = %peer.addr, "request rejected: {code}");
+            tracing::warn!(session = %id, peer = %peer.addr, "request rejected: {code}");
             Reply::error(code)
         }
     };
     drop(engine);
-    tracing::debug!(session = %id, command = ?request.command(), value = reply.value, "call");
+    // Refusals (-31 and the rest) are what `LogLevel=0` exists for: an administrator reads
+    // the daily file to learn who was turned away and why.
+    match ErrorCode::from_code(reply.value) {
+        Some(code) if checked.is_ok() => tracing::warn!(session = %id, peer = %peer.addr,
+            command = ?request.command(), "refused: {code}"),
+        _ => tracing::debug!(session = %id, command = ?request.command(), value = reply.value,
+            "call"),
+    }
     // A request that failed authentication gets an untagged answer: no key proves it.
     let key = match checked {
         Err(ErrorCode::SessionPassword) => None,
@@ -119,7 +126,7 @@ fn init(
     if let Some(window) = shared.time_window
         && stale(h.timestamp, wall, window)
     {
-        tracing::info!(peer = %peer.addr, "init rejected: request time-stamp error");
+        tracing::warn!(peer = %peer.addr, "init rejected: request time-stamp error");
         return Err(ErrorCode::TimeStamp);
     }
     let (server_public, secret) = ServerIdentity::accept(&client_public)?;
