@@ -2,6 +2,7 @@
 //! configured from `mxnetapi.ini` next to the executable (when present), every call returning
 //! an `i32` (a value, or a negative error code). Blocking; not for use inside an async runtime.
 
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -28,18 +29,19 @@ fn api() -> Option<&'static RemoteApi> {
 
 /// `mxnetapi.ini` in the executable's folder, or the defaults.
 fn config_next_to_executable() -> ClientConfig {
-    let Some(path) = std::env::current_exe()
+    let folders: Vec<_> = std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join("mxnetapi.ini")))
-        .filter(|p| p.exists())
-    else {
-        return ClientConfig::default();
-    };
-    ClientConfig::load(&path).unwrap_or_else(|e| {
-        // The error names the file.
-        tracing::error!("{e}; using the defaults");
-        ClientConfig::default()
-    })
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+        .into_iter()
+        .collect();
+    match ClientConfig::find(&folders) {
+        Ok(found) => found.map(|(_, config)| config).unwrap_or_default(),
+        Err(e) => {
+            // The error names the file.
+            tracing::error!("{e}; using the defaults");
+            ClientConfig::default()
+        }
+    }
 }
 
 fn code(r: Result<i32, ErrorCode>) -> i32 {

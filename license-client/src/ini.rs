@@ -19,7 +19,7 @@
 //! password=secret
 //! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::{ClientConfig, Password, SocksConfig};
@@ -34,6 +34,9 @@ type SocksKeys = (
     Option<String>,
     Option<Password>,
 );
+
+/// The client configuration file's name (sections 7.1 and 7.2).
+pub const INI_FILE: &str = "mxnetapi.ini";
 
 impl ClientConfig {
     /// Parses `mxnetapi.ini`.
@@ -118,6 +121,22 @@ impl ClientConfig {
     /// Read errors and those of [`ClientConfig::from_ini_str`].
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         load_file(path, Self::from_ini_str)
+    }
+
+    /// Reads [`INI_FILE`] from the first of `folders` that holds one — the vendor's library
+    /// looks beside itself (the DLL, section 7.1) or beside the program (the static library,
+    /// section 7.2). Returns the file read and its settings, or `None` when no folder has one.
+    ///
+    /// # Errors
+    /// Those of [`ClientConfig::load`] for the file found.
+    pub fn find(folders: &[PathBuf]) -> Result<Option<(PathBuf, Self)>, ConfigError> {
+        for folder in folders {
+            let path = folder.join(INI_FILE);
+            if path.is_file() {
+                return Self::load(&path).map(|config| Some((path, config)));
+            }
+        }
+        Ok(None)
     }
 }
 

@@ -17,6 +17,7 @@ pub use config::{
     ClientConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, Password, SocksConfig,
     default_client_name,
 };
+pub use ini::INI_FILE;
 pub use walkthrough::{Step, StepReport, walkthrough};
 
 use license_core::engine::{SessionId, SessionSecret, SlotRef};
@@ -242,37 +243,43 @@ impl RemoteApi {
         state.transport.close();
     }
 
-    /// `rLogIn_MatrixNet`: the first login of an AppSlot is sent and takes a seat; later ones
-    /// only count (section 6.7a) and answer the seats left last heard. Keep the seat with
-    /// [`RemoteApi::refresh`].
+    /// `rLogIn_MatrixNet`: every call is sent — the first takes a seat, later ones refresh it
+    /// (section 6.6: a program keeps its seat by calling login periodically) — and counted
+    /// (section 6.7a) only when the server accepted it. Returns the seats left.
     ///
     /// # Errors
-    /// -116 without a session, -31 no seat, -105 session gone, -102 no dongle, ...
+    /// -116 without a session, -31 no seat (also when the server freed this process's seat
+    /// after the login timeout and others took it; the AppSlot's references are dropped),
+    /// -105 session lost on the server, -102 no dongle, ...
     pub async fn login(&self, at: SlotRef) -> Result<i32, ErrorCode> {
-        let mut state = self.state.lock().await;
-        if state.session.is_none() {
-            return Err(ErrorCode::NoSession);
-        }
-        match state.counts.login(at) {
-            Action::Counted(left) => Ok(left),
-            Action::Send => {
-                let left = self.send(&mut state, &Request::Login(at)).await?.value;
-                state.counts.logged_in(at, left);
-                Ok(left)
-            }
-        }
+        self.send_login(at, true).await
     }
 
-    /// Sends a login whatever the counters say: refreshes the seat (or takes it). Returns the
-    /// seats left.
+    /// Sends a login without counting a reference: refreshes the seat (or takes it). Returns
+    /// the seats left.
     ///
     /// # Errors
     /// As for [`RemoteApi::login`].
     pub async fn refresh(&self, at: SlotRef) -> Result<i32, ErrorCode> {
+        self.send_login(at, false).await
+    }
+
+    async fn send_login(&self, at: SlotRef, add: bool) -> Result<i32, ErrorCode> {
         let mut state = self.state.lock().await;
-        let left = self.send(&mut state, &Request::Login(at)).await?.value;
-        state.counts.logged_in(at, left);
-        Ok(left)
+        let answer = self
+            .send(&mut state, &Request::Login(at))
+            .await
+            .map(|reply| reply.value);
+        match answer {
+            Ok(left) => state.counts.logged_in(at, left, add),
+            // The server's word that this process holds no seat there.
+            Err(ErrorCode::NoLicense | ErrorCode::NotLoggedIn | ErrorCode::NoDongle) => {
+                state.counts.seat_lost(at);
+            }
+            // Transport errors say nothing about the seat: the references stay.
+            Err(_) => {}
+        }
+        answer
     }
 
     /// `rLogOut_MatrixNet`: counts down; the last logout is sent and frees the seat. Returns
@@ -376,13 +383,21 @@ impl RemoteApi {
     async fn send(&self, state: &mut State, request: &Request) -> Result<Reply, ErrorCode> {
         let config = self.settings();
         let State {
-            transport, session, ..
+            transport,
+            session,
+            counts,
         } = state;
         let session = session.as_mut().ok_or(ErrorCode::NoSession)?;
         let frame = session.request_frame(request, config.clock.unix_millis());
         let header = frame.header;
         let answer = transport.call(&config, frame).await?;
-        session.open_reply(&header, &answer)
+        let reply = session.open_reply(&header, &answer);
+        if matches!(reply, Err(ErrorCode::SessionPassword)) {
+            // The server lost the session (timed out, released by an administrator, server
+            // restarted without its state): its seats went with it.
+            counts.session_lost();
+        }
+        reply
     }
 }
 

@@ -1,7 +1,9 @@
 //! The process-wide reference counts of sections 6.5 and 6.7a: the first `rInit_MatrixAPI`
 //! opens the session and later ones only count; `rRelease_MatrixAPI` is sent when the count
-//! drops to zero; the same for `rLogIn_MatrixNet`/`rLogOut_MatrixNet` per AppSlot;
-//! `rReset_MatrixAPI` zeroes everything without telling the server.
+//! drops to zero; `rLogOut_MatrixNet` likewise per AppSlot; `rReset_MatrixAPI` zeroes
+//! everything without telling the server. Every `rLogIn_MatrixNet` is sent (section 6.6: a
+//! repeated login is what refreshes the seat) and counted only when the server accepted it, so
+//! the counts never claim a seat the server does not hold.
 
 use std::collections::HashMap;
 
@@ -69,22 +71,26 @@ impl RefCounts {
         self.logins.clear();
     }
 
-    /// `rLogIn_MatrixNet`: the first login of an AppSlot is sent, later ones only count.
-    pub(crate) fn login(&mut self, at: SlotRef) -> Action {
-        match self.logins.get_mut(&key(at)) {
-            Some((count, left)) if *count > 0 => {
-                *count += 1;
-                Action::Counted(*left)
-            }
-            _ => Action::Send,
-        }
+    /// A login reached the server and succeeded with `left` seats left: the process holds the
+    /// seat. `add` counts one more reference (`rLogIn_MatrixNet`); a bare refresh adds none
+    /// but makes sure the AppSlot counts as held.
+    pub(crate) fn logged_in(&mut self, at: SlotRef, left: i32, add: bool) {
+        let entry = self.logins.entry(key(at)).or_insert((0, left));
+        entry.0 = if add { entry.0 + 1 } else { entry.0.max(1) };
+        entry.1 = left;
     }
 
-    /// A login (or refresh) reached the server and succeeded with `left` seats left.
-    pub(crate) fn logged_in(&mut self, at: SlotRef, left: i32) {
-        let entry = self.logins.entry(key(at)).or_insert((0, left));
-        entry.0 = entry.0.max(1);
-        entry.1 = left;
+    /// The server says the process holds no seat in this AppSlot (it freed it after the login
+    /// timeout and could not give it back): its references go, so the next logout is sent and
+    /// answered -11 as in section 6.6's example.
+    pub(crate) fn seat_lost(&mut self, at: SlotRef) {
+        self.logins.remove(&key(at));
+    }
+
+    /// The server no longer knows the session: it held no seat either. The init count stays
+    /// (section 6.5: only a reset or releasing down to zero lets init open a new session).
+    pub(crate) fn session_lost(&mut self) {
+        self.logins.clear();
     }
 
     /// The login count of an AppSlot.
@@ -129,16 +135,18 @@ mod tests {
         assert_eq!(c.init_count(), 0);
     }
 
-    /// Section 6.7a: three threads log in, only the first is sent; only the last logout is.
+    /// Section 6.7a: three threads log in (each login is sent, as a refresh after the first);
+    /// only the last logout is sent.
     #[test]
     fn login_logout_counting() {
         let mut c = RefCounts::default();
         let at = SlotRef::first_dongle(5);
-        assert_eq!(c.login(at), Action::Send);
-        c.logged_in(at, 2);
-        assert_eq!(c.login(at), Action::Counted(2));
-        assert_eq!(c.login(at), Action::Counted(2));
+        for _ in 0..3 {
+            c.logged_in(at, 2, true);
+        }
         assert_eq!(c.login_count(at), 3);
+        c.logged_in(at, 2, false);
+        assert_eq!(c.login_count(at), 3, "a bare refresh adds no reference");
         assert_eq!(c.logout(at), Action::Counted(2));
         assert_eq!(c.logout(at), Action::Counted(2));
         assert_eq!(c.logout(at), Action::Send);
@@ -146,5 +154,25 @@ mod tests {
         assert_eq!(c.login_count(at), 0);
         // A logout without a login is sent, so the server can answer -11.
         assert_eq!(c.logout(at), Action::Send);
+    }
+
+    /// A seat the server no longer holds drops every reference of its AppSlot; a lost session
+    /// drops all logins but keeps the init count (section 6.5).
+    #[test]
+    fn lost_seats_and_sessions_drop_references() {
+        let mut c = RefCounts::default();
+        let (a, b) = (SlotRef::first_dongle(5), SlotRef::first_dongle(6));
+        assert_eq!(c.init(), Action::Send);
+        assert_eq!(c.init(), Action::Counted(2));
+        c.logged_in(a, 1, true);
+        c.logged_in(a, 1, true);
+        c.logged_in(b, 4, true);
+        c.seat_lost(a);
+        assert_eq!(c.login_count(a), 0);
+        assert_eq!(c.logout(a), Action::Send, "sent, so the server answers -11");
+        assert_eq!(c.login_count(b), 1);
+        c.session_lost();
+        assert_eq!(c.login_count(b), 0);
+        assert_eq!(c.init_count(), 2);
     }
 }

@@ -15,9 +15,9 @@ use license_core::error::ErrorCode;
 pub enum Step {
     /// `rInit_MatrixAPI`.
     Init,
-    /// `rLogIn_MatrixNet` (counted).
+    /// `rLogIn_MatrixNet` (sent; counted when accepted).
     Login,
-    /// A login that is always sent (keeps the seat).
+    /// A login that is sent but not counted (keeps the seat).
     Refresh,
     /// `rLogOut_MatrixNet` (counted).
     Logout,

@@ -43,8 +43,9 @@ async fn s6_5_one_session_per_process_whatever_the_threads() {
     run.stop().await;
 }
 
-/// Section 6.7a: three threads of process A log in and out; only the first login and the
-/// last logout reach the server. Process B takes its own seat.
+/// Section 6.7a: three threads of process A log in and out; only the first login takes a seat
+/// (the others are sent and refresh it, section 6.6) and only the last logout reaches the
+/// server. Process B takes its own seat.
 #[tokio::test]
 async fn s6_7a_session_licence_with_client_counting() {
     let run = start(config(3)).await;
@@ -52,8 +53,8 @@ async fn s6_7a_session_licence_with_client_counting() {
     a.init().await.expect("a");
     b.init().await.expect("b");
     assert_eq!(a.login(at(SLOT)).await, Ok(2)); // thread 1: sent, takes a seat
-    assert_eq!(a.login(at(SLOT)).await, Ok(2)); // thread 2: counted
-    assert_eq!(a.login(at(SLOT)).await, Ok(2)); // thread 3: counted
+    assert_eq!(a.login(at(SLOT)).await, Ok(2)); // thread 2: sent as a refresh, counted
+    assert_eq!(a.login(at(SLOT)).await, Ok(2)); // thread 3: sent as a refresh, counted
     assert_eq!(a.login_refs(at(SLOT)).await, 3);
     assert_eq!(run.taken(SLOT), 1);
     assert_eq!(

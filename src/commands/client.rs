@@ -14,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 const CLIENT_HELP: &str = "\
 Steps (run in order, one session, one process-wide counter as in the MxNet2 client):\n\
   init      rInit_MatrixAPI: opens the session (later inits only count)\n\
-  login     rLogIn_MatrixNet: the first takes a seat, later ones only count\n\
-  refresh   a login that is always sent: keeps the seat (send one within LoginTimeOut)\n\
+  login     rLogIn_MatrixNet: always sent; the first takes a seat, later ones refresh it\n\
+            (send one within LoginTimeOut); each accepted login counts\n\
+  refresh   a login that is sent but not counted\n\
   status    dongle count, serial number, seats taken and the clients holding them\n\
   logout    rLogOut_MatrixNet: the last one frees the seat (-11 when not logged in)\n\
   release   rRelease_MatrixAPI: the last one ends the session\n\
