@@ -27,7 +27,8 @@ Each step prints its return value (login/refresh/logout: seats left) or error co
 meaning, e.g. `-31 no licence left in the AppSlot`. The exit status is 1 if any step failed.\n\
 \n\
 The server comes from --server, else mxnetapi.ini ([Options] ip, port, timeout; [SocksServer]\n\
-ip, port, user, password for SOCKS5), else 127.0.0.1:12300.\n\
+ip, port, user, password for SOCKS5): the --config file, or without it mxnetapi.ini beside\n\
+the program, then in the working directory; else 127.0.0.1:12300.\n\
 \n\
 Example: dongle-relay client --server 127.0.0.1:12300 --slot 1 init login refresh status logout release";
 
@@ -41,7 +42,8 @@ pub struct Args {
     /// License server as HOST:PORT [default: mxnetapi.ini's ip/port, else 127.0.0.1:12300].
     #[arg(long, short = 's', value_name = "HOST:PORT")]
     pub server: Option<String>,
-    /// Client configuration file (mxnetapi.ini).
+    /// Client configuration file [default: mxnetapi.ini beside the program, then in the working
+    /// directory, if there is one].
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// AppSlot number.
@@ -74,6 +76,18 @@ pub struct Args {
     pub bind: Option<std::net::IpAddr>,
 }
 
+/// Where `client` looks for mxnetapi.ini without `--config`: the executable's folder (manual
+/// section 7), then the working directory.
+fn default_folders() -> Vec<PathBuf> {
+    let beside_exe = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(PathBuf::from));
+    beside_exe
+        .into_iter()
+        .chain(std::env::current_dir().ok())
+        .collect()
+}
+
 fn parse_step(s: &str) -> Result<Step, String> {
     s.parse()
 }
@@ -93,7 +107,15 @@ pub struct Loaded {
 pub fn load(args: Args) -> anyhow::Result<Loaded> {
     let mut config = match &args.config {
         Some(p) => ClientConfig::load(p)?,
-        None => ClientConfig::default(),
+        // As the vendor's library does: mxnetapi.ini beside the program, then in the working
+        // directory; built-in defaults when neither has one.
+        None => match ClientConfig::find(&default_folders())? {
+            Some((path, config)) => {
+                tracing::info!("client configuration from {}", path.display());
+                config
+            }
+            None => ClientConfig::default(),
+        },
     };
     if let Some(server) = &args.server {
         let (host, port) = server
