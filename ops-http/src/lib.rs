@@ -1,6 +1,7 @@
 //! A small admin/operations HTTP endpoint that any component embeds: a hyper 1 HTTP/1.1 server
-//! ([`serve`]) over a [`Router`] of JSON handlers, embedded static files ([`Asset`]) and a
-//! Prometheus/OpenMetrics `/metrics` page rendered from a `prometheus_client` registry.
+//! ([`serve`]) over a [`Router`] (axum underneath, tower-http for the response headers) of JSON
+//! handlers, embedded static files ([`Asset`]) and a Prometheus/OpenMetrics `/metrics` page
+//! rendered from a `prometheus_client` registry.
 //!
 //! Security model, in one place so every component gets the same:
 //!

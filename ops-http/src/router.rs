@@ -1,18 +1,29 @@
-//! Routes: a method, a path pattern (`/api/sessions/{id}/disconnect`: literal segments and
-//! `{name}` captures), whether the bearer token is needed, and an async handler that receives
-//! the whole (small) request and returns a [`Reply`].
+//! Routes on axum: a method, a path pattern (`/api/sessions/{id}/disconnect`: literal segments
+//! and `{name}` captures, axum's syntax), whether the bearer token is needed, and an async
+//! handler that receives the whole (small) request as a [`Request`] and returns a [`Reply`].
+//!
+//! axum does the matching (404 and 405 with `Allow` included); this module adapts handlers,
+//! puts the token check on the routes that need it, and gives unmatched requests the
+//! endpoint's JSON errors.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 
+use axum::extract::{ConnectInfo, RawPathParams};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse as _, Response};
+use axum::routing::{MethodFilter, on};
 use bytes::Bytes;
+use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, StatusCode};
+use http_body_util::{BodyExt as _, Limited};
 use prometheus_client::registry::Registry;
 use serde::de::DeserializeOwned;
 
 use crate::reply::{Asset, Reply, error_reply};
+use crate::server::MAX_BODY;
+use crate::token::BearerToken;
 
 /// Who may use a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +42,7 @@ pub struct Request {
     pub method: Method,
     /// The path, without the query.
     pub path: String,
-    /// The `{name}` captures of the route's pattern, percent-decoding not applied.
+    /// The `{name}` captures of the route's pattern.
     pub params: Vec<(String, String)>,
     /// The query string, if any.
     pub query: Option<String>,
@@ -66,64 +77,24 @@ impl Request {
     }
 }
 
-type BoxReply = Pin<Box<dyn Future<Output = Reply> + Send>>;
-type Handler = Arc<dyn Fn(Request) -> BoxReply + Send + Sync>;
-
+/// The endpoint's token, as the server hands it to every request (an extension), so that a
+/// router can be built before the token is known.
 #[derive(Clone)]
-enum Segment {
-    Literal(String),
-    Capture(String),
-}
-
-#[derive(Clone)]
-struct Route {
-    method: Method,
-    pattern: Vec<Segment>,
-    access: Access,
-    handler: Handler,
-}
+pub(crate) struct Auth(pub(crate) Option<Arc<BearerToken>>);
 
 /// The routes of an endpoint.
 #[derive(Clone, Default)]
 pub struct Router {
-    routes: Vec<Route>,
+    inner: axum::Router,
+    routes: usize,
 }
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Router")
-            .field("routes", &self.routes.len())
+            .field("routes", &self.routes)
             .finish()
     }
-}
-
-fn segments(path: &str) -> impl Iterator<Item = &str> {
-    path.split('/').filter(|s| !s.is_empty())
-}
-
-fn parse_pattern(pattern: &str) -> Vec<Segment> {
-    segments(pattern)
-        .map(
-            |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                Some(name) => Segment::Capture(name.to_owned()),
-                None => Segment::Literal(s.to_owned()),
-            },
-        )
-        .collect()
-}
-
-/// What routing found for a request.
-pub(crate) enum Found<'a> {
-    /// A route and its captures.
-    Route {
-        access: Access,
-        handler: &'a Handler,
-        params: Vec<(String, String)>,
-    },
-    /// The path exists with other methods (405).
-    WrongMethod(Vec<Method>),
-    /// Nothing (404).
-    Nothing,
 }
 
 impl Router {
@@ -133,31 +104,45 @@ impl Router {
     }
 
     /// Adds a route. `pattern` segments in braces capture one path segment each.
-    pub fn route<F, Fut>(
-        mut self,
-        method: Method,
-        pattern: &str,
-        access: Access,
-        handler: F,
-    ) -> Self
+    ///
+    /// # Panics
+    /// Two routes with the same method and pattern, or a method axum cannot route (programming
+    /// errors, found by the first test that builds the router).
+    pub fn route<F, Fut>(self, method: Method, pattern: &str, access: Access, handler: F) -> Self
     where
-        F: Fn(Request) -> Fut + Send + Sync + 'static,
+        F: Fn(Request) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Reply> + Send + 'static,
     {
-        let handler: Handler = Arc::new(move |req| Box::pin(handler(req)));
-        self.routes.push(Route {
-            method,
-            pattern: parse_pattern(pattern),
-            access,
-            handler,
-        });
-        self
+        let filter = MethodFilter::try_from(method).expect("a method axum can route");
+        let adapted = move |params: RawPathParams,
+                            ConnectInfo(peer): ConnectInfo<SocketAddr>,
+                            request: axum::extract::Request| {
+            let handler = handler.clone();
+            async move {
+                let params = params
+                    .iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect();
+                match whole(request, peer, params).await {
+                    Ok(request) => handler(request).await.into_response(),
+                    Err(reply) => reply.into_response(),
+                }
+            }
+        };
+        let mut method_router = on(filter, adapted);
+        if access == Access::Token {
+            method_router = method_router.route_layer(middleware::from_fn(require_token));
+        }
+        Self {
+            inner: self.inner.route(pattern, method_router),
+            routes: self.routes + 1,
+        }
     }
 
     /// A GET route that needs the token.
     pub fn get<F, Fut>(self, pattern: &str, handler: F) -> Self
     where
-        F: Fn(Request) -> Fut + Send + Sync + 'static,
+        F: Fn(Request) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Reply> + Send + 'static,
     {
         self.route(Method::GET, pattern, Access::Token, handler)
@@ -166,7 +151,7 @@ impl Router {
     /// A POST route that needs the token.
     pub fn post<F, Fut>(self, pattern: &str, handler: F) -> Self
     where
-        F: Fn(Request) -> Fut + Send + Sync + 'static,
+        F: Fn(Request) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Reply> + Send + 'static,
     {
         self.route(Method::POST, pattern, Access::Token, handler)
@@ -196,91 +181,81 @@ impl Router {
     }
 
     /// Adds every route of `other` (components contribute their routes to one endpoint).
-    pub fn merge(mut self, other: Router) -> Self {
-        self.routes.extend(other.routes);
-        self
+    pub fn merge(self, other: Router) -> Self {
+        Self {
+            inner: self.inner.merge(other.inner),
+            routes: self.routes + other.routes,
+        }
     }
 
-    pub(crate) fn find(&self, method: &Method, path: &str) -> Found<'_> {
-        let wanted: Vec<&str> = segments(path).collect();
-        let mut allowed = Vec::new();
-        for route in &self.routes {
-            let Some(params) = matches(&route.pattern, &wanted) else {
-                continue;
-            };
-            let same =
-                route.method == method || (method == Method::HEAD && route.method == Method::GET);
-            if same {
-                return Found::Route {
-                    access: route.access,
-                    handler: &route.handler,
-                    params,
-                };
-            }
-            allowed.push(route.method.clone());
-        }
-        if allowed.is_empty() {
-            Found::Nothing
-        } else {
-            Found::WrongMethod(allowed)
-        }
+    /// The axum router that serves these routes, with the endpoint's JSON 404 and 405.
+    pub(crate) fn into_axum(self) -> axum::Router {
+        self.inner
+            .method_not_allowed_fallback(|| async {
+                error_reply(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+            })
+            .fallback(|| async { error_reply(StatusCode::NOT_FOUND, "no such page") })
     }
 }
 
-fn matches(pattern: &[Segment], path: &[&str]) -> Option<Vec<(String, String)>> {
-    if pattern.len() != path.len() {
-        return None;
-    }
-    let mut params = Vec::new();
-    for (segment, part) in pattern.iter().zip(path) {
-        match segment {
-            Segment::Literal(l) if l == part => {}
-            Segment::Literal(_) => return None,
-            Segment::Capture(name) => params.push((name.clone(), (*part).to_owned())),
+/// The request with its body read (at most [`MAX_BODY`] bytes), as handlers take it.
+async fn whole(
+    request: axum::extract::Request,
+    peer: SocketAddr,
+    params: Vec<(String, String)>,
+) -> Result<Request, Reply> {
+    let (parts, body) = request.into_parts();
+    let body = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return Err(error_reply(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is too large or broken",
+            ));
         }
-    }
-    Some(params)
+    };
+    Ok(Request {
+        method: parts.method,
+        path: parts.uri.path().to_owned(),
+        params,
+        query: parts.uri.query().map(str::to_owned),
+        headers: parts.headers,
+        body,
+        peer,
+    })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    async fn ok(_: Request) -> Reply {
-        error_reply(StatusCode::OK, "ok")
+/// The bearer-token check of [`Access::Token`] routes: before the body is read, a missing or
+/// wrong token answers 401 with `WWW-Authenticate: Bearer`.
+async fn require_token(request: axum::extract::Request, next: Next) -> Response {
+    let Some(Auth(Some(token))) = request.extensions().get::<Auth>().cloned() else {
+        return next.run(request).await;
+    };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok());
+    let (ok, challenge) = match presented {
+        None => (false, "Bearer realm=\"dongle-relay\""),
+        Some(value) => (
+            token.authorizes(value),
+            "Bearer realm=\"dongle-relay\", error=\"invalid_token\"",
+        ),
+    };
+    if ok {
+        return next.run(request).await;
     }
-
-    #[test]
-    fn patterns_capture_segments_and_methods_are_told_apart() {
-        let router = Router::new()
-            .get("/api/status", ok)
-            .post("/api/sessions/{id}/disconnect", ok)
-            .asset("/", Asset::html("<p>hi</p>"));
-        match router.find(&Method::POST, "/api/sessions/00ab/disconnect") {
-            Found::Route { access, params, .. } => {
-                assert_eq!(access, Access::Token);
-                assert_eq!(params, [("id".to_owned(), "00ab".to_owned())]);
-            }
-            _ => panic!("route expected"),
-        }
-        assert!(matches!(
-            router.find(&Method::GET, "/"),
-            Found::Route {
-                access: Access::Public,
-                ..
-            }
-        ));
-        assert!(matches!(
-            router.find(&Method::HEAD, "/api/status"),
-            Found::Route { .. }
-        ));
-        match router.find(&Method::GET, "/api/sessions/1/disconnect") {
-            Found::WrongMethod(allowed) => assert_eq!(allowed, [Method::POST]),
-            _ => panic!("405 expected"),
-        }
-        assert!(matches!(
-            router.find(&Method::GET, "/api/status/extra"),
-            Found::Nothing
-        ));
-    }
+    tracing::debug!(
+        path = request.uri().path(),
+        "admin request without a valid token"
+    );
+    let mut reply = error_reply(
+        StatusCode::UNAUTHORIZED,
+        "a valid bearer token is required (Authorization: Bearer <token>)",
+    );
+    reply.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    reply.into_response()
 }

@@ -1,7 +1,8 @@
-//! The HTTP/1.1 server: accepts connections (at most [`MAX_CONNECTIONS`] at once), applies the
-//! endpoint's checks (bind policy, loopback `Host` without a token, same-origin actions, bearer
-//! token) before reading a body of at most [`MAX_BODY`] bytes, runs the route's handler and
-//! hardens the response. On shutdown it stops accepting, lets each connection finish its
+//! The HTTP/1.1 server: accepts connections (at most [`MAX_CONNECTIONS`] at once, with a
+//! deadline for the request head: hyper's own connection loop, which `axum::serve` does not
+//! offer), applies the endpoint's checks (bind policy, loopback `Host` without a token,
+//! same-origin actions) as a tower stack in front of the axum router (token check, body of at
+//! most [`MAX_BODY`] bytes, the route's handler), and hardens every response. On shutdown it stops accepting, lets each connection finish its
 //! request, and waits at most [`SHUTDOWN_GRACE`].
 
 use std::convert::Infallible;
@@ -9,10 +10,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse as _, Response};
 use http::header::{self, HeaderValue};
-use http::request::Parts;
 use http::{HeaderMap, Method, StatusCode};
-use http_body_util::{BodyExt as _, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -21,10 +23,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceBuilder;
+use tower::ServiceExt as _;
+use tower::util::BoxCloneSyncService;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::bind::{BindError, check_bind};
-use crate::reply::{Reply, error_reply, harden};
-use crate::router::{Access, Found, Request, Router};
+use crate::reply::error_reply;
+use crate::router::{Auth, Router};
 use crate::token::BearerToken;
 
 /// The largest request body read.
@@ -66,11 +72,6 @@ pub async fn bind(addr: SocketAddr, token: Option<&BearerToken>) -> Result<TcpLi
         })
 }
 
-struct Endpoint {
-    router: Router,
-    auth: Option<BearerToken>,
-}
-
 /// Serves `router` on `listener` until `shutdown` is cancelled. With `auth`, every route but
 /// public assets needs `Authorization: Bearer <token>`.
 ///
@@ -89,7 +90,7 @@ pub async fn serve(
     })?;
     check_bind(local, auth.as_ref())?;
     tracing::info!(addr = %local, token = auth.is_some(), "admin endpoint listening");
-    let endpoint = Arc::new(Endpoint { router, auth });
+    let endpoint = Endpoint::new(router, auth);
     let tracker = TaskTracker::new();
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -132,7 +133,7 @@ pub async fn serve(
 }
 
 async fn connection(
-    endpoint: Arc<Endpoint>,
+    endpoint: Endpoint,
     tcp: TcpStream,
     peer: SocketAddr,
     shutdown: CancellationToken,
@@ -142,9 +143,9 @@ async fn connection(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT);
-    let service = service_fn(move |req| {
+    let service = service_fn(move |req: http::Request<Incoming>| {
         let endpoint = endpoint.clone();
-        async move { Ok::<_, Infallible>(handle(&endpoint, peer, req).await) }
+        async move { endpoint.call(req, peer).await }
     });
     let connection = builder.serve_connection(TokioIo::new(tcp), service);
     tokio::pin!(connection);
@@ -160,96 +161,83 @@ async fn connection(
     }
 }
 
-async fn handle(endpoint: &Endpoint, peer: SocketAddr, req: http::Request<Incoming>) -> Reply {
-    let (parts, body) = req.into_parts();
-    let mut reply = respond(endpoint, peer, &parts, body).await;
-    harden(&mut reply);
-    // The path only: queries and headers may carry secrets.
-    tracing::debug!(%peer, method = %parts.method, path = parts.uri.path(),
-        status = reply.status().as_u16(), "admin request");
-    reply
+/// One endpoint's request path: the hardened headers on every answer (tower-http), the
+/// loopback-`Host` and same-origin checks, then axum's routing (404, 405, the token check of
+/// the routes that need it, the handler).
+#[derive(Clone)]
+struct Endpoint {
+    service: BoxCloneSyncService<axum::extract::Request, Response, Infallible>,
+    auth: Auth,
 }
 
-async fn respond(endpoint: &Endpoint, peer: SocketAddr, parts: &Parts, body: Incoming) -> Reply {
-    let host = parts
-        .headers
+impl Endpoint {
+    fn new(router: Router, auth: Option<BearerToken>) -> Self {
+        let service = ServiceBuilder::new()
+            .layer(SetResponseHeaderLayer::overriding(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            ))
+            .layer(SetResponseHeaderLayer::overriding(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ))
+            .layer(SetResponseHeaderLayer::overriding(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ))
+            .layer(SetResponseHeaderLayer::overriding(
+                header::X_FRAME_OPTIONS,
+                HeaderValue::from_static("DENY"),
+            ))
+            .layer(middleware::from_fn(same_machine_and_origin))
+            .service(router.into_axum());
+        Self {
+            service: BoxCloneSyncService::new(service),
+            auth: Auth(auth.map(Arc::new)),
+        }
+    }
+
+    async fn call(
+        &self,
+        req: http::Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<Response, Infallible> {
+        let mut req = req.map(axum::body::Body::new);
+        req.extensions_mut().insert(ConnectInfo(peer));
+        req.extensions_mut().insert(self.auth.clone());
+        let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+        let reply = self.service.clone().oneshot(req).await?;
+        // The path only: queries and headers may carry secrets.
+        tracing::debug!(%peer, %method, path, status = reply.status().as_u16(), "admin request");
+        Ok(reply)
+    }
+}
+
+/// Without a token, only requests naming a loopback `Host` are served (no DNS rebinding);
+/// actions (not GET/HEAD/OPTIONS) from another origin are refused (no CSRF), token or not.
+async fn same_machine_and_origin(request: axum::extract::Request, next: Next) -> Response {
+    let host = request
+        .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default();
-    if endpoint.auth.is_none() && !is_local_host(host) {
+    let tokenless = matches!(request.extensions().get::<Auth>(), Some(Auth(None)) | None);
+    if tokenless && !is_local_host(host) {
         return error_reply(
             StatusCode::FORBIDDEN,
             "this endpoint has no token and answers only requests for a loopback host \
              (127.0.0.1, [::1], localhost)",
-        );
+        )
+        .into_response();
     }
-    let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-    if !safe && cross_origin(&parts.headers, host) {
-        return error_reply(StatusCode::FORBIDDEN, "cross-origin request refused");
+    let safe = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    if !safe && cross_origin(request.headers(), host) {
+        return error_reply(StatusCode::FORBIDDEN, "cross-origin request refused").into_response();
     }
-    let path = parts.uri.path();
-    let (access, handler, params) = match endpoint.router.find(&parts.method, path) {
-        Found::Route {
-            access,
-            handler,
-            params,
-        } => (access, handler, params),
-        Found::WrongMethod(allowed) => {
-            let mut reply = error_reply(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-            let list: Vec<&str> = allowed.iter().map(Method::as_str).collect();
-            if let Ok(value) = HeaderValue::from_str(&list.join(", ")) {
-                reply.headers_mut().insert(header::ALLOW, value);
-            }
-            return reply;
-        }
-        Found::Nothing => return error_reply(StatusCode::NOT_FOUND, "no such page"),
-    };
-    if access == Access::Token
-        && let Some(token) = &endpoint.auth
-    {
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok());
-        let (ok, challenge) = match presented {
-            None => (false, "Bearer realm=\"dongle-relay\""),
-            Some(value) => (
-                token.authorizes(value),
-                "Bearer realm=\"dongle-relay\", error=\"invalid_token\"",
-            ),
-        };
-        if !ok {
-            tracing::debug!(%peer, path, "admin request without a valid token");
-            let mut reply = error_reply(
-                StatusCode::UNAUTHORIZED,
-                "a valid bearer token is required (Authorization: Bearer <token>)",
-            );
-            reply.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(challenge),
-            );
-            return reply;
-        }
-    }
-    let body = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => {
-            return error_reply(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "the request body is too large or broken",
-            );
-        }
-    };
-    handler(Request {
-        method: parts.method.clone(),
-        path: path.to_owned(),
-        params,
-        query: parts.uri.query().map(str::to_owned),
-        headers: parts.headers.clone(),
-        body,
-        peer,
-    })
-    .await
+    next.run(request).await
 }
 
 /// Whether a `Host` header names this machine by address or as `localhost` (so no DNS name an

@@ -156,6 +156,16 @@ async fn token_guards_everything_but_assets() {
     let wrong_method = req(&r, Method::GET, "/api/things/7/poke", Some(TOKEN)).await;
     assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(wrong_method.headers["allow"], "POST");
+    assert_eq!(
+        wrong_method.json().expect("json")["error"],
+        "method not allowed",
+        "405 and 404 are the endpoint's JSON errors, hardened like the rest"
+    );
+    assert_eq!(wrong_method.headers["x-content-type-options"], "nosniff");
+    // HEAD is answered wherever GET is, without a body.
+    let head = req(&r, Method::HEAD, "/api/status", Some(TOKEN)).await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert!(head.text().is_empty());
 
     // A page on another origin cannot post actions, even with the token.
     let cross = raw(
