@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use hc_protocol::Secret;
 use hmac::{Hmac, KeyInit, Mac};
+use secrecy::{ExposeSecret as _, SecretString};
 use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -35,7 +35,7 @@ pub enum TokenError {
 /// places that must hand it over (printing a URL for the operator, a client sending it).
 #[derive(Clone)]
 pub struct BearerToken {
-    secret: Secret,
+    secret: SecretString,
     /// A random key for this process and the token's tag under it: a presented token is tagged
     /// the same way and the tags compared with `Mac::verify_slice`, which takes the same time
     /// wherever they differ and whatever the presented length.
@@ -70,7 +70,7 @@ impl BearerToken {
         let key: [u8; 32] = rand::random();
         let tag = tag_of(&key, text.as_bytes());
         Ok(Self {
-            secret: Secret::new(text),
+            secret: SecretString::from(text),
             key,
             tag,
         })
@@ -98,7 +98,7 @@ impl BearerToken {
 
     /// The token's text.
     pub fn expose(&self) -> &str {
-        self.secret.expose()
+        self.secret.expose_secret()
     }
 
     /// Whether `presented` is this token (constant time).
