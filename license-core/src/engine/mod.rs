@@ -31,6 +31,7 @@ pub use events::{
     RemovalReason, SeatEvent, SeatEventKind, SeatObserver, StateChange, StateObserver,
 };
 pub use identity::{Identity, LicenseMode, canonical_ip};
+pub use quota::quota_key;
 pub use restore::{RestoreRefusal, RestoredSession};
 pub use session::ClientInfo;
 

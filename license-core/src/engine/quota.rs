@@ -10,8 +10,9 @@ use crate::clock::Instant;
 use crate::ids::SessionId;
 
 /// The address a quota counts: the canonical IP, with IPv6 taken per /64 (one host can hold a
-/// whole /64, so counting single IPv6 addresses would be no limit at all).
-pub(crate) fn quota_key(ip: IpAddr) -> IpAddr {
+/// whole /64, so counting single IPv6 addresses would be no limit at all). The server counts
+/// connections per the same key.
+pub fn quota_key(ip: IpAddr) -> IpAddr {
     match super::identity::canonical_ip(ip) {
         IpAddr::V6(v6) => {
             let bits = u128::from(v6) & !((1u128 << 64) - 1);
