@@ -238,3 +238,53 @@ async fn seats_survive_kill_and_restart_exactly() {
     assert_eq!(clients[1].login(SLOT).await, Ok(2));
     server.kill().await;
 }
+
+/// The crash-after-acknowledge race: the server is killed (SIGKILL) the moment a client hears
+/// that its init, login, logout or release succeeded, and the restarted server must hold
+/// exactly what the client was told. Several rounds, each a new client.
+#[tokio::test]
+async fn acknowledged_seat_changes_survive_sigkill_right_after_the_answer() {
+    const ROUNDS: usize = 4;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (port, admin) = (free_port().await, free_port().await);
+    let mut server = Server::start(dir.path(), port, admin).await;
+    for round in 0..ROUNDS {
+        let c = client(port, &format!("pc-{round}"));
+        c.init().await.expect("init");
+        server.kill().await;
+        server = Server::start(dir.path(), port, admin).await;
+        assert_eq!(
+            c.login(SLOT).await,
+            Ok(2),
+            "round {round}: the acknowledged init survived (the session authenticates)"
+        );
+        server.kill().await;
+        server = Server::start(dir.path(), port, admin).await;
+        let s = status(admin).await;
+        assert_eq!(
+            taken(&s),
+            1,
+            "round {round}: the acknowledged login survived"
+        );
+        assert_eq!(c.logout(SLOT).await, Ok(3));
+        server.kill().await;
+        server = Server::start(dir.path(), port, admin).await;
+        assert_eq!(
+            taken(&status(admin).await),
+            0,
+            "round {round}: the acknowledged logout survived"
+        );
+        c.release().await.expect("release");
+        server.kill().await;
+        server = Server::start(dir.path(), port, admin).await;
+        assert_eq!(
+            status(admin).await["sessions"]
+                .as_array()
+                .expect("sessions")
+                .len(),
+            0,
+            "round {round}: the acknowledged release survived"
+        );
+    }
+    server.kill().await;
+}

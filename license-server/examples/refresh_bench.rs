@@ -1,5 +1,8 @@
 //! License-engine benchmark: login-refresh operations per second, in-process on the engine
-//! and over real TCP on loopback (persistent connections) with 1 and 64 concurrent clients.
+//! and over real TCP on loopback (persistent connections) with 1 and 64 concurrent clients;
+//! then seat changes (a login that takes a seat, a logout that frees it) per second with a
+//! state database (`StateDb=`, in a temporary folder), with 1 and 64 clients: every one is
+//! answered only once committed, so this measures group commit.
 //! Run with `bash bench/license.sh` (release build). `--seconds N` sets each phase's length.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -69,13 +72,30 @@ fn engine_phase(sessions: usize, seconds: f64) -> f64 {
     })
 }
 
-async fn tcp_phase(clients: usize, seconds: f64) -> f64 {
+/// What each client does in a TCP phase.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Work {
+    /// Refresh its login (nothing durable changes).
+    Refresh,
+    /// Log out and in again (two durable seat changes per round).
+    SeatChanges,
+}
+
+async fn tcp_phase(clients: usize, seconds: f64, work: Work) -> f64 {
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let shutdown = CancellationToken::new();
-    let server = LicenseServer::new(&config()).expect("server");
+    let dir = std::env::temp_dir().join(format!("refresh_bench-{}", std::process::id()));
+    let mut config = config();
+    if work == Work::SeatChanges {
+        std::fs::create_dir_all(&dir).expect("temporary folder");
+        let _ = std::fs::remove_file(dir.join("state.db"));
+        let _ = std::fs::remove_file(dir.join("state.db-wal"));
+        config.state_db = Some(dir.join("state.db"));
+    }
+    let server = LicenseServer::new(&config).expect("server");
     let serving = tokio::spawn({
         let shutdown = shutdown.clone();
         async move { server.serve(listener, shutdown).await }
@@ -92,11 +112,19 @@ async fn tcp_phase(clients: usize, seconds: f64) -> f64 {
         let (total, stop) = (total.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let mut n = 0;
+            let at = SlotRef::first_dongle(SLOT);
             while !stop.load(Ordering::Relaxed) {
-                api.refresh(SlotRef::first_dongle(SLOT))
-                    .await
-                    .expect("refresh");
-                n += 1;
+                match work {
+                    Work::Refresh => {
+                        api.refresh(at).await.expect("refresh");
+                        n += 1;
+                    }
+                    Work::SeatChanges => {
+                        api.logout(at).await.expect("logout");
+                        api.login(at).await.expect("login");
+                        n += 2;
+                    }
+                }
             }
             total.fetch_add(n, Ordering::Relaxed);
             let _ = api.release().await;
@@ -111,6 +139,9 @@ async fn tcp_phase(clients: usize, seconds: f64) -> f64 {
     }
     shutdown.cancel();
     serving.await.expect("server task").expect("server");
+    if work == Work::SeatChanges {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     total.load(Ordering::Relaxed) as f64 / elapsed
 }
 
@@ -136,7 +167,11 @@ fn main() {
         .build()
         .expect("runtime");
     for clients in [1, 64] {
-        let rate = runtime.block_on(tcp_phase(clients, seconds));
+        let rate = runtime.block_on(tcp_phase(clients, seconds, Work::Refresh));
         println!("tcp loopback,      {clients:>2} client(s):  {rate:>12.0} refreshes/s");
+    }
+    for clients in [1, 64] {
+        let rate = runtime.block_on(tcp_phase(clients, seconds, Work::SeatChanges));
+        println!("tcp + StateDb,     {clients:>2} client(s):  {rate:>12.0} seat changes/s");
     }
 }

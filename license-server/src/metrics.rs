@@ -45,6 +45,8 @@ pub(crate) struct Counters {
     answers: [AtomicU64; COMMANDS.len()],
     errors: [AtomicU64; ErrorCode::ALL.len()],
     connections: AtomicU64,
+    /// Connections closed at once: their address had no room in the connection table.
+    connections_refused: AtomicU64,
     admin: [AtomicU64; 2],
 }
 
@@ -64,6 +66,10 @@ impl Counters {
 
     pub(crate) fn connection(&self) {
         self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn admin(&self, action: AdminAction) {
@@ -182,6 +188,19 @@ impl Collector for LicenseCollector {
             "connections",
             "TCP connections accepted.",
             c.connections.load(Ordering::Relaxed),
+        )?;
+        counter(
+            e,
+            "connections_refused",
+            "TCP connections closed at once: their client address had no room left \
+             (MaxConnectionsPerAddress, MaxConnections).",
+            c.connections_refused.load(Ordering::Relaxed),
+        )?;
+        gauge(
+            e,
+            "connections_open",
+            "TCP connections open now.",
+            i64::try_from(server.open_connections()).unwrap_or(i64::MAX),
         )?;
         let proxy = server.proxy_header_stats();
         counters(

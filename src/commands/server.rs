@@ -275,8 +275,8 @@ pub async fn run(loaded: Loaded, shutdown: CancellationToken) -> anyhow::Result<
         return Ok(());
     }
     let addr = SocketAddr::new(config.bind, config.port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
+    // The backlog follows somaxconn: bursts of one-call connections queue in the kernel.
+    let listener = license_server::server::bind_listener(addr)
         .with_context(|| format!("cannot listen on {addr}"))?;
     let server = license_server::LicenseServer::new(&config)?;
     for warning in &config.warnings {

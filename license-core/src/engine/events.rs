@@ -30,6 +30,8 @@ pub enum RemovalReason {
     Release,
     /// An administrator disconnected the session or the login.
     Admin,
+    /// A session that never logged in was evicted to make room for a new one.
+    Evicted,
 }
 
 /// One seat change.

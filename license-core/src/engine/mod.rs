@@ -7,11 +7,17 @@
 //! passed is treated as gone by the next operation that touches it, a full AppSlot reclaims
 //! expired seats before answering -31, counts and snapshots sweep first, and the server also
 //! calls [`Engine::sweep`] periodically so idle state does not linger.
+//!
+//! Sessions cost something to open: per-address and per-site quotas, a short timeout for
+//! sessions that never logged in, and eviction of those instead of refusing everyone
+//! ([`admission`]).
 
+mod admission;
 mod appslot;
 mod dongles;
 mod events;
 mod identity;
+mod quota;
 mod restore;
 mod session;
 mod snapshot;
@@ -25,6 +31,7 @@ pub use events::{
     RemovalReason, SeatEvent, SeatEventKind, SeatObserver, StateChange, StateObserver,
 };
 pub use identity::{Identity, LicenseMode, canonical_ip};
+pub use quota::quota_key;
 pub use restore::{RestoreRefusal, RestoredSession};
 pub use session::ClientInfo;
 
@@ -45,6 +52,17 @@ pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Default bound on open sessions.
 pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
+/// The server's default timeout of a session that never logged in: `LoginTimeOut`'s default,
+/// so a client that waits for a free seat and asks again within that time keeps its session
+/// (section 6.6 gives a login that long), while sessions opened and never used (an `Init`
+/// flood) go twelve times sooner than `SessionTimeOut`. [`EngineSettings::default`] keeps the
+/// manual's semantics (no shorter timeout); the server's configuration sets this one.
+pub const DEFAULT_PRELOGIN_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default bound on the sessions of one client address (IPv6: one /64). A terminal server
+/// runs many processes from one address, hence not smaller.
+pub const DEFAULT_MAX_SESSIONS_PER_ADDRESS: usize = 1_000;
+/// Default bound on the sessions of one site (reported by a relay's PROXY header).
+pub const DEFAULT_MAX_SESSIONS_PER_SITE: usize = 5_000;
 
 /// The engine's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,10 +73,19 @@ pub struct EngineSettings {
     pub session_timeout: Duration,
     /// `SessionBaseLicense`.
     pub mode: LicenseMode,
-    /// Init fails with -303 beyond this many sessions.
+    /// At most this many sessions (see [`admission`] for what happens at the bound).
     pub max_sessions: usize,
+    /// A session that never logged in is removed after this long without calls (capped at
+    /// `session_timeout`).
+    pub prelogin_timeout: Duration,
+    /// At most this many sessions per client address (IPv6: per /64).
+    pub max_sessions_per_address: usize,
+    /// At most this many sessions per site.
+    pub max_sessions_per_site: usize,
 }
 
+/// The manual's settings (section 3.1 defaults, no pre-login timeout), with the default
+/// session quotas.
 impl Default for EngineSettings {
     fn default() -> Self {
         Self {
@@ -66,6 +93,10 @@ impl Default for EngineSettings {
             session_timeout: DEFAULT_SESSION_TIMEOUT,
             mode: LicenseMode::Session,
             max_sessions: DEFAULT_MAX_SESSIONS,
+            // The manual's semantics: every session has SessionTimeOut.
+            prelogin_timeout: DEFAULT_SESSION_TIMEOUT,
+            max_sessions_per_address: DEFAULT_MAX_SESSIONS_PER_ADDRESS,
+            max_sessions_per_site: DEFAULT_MAX_SESSIONS_PER_SITE,
         }
     }
 }
@@ -75,6 +106,8 @@ impl Default for EngineSettings {
 pub struct Engine {
     settings: EngineSettings,
     sessions: HashMap<SessionId, Session>,
+    /// Sessions per address and site, for the quotas and eviction.
+    index: quota::SessionIndex,
     dongles: DongleTable,
     logins: HashMap<LoginKey, Login>,
     seats: HashMap<SeatKey, Seat>,
@@ -124,45 +157,6 @@ impl Engine {
     }
 
     // ----- sessions -----
-
-    /// `rInit_MatrixAPI`: opens a session for `client` with the agreed `secret`; requests must
-    /// then carry packet numbers above `first_packet`.
-    ///
-    /// # Errors
-    /// -303 when the server already holds `max_sessions` sessions.
-    pub fn open_session(
-        &mut self,
-        client: ClientInfo,
-        secret: SessionSecret,
-        first_packet: u64,
-        now: Instant,
-    ) -> Result<SessionId, ErrorCode> {
-        if self.sessions.len() >= self.settings.max_sessions {
-            self.sweep(now);
-            if self.sessions.len() >= self.settings.max_sessions {
-                return Err(ErrorCode::TooManySessions);
-            }
-        }
-        let id = loop {
-            let id = SessionId::random();
-            if !self.sessions.contains_key(&id) {
-                break id;
-            }
-        };
-        tracing::info!(session = %id, client = %client.addr, site = ?client.site,
-            name = %client.name, "session opened");
-        if let Some(observer) = self.state_observer.as_mut() {
-            observer.on_state_change(StateChange::SessionOpened {
-                id,
-                client: client.clone(),
-                secret: secret.clone(),
-                last_packet: first_packet,
-            });
-        }
-        self.sessions
-            .insert(id, Session::new(client, secret, first_packet, now));
-        Ok(id)
-    }
 
     /// Checks a request of session `id` before it runs: the session must exist and not have
     /// timed out (else -105), `check` must accept it given the session secret (it verifies the
@@ -282,6 +276,7 @@ impl Engine {
         if let Some(slot) = self.slot_mut(dongle, at.slot) {
             slot.note_refresh(now);
         }
+        self.mark_logged_in(id);
         if let Some(session) = self.sessions.get_mut(&id) {
             session.logins.push((dongle, at.slot));
             let last_packet = session.last_packet;
@@ -447,7 +442,7 @@ impl Engine {
         let stale: Vec<SessionId> = self
             .sessions
             .iter()
-            .filter(|(_, s)| s.expired(now, self.settings.session_timeout))
+            .filter(|(_, s)| s.expired(now, &self.settings))
             .map(|(id, _)| *id)
             .collect();
         for id in stale {
@@ -467,98 +462,13 @@ impl Engine {
         self.recompute_oldest(None);
     }
 
-    // ----- status -----
-
-    /// The status snapshot. `wall_ms` is the wall-clock time matching `now`, to express
-    /// instants as Unix milliseconds.
-    pub fn snapshot(&mut self, now: Instant, wall_ms: u64) -> StatusSnapshot {
-        self.sweep(now);
-        let to_ms = |t: Instant| {
-            let ago = u64::try_from(now.saturating_duration_since(t).as_millis()).unwrap_or(0);
-            wall_ms.saturating_sub(ago)
-        };
-        let mut number = 0u16;
-        let dongles = self
-            .dongles
-            .entries
-            .iter()
-            .map(|e| DongleStatus {
-                number: e.present().then(|| {
-                    number += 1;
-                    number
-                }),
-                key: e.desc.key.clone(),
-                name: e.desc.name.clone(),
-                serial: e.desc.serial,
-                model: e.desc.model.clone(),
-                kind: e.desc.kind,
-                presence: e.desc.presence.clone(),
-                slots: e
-                    .slots
-                    .iter()
-                    .map(|(n, s)| AppSlotStatus {
-                        slot: *n,
-                        name: s.name.clone(),
-                        limit: s.limit,
-                        taken: s.taken,
-                        peak: s.peak,
-                    })
-                    .collect(),
-            })
-            .collect();
-        let mut sessions: Vec<SessionStatus> = self
-            .sessions
-            .iter()
-            .map(|(id, s)| SessionStatus {
-                id: *id,
-                client_addr: s.client.addr,
-                site: s.client.site.clone(),
-                client_name: s.client.name.clone(),
-                started_ms: to_ms(s.started),
-                last_access_ms: to_ms(s.last_access),
-            })
-            .collect();
-        sessions.sort_by_key(|s| (s.started_ms, s.id));
-        let mut logins: Vec<LoginStatus> = self
-            .logins
-            .iter()
-            .map(|(k, l)| LoginStatus {
-                session: k.session,
-                dongle: self.dongle_name(k.dongle),
-                dongle_key: self.dongles.entries[k.dongle].desc.key.clone(),
-                slot: k.slot,
-                slot_name: self.slot_name(k.dongle, k.slot),
-                identity: l.identity.to_string(),
-                first_login_ms: to_ms(l.first),
-                last_refresh_ms: to_ms(l.last_refresh),
-            })
-            .collect();
-        logins.sort_by(|a, b| {
-            (&a.dongle_key, a.slot, a.first_login_ms, a.session).cmp(&(
-                &b.dongle_key,
-                b.slot,
-                b.first_login_ms,
-                b.session,
-            ))
-        });
-        StatusSnapshot {
-            taken_at_ms: wall_ms,
-            license_mode: self.settings.mode,
-            login_timeout_secs: self.settings.login_timeout.as_secs(),
-            session_timeout_secs: self.settings.session_timeout.as_secs(),
-            dongles,
-            sessions,
-            logins,
-        }
-    }
-
     // ----- internals -----
 
     /// The client IP of a live session; an expired one is removed (with its logins) and
     /// answers -105.
     fn live_session(&mut self, id: SessionId, now: Instant) -> Result<std::net::IpAddr, ErrorCode> {
         let session = self.sessions.get(&id).ok_or(ErrorCode::SessionPassword)?;
-        if session.expired(now, self.settings.session_timeout) {
+        if session.expired(now, &self.settings) {
             tracing::info!(session = %id, "session timed out");
             self.end_session(id, RemovalReason::SessionTimeout);
             return Err(ErrorCode::SessionPassword);
@@ -582,9 +492,12 @@ impl Engine {
         for key in keys {
             self.remove_login(key, reason);
         }
-        self.sessions.remove(&id);
+        self.remove_session(id);
         self.report(StateChange::SessionClosed { id });
-        if reason != RemovalReason::SessionTimeout {
+        if !matches!(
+            reason,
+            RemovalReason::SessionTimeout | RemovalReason::Evicted
+        ) {
             tracing::info!(session = %id, ?reason, "session closed");
         }
     }
@@ -787,5 +700,7 @@ impl Engine {
     }
 }
 
+#[cfg(test)]
+mod admission_tests;
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,10 @@
 //! Putting persisted sessions and logins back after a restart (the server's state store reads them).
 //! A restored session keeps its id, key material, client and packet number, so its client's
-//! next call authenticates as if nothing happened; its session timeout and every restored
-//! login's timeout start afresh. Restored logins take their seats again exactly once (per
+//! next call authenticates as if nothing happened. A session that had logged in gets a fresh
+//! session timeout, as does every restored login (refreshes are never written, so the store
+//! cannot know its last call; a fresh timeout can only keep a live client's seat). A session
+//! that never logged in keeps its original expiry — its start plus the pre-login timeout —
+//! so an `Init` flood does not come back with a restart; one already expired is refused. Restored logins take their seats again exactly once (per
 //! identity, as for live logins), and nothing is reported to the observers: the store already
 //! holds it.
 
@@ -24,6 +27,8 @@ pub struct RestoredSession {
     pub last_packet: u64,
     /// When it started (in the past of `now`, for the status page).
     pub started: Instant,
+    /// Whether it ever logged in (else it keeps its pre-login expiry from `started`).
+    pub logged_in: bool,
 }
 
 /// Why a persisted record was not restored.
@@ -47,13 +52,17 @@ pub enum RestoreRefusal {
     /// The AppSlot is full (its limit was lowered).
     #[error("no seat left in the AppSlot")]
     NoSeat,
+    /// A session that never logged in whose pre-login timeout passed.
+    #[error("it never logged in and its pre-login timeout has passed")]
+    Expired,
 }
 
 impl Engine {
-    /// Restores a session with a fresh session timeout from `now`.
+    /// Restores a session: with a fresh session timeout from `now` if it had logged in, else
+    /// with its original pre-login expiry.
     ///
     /// # Errors
-    /// The id is taken, or `MaxSessions` is reached.
+    /// The id is taken, `MaxSessions` is reached, or it never logged in and has expired.
     pub fn restore_session(
         &mut self,
         restored: RestoredSession,
@@ -67,9 +76,17 @@ impl Engine {
         }
         let mut session = Session::new(restored.client, restored.secret, restored.last_packet, now);
         session.started = restored.started.min(now);
+        session.logged_in = restored.logged_in;
+        if !session.logged_in {
+            // Its last call is not known; its start is: the expiry it had, never a later one.
+            session.last_access = session.started;
+            if session.expired(now, &self.settings) {
+                return Err(RestoreRefusal::Expired);
+            }
+        }
         tracing::info!(session = %restored.id, client = %session.client.addr,
             site = ?session.client.site, "session restored");
-        self.sessions.insert(restored.id, session);
+        self.insert_session(restored.id, session);
         Ok(())
     }
 
@@ -139,6 +156,7 @@ impl Engine {
         if let Some(s) = self.slot_mut(dongle, slot) {
             s.note_refresh(now);
         }
+        self.mark_logged_in(session);
         if let Some(s) = self.sessions.get_mut(&session) {
             s.logins.push((dongle, slot));
         }

@@ -1,6 +1,7 @@
 //! Sessions (sections 6.1–6.4): created by `rInit_MatrixAPI`, identified by an id, holding a
 //! per-session secret agreed at init, the client's information and its last access time; they
-//! end by release, by the session timeout, or by an administrator.
+//! end by release, by the session timeout, or by an administrator. A session that never logged
+//! in uses the much shorter pre-login timeout (`Init` is free for anyone; see `admission.rs`).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -56,6 +57,9 @@ pub(crate) struct Session {
     pub(crate) last_packet: u64,
     /// The (dongle index, AppSlot) pairs this session has a login record for.
     pub(crate) logins: Vec<(usize, u16)>,
+    /// Whether it ever took a login: until then the pre-login timeout applies and the session
+    /// may be evicted to make room.
+    pub(crate) logged_in: bool,
 }
 
 impl Session {
@@ -72,11 +76,28 @@ impl Session {
             last_access: now,
             last_packet: first_packet,
             logins: Vec::new(),
+            logged_in: false,
         }
     }
 
-    /// True once no call came for longer than `timeout` (section 6.3).
-    pub(crate) fn expired(&self, now: Instant, timeout: std::time::Duration) -> bool {
+    /// True once no call came for longer than its timeout: `SessionTimeOut` (section 6.3), or
+    /// `PreLoginTimeOut` for a session that never logged in (never longer than the former).
+    pub(crate) fn expired(&self, now: Instant, settings: &super::EngineSettings) -> bool {
+        let timeout = if self.logged_in {
+            settings.session_timeout
+        } else {
+            settings.prelogin_timeout.min(settings.session_timeout)
+        };
         now.saturating_duration_since(self.last_access) > timeout
+    }
+
+    /// How the quota index files this session.
+    pub(crate) fn filed(&self, id: crate::ids::SessionId) -> super::quota::Filed<'_> {
+        super::quota::Filed {
+            id,
+            addr: super::quota::quota_key(self.client.addr.ip()),
+            site: self.client.site.as_deref(),
+            started: self.started,
+        }
     }
 }

@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::Engine;
 use super::identity::LicenseMode;
+use crate::clock::Instant;
 use crate::dongle::{DongleKind, Presence};
 use crate::ids::SessionId;
 
@@ -110,4 +112,89 @@ pub struct LoginStatus {
     pub first_login_ms: u64,
     /// Last refresh (Unix ms).
     pub last_refresh_ms: u64,
+}
+
+impl Engine {
+    /// The status snapshot. `wall_ms` is the wall-clock time matching `now`, to express
+    /// instants as Unix milliseconds.
+    pub fn snapshot(&mut self, now: Instant, wall_ms: u64) -> StatusSnapshot {
+        self.sweep(now);
+        let to_ms = |t: Instant| {
+            let ago = u64::try_from(now.saturating_duration_since(t).as_millis()).unwrap_or(0);
+            wall_ms.saturating_sub(ago)
+        };
+        let mut number = 0u16;
+        let dongles = self
+            .dongles
+            .entries
+            .iter()
+            .map(|e| DongleStatus {
+                number: e.present().then(|| {
+                    number += 1;
+                    number
+                }),
+                key: e.desc.key.clone(),
+                name: e.desc.name.clone(),
+                serial: e.desc.serial,
+                model: e.desc.model.clone(),
+                kind: e.desc.kind,
+                presence: e.desc.presence.clone(),
+                slots: e
+                    .slots
+                    .iter()
+                    .map(|(n, s)| AppSlotStatus {
+                        slot: *n,
+                        name: s.name.clone(),
+                        limit: s.limit,
+                        taken: s.taken,
+                        peak: s.peak,
+                    })
+                    .collect(),
+            })
+            .collect();
+        let mut sessions: Vec<SessionStatus> = self
+            .sessions
+            .iter()
+            .map(|(id, s)| SessionStatus {
+                id: *id,
+                client_addr: s.client.addr,
+                site: s.client.site.clone(),
+                client_name: s.client.name.clone(),
+                started_ms: to_ms(s.started),
+                last_access_ms: to_ms(s.last_access),
+            })
+            .collect();
+        sessions.sort_by_key(|s| (s.started_ms, s.id));
+        let mut logins: Vec<LoginStatus> = self
+            .logins
+            .iter()
+            .map(|(k, l)| LoginStatus {
+                session: k.session,
+                dongle: self.dongle_name(k.dongle),
+                dongle_key: self.dongles.entries[k.dongle].desc.key.clone(),
+                slot: k.slot,
+                slot_name: self.slot_name(k.dongle, k.slot),
+                identity: l.identity.to_string(),
+                first_login_ms: to_ms(l.first),
+                last_refresh_ms: to_ms(l.last_refresh),
+            })
+            .collect();
+        logins.sort_by(|a, b| {
+            (&a.dongle_key, a.slot, a.first_login_ms, a.session).cmp(&(
+                &b.dongle_key,
+                b.slot,
+                b.first_login_ms,
+                b.session,
+            ))
+        });
+        StatusSnapshot {
+            taken_at_ms: wall_ms,
+            license_mode: self.settings.mode,
+            login_timeout_secs: self.settings.login_timeout.as_secs(),
+            session_timeout_secs: self.settings.session_timeout.as_secs(),
+            dongles,
+            sessions,
+            logins,
+        }
+    }
 }

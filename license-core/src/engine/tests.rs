@@ -659,6 +659,7 @@ fn restored_sessions_authenticate_and_keep_their_seats_exactly() {
                 secret: SessionSecret::new([1; 64]),
                 last_packet: 7,
                 started: t,
+                logged_in: true,
             },
             now,
         )
@@ -686,6 +687,7 @@ fn restored_sessions_authenticate_and_keep_their_seats_exactly() {
         secret: SessionSecret::new([2; 64]),
         last_packet: 1,
         started: now,
+        logged_in: false,
     };
     e.restore_session(restored(a, 1), now).expect("a");
     assert_eq!(

@@ -68,6 +68,11 @@ pub(super) fn parse(text: &str) -> Result<ServerConfig, ConfigError> {
 
 fn option(config: &mut ServerConfig, key: &str, value: &str) -> Result<(), ConfigError> {
     const S: &str = "Option";
+    let count = |key: &str, value: &str| {
+        value
+            .parse::<usize>()
+            .map_err(|_| bad(S, key, value, "a whole number"))
+    };
     let flag = |value: &str| match value {
         "0" => Ok(false),
         "1" => Ok(true),
@@ -142,11 +147,13 @@ fn option(config: &mut ServerConfig, key: &str, value: &str) -> Result<(), Confi
         "relaylistener" => {
             config.relay_listener = (!value.is_empty()).then(|| PathBuf::from(value));
         }
-        "maxsessions" => {
-            config.max_sessions = value
-                .parse()
-                .map_err(|_| bad(S, key, value, "a whole number"))?;
-        }
+        "maxsessions" => config.max_sessions = count(key, value)?,
+        "maxsessionsperaddress" => config.max_sessions_per_address = count(key, value)?,
+        "maxsessionspersite" => config.max_sessions_per_site = count(key, value)?,
+        "maxconnections" => config.max_connections = count(key, value)?,
+        "maxconnectionsperaddress" => config.max_connections_per_address = count(key, value)?,
+        "prelogintimeout" => config.prelogin_timeout = seconds(S, key, value)?,
+        "connectionidletimeout" => config.connection_idle_timeout = seconds(S, key, value)?,
         _ => config.warnings.push(unknown_key(S, key)),
     }
     Ok(())

@@ -118,6 +118,21 @@ pub struct ServerConfig {
     pub key_file: Option<PathBuf>,
     /// `MaxSessions=` (extension, default 10000).
     pub max_sessions: usize,
+    /// `PreLoginTimeOut=` (extension, seconds, default 300): a session that never logged in
+    /// ends after this long without calls.
+    pub prelogin_timeout: Duration,
+    /// `MaxSessionsPerAddress=` (extension, default 1000; IPv6 counted per /64).
+    pub max_sessions_per_address: usize,
+    /// `MaxSessionsPerSite=` (extension, default 5000).
+    pub max_sessions_per_site: usize,
+    /// `ConnectionIdleTimeOut=` (extension, seconds, default 60): a connection with no
+    /// complete request for this long is closed.
+    pub connection_idle_timeout: Duration,
+    /// `MaxConnections=` (extension, default 4096): connections served at once.
+    pub max_connections: usize,
+    /// `MaxConnectionsPerAddress=` (extension, default 256): connections of one client
+    /// address served at once.
+    pub max_connections_per_address: usize,
     /// `TrustedProxy=` (extension): peers whose PROXY protocol v2 headers name the real client
     /// and site (default loopback, where the relay-listener runs). Headers from other peers
     /// are refused.
@@ -157,6 +172,12 @@ impl Default for ServerConfig {
             dongles: vec![default_dongle()],
             key_file: None,
             max_sessions: license_core::engine::DEFAULT_MAX_SESSIONS,
+            prelogin_timeout: license_core::engine::DEFAULT_PRELOGIN_TIMEOUT,
+            max_sessions_per_address: license_core::engine::DEFAULT_MAX_SESSIONS_PER_ADDRESS,
+            max_sessions_per_site: license_core::engine::DEFAULT_MAX_SESSIONS_PER_SITE,
+            connection_idle_timeout: crate::server::DEFAULT_CONNECTION_IDLE_TIMEOUT,
+            max_connections: crate::server::DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: crate::server::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
             trusted_proxies: TrustedProxies::loopback(),
             state_db: None,
             admin_bind: None,
@@ -240,6 +261,9 @@ impl ServerConfig {
             session_timeout: self.session_timeout,
             mode: self.license_mode,
             max_sessions: self.max_sessions,
+            prelogin_timeout: self.prelogin_timeout,
+            max_sessions_per_address: self.max_sessions_per_address,
+            max_sessions_per_site: self.max_sessions_per_site,
         }
     }
 
@@ -257,8 +281,30 @@ impl ServerConfig {
         if self.session_timeout.is_zero() {
             return Err(option("SessionTimeOut", "0".into(), "at least 1 second"));
         }
-        if self.max_sessions == 0 {
-            return Err(option("MaxSessions", "0".into(), "at least 1"));
+        for (key, zero) in [
+            ("MaxSessions", self.max_sessions == 0),
+            ("MaxSessionsPerAddress", self.max_sessions_per_address == 0),
+            ("MaxSessionsPerSite", self.max_sessions_per_site == 0),
+            ("MaxConnections", self.max_connections == 0),
+            (
+                "MaxConnectionsPerAddress",
+                self.max_connections_per_address == 0,
+            ),
+        ] {
+            if zero {
+                return Err(option(key, "0".into(), "at least 1"));
+            }
+        }
+        for (key, zero) in [
+            ("PreLoginTimeOut", self.prelogin_timeout.is_zero()),
+            (
+                "ConnectionIdleTimeOut",
+                self.connection_idle_timeout.is_zero(),
+            ),
+        ] {
+            if zero {
+                return Err(option(key, "0".into(), "at least 1 second"));
+            }
         }
         if !dongles_given && self.backend == BackendChoice::Simulated {
             self.dongles = vec![default_dongle()];

@@ -41,6 +41,12 @@ struct File {
     dongle_backend: Option<String>,
     key_file: Option<PathBuf>,
     max_sessions: Option<usize>,
+    max_sessions_per_address: Option<usize>,
+    max_sessions_per_site: Option<usize>,
+    prelogin_timeout: Option<u64>,
+    connection_idle_timeout: Option<u64>,
+    max_connections: Option<usize>,
+    max_connections_per_address: Option<usize>,
     trusted_proxies: Option<Vec<String>>,
     state_db: Option<PathBuf>,
     admin_bind: Option<String>,
@@ -151,6 +157,22 @@ pub(super) fn parse(text: &str) -> Result<ServerConfig, ConfigError> {
         dongles,
         key_file: file.key_file.filter(|p| !p.as_os_str().is_empty()),
         max_sessions: file.max_sessions.unwrap_or(d.max_sessions),
+        max_sessions_per_address: file
+            .max_sessions_per_address
+            .unwrap_or(d.max_sessions_per_address),
+        max_sessions_per_site: file
+            .max_sessions_per_site
+            .unwrap_or(d.max_sessions_per_site),
+        prelogin_timeout: file
+            .prelogin_timeout
+            .map_or(d.prelogin_timeout, Duration::from_secs),
+        connection_idle_timeout: file
+            .connection_idle_timeout
+            .map_or(d.connection_idle_timeout, Duration::from_secs),
+        max_connections: file.max_connections.unwrap_or(d.max_connections),
+        max_connections_per_address: file
+            .max_connections_per_address
+            .unwrap_or(d.max_connections_per_address),
         trusted_proxies,
         state_db: nonempty(file.state_db),
         admin_bind,

@@ -1,5 +1,8 @@
-//! One client connection: read a frame, answer it, repeat, until the client closes, idles out,
-//! loses the framing, or the server shuts down (a call in progress is answered first).
+//! One client connection: read a frame, answer it, repeat, until the client closes, idles out
+//! (no complete request within `ConnectionIdleTimeOut`, from the connection's start or from
+//! the last answer), loses the framing, or the server shuts down or evicts the connection (a
+//! call in progress is answered first). An answer to a call that changed state waits until the
+//! change is committed to the state database: what a client was told survives a crash.
 
 use std::net::SocketAddr;
 
@@ -53,7 +56,10 @@ where
                 tracing::warn!(peer = %peer.addr, code = e.code.code(), "bad frame: {}", e.code);
                 (dispatch::framing_error(shared, e.code), true)
             }
-            Ok(Some(Ok(frame))) => (dispatch::handle(shared, &frame, &peer), false),
+            Ok(Some(Ok(frame))) => (
+                durable(shared, dispatch::handle(shared, &frame, &peer)).await,
+                false,
+            ),
         };
         if let Err(e) = framed.send(reply).await {
             tracing::debug!("cannot answer: {e}");
@@ -63,4 +69,21 @@ where
             break;
         }
     }
+}
+
+/// The answer, once the change it reports is on disk.
+async fn durable(
+    shared: &Shared,
+    handled: dispatch::Handled,
+) -> license_core::protocol::frame::Frame {
+    if let (Some(seq), Some(store)) = (handled.durable, shared.store.as_ref())
+        && !store.durable(seq).await
+    {
+        tracing::error!(
+            "state database {}: a change is still not written after {:?}; answering anyway",
+            store.path().display(),
+            crate::store::DURABLE_WAIT_LIMIT
+        );
+    }
+    handled.frame
 }

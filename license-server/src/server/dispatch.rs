@@ -1,7 +1,8 @@
 //! One request to one answer: decode the command, check the session, the request's tag, its
 //! time-stamp and packet number (in that order; nothing changes unless all pass), run it on the
 //! engine, and build the answer (tagged with the session's answer key whenever the request was
-//! authenticated).
+//! authenticated). A call that changed what the state database keeps (init, release, a first
+//! login, a logout) also says which change its answer must wait for ([`Handled::durable`]).
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use bytes::Bytes;
 
 use super::Shared;
 use super::connection::Peer;
+use crate::store::StateStore;
 use license_core::clock::Instant;
 use license_core::engine::{ClientInfo, Engine, SessionId, SessionSecret};
 use license_core::error::ErrorCode;
@@ -29,8 +31,33 @@ pub(super) fn framing_error(shared: &Shared, code: ErrorCode) -> Frame {
     answer(shared, header, &Reply::error(code), None)
 }
 
+/// An answer, and the state change it must wait for.
+pub(super) struct Handled {
+    /// The answer.
+    pub(super) frame: Frame,
+    /// The sequence number of the state database's last change made by this call: answer only
+    /// once it is committed. `None`: nothing durable changed (a refresh, a query, an error).
+    pub(super) durable: Option<u64>,
+}
+
+impl From<Frame> for Handled {
+    fn from(frame: Frame) -> Self {
+        Self {
+            frame,
+            durable: None,
+        }
+    }
+}
+
+/// The state database's last queued change (0 without a database). Read under the engine's
+/// lock, before and after a call: the engine reports changes synchronously, so a larger
+/// number after means this call made them.
+fn queued(shared: &Shared) -> u64 {
+    shared.store.as_ref().map_or(0, StateStore::last_queued)
+}
+
 /// Handles one well-framed request.
-pub(super) fn handle(shared: &Shared, frame: &Frame, peer: &Peer) -> Frame {
+pub(super) fn handle(shared: &Shared, frame: &Frame, peer: &Peer) -> Handled {
     let now = Instant::now();
     let wall = shared.wall.unix_millis();
     let h = frame.header;
@@ -47,13 +74,14 @@ pub(super) fn handle(shared: &Shared, frame: &Frame, peer: &Peer) -> Frame {
             reply_header(h.session),
             &Reply::error(ErrorCode::PacketHeader),
             None,
-        );
+        )
+        .into();
     }
     let request = match Request::decode(h.command, &frame.payload) {
         Ok(r) => r,
         Err(code) => {
             tracing::warn!(peer = %peer.addr, command = h.command, "request rejected: {code}");
-            return answer(shared, reply_header(h.session), &Reply::error(code), None);
+            return answer(shared, reply_header(h.session), &Reply::error(code), None).into();
         }
     };
     if let Request::Init {
@@ -62,10 +90,11 @@ pub(super) fn handle(shared: &Shared, frame: &Frame, peer: &Peer) -> Frame {
     } = request
     {
         return match init(shared, &h, client_public, client_name, peer, now, wall) {
-            Ok((id, reply, secret)) => {
-                answer(shared, reply_header(id.get()), &reply, Some(&secret))
-            }
-            Err(code) => answer(shared, reply_header(0), &Reply::error(code), None),
+            Ok((id, reply, secret, durable)) => Handled {
+                frame: answer(shared, reply_header(id.get()), &reply, Some(&secret)),
+                durable,
+            },
+            Err(code) => answer(shared, reply_header(0), &Reply::error(code), None).into(),
         };
     }
     let Some(id) = SessionId::new(h.session) else {
@@ -74,10 +103,12 @@ pub(super) fn handle(shared: &Shared, frame: &Frame, peer: &Peer) -> Frame {
             reply_header(0),
             &Reply::error(ErrorCode::SessionPassword),
             None,
-        );
+        )
+        .into();
     };
     let header_bytes = frame.header_bytes();
     let mut engine = shared.engine();
+    let before = queued(shared);
     let checked = engine.authorize(id, h.packet, now, |secret| {
         if !crypto::verify(secret, false, &header_bytes, &frame.payload, &frame.tag) {
             return Err(ErrorCode::SessionPassword);
@@ -97,6 +128,7 @@ pub(super) fn handle(shared: &Shared, frame: &Frame, peer: &Peer) -> Frame {
             Reply::error(code)
         }
     };
+    let after = queued(shared);
     drop(engine);
     // Refusals (-31 and the rest) are what `LogLevel=0` exists for: an administrator reads
     // the daily file to learn who was turned away and why.
@@ -111,7 +143,10 @@ pub(super) fn handle(shared: &Shared, frame: &Frame, peer: &Peer) -> Frame {
         Err(ErrorCode::SessionPassword) => None,
         _ => secret.as_ref(),
     };
-    answer(shared, reply_header(h.session), &reply, key)
+    Handled {
+        frame: answer(shared, reply_header(h.session), &reply, key),
+        durable: (after > before).then_some(after),
+    }
 }
 
 fn init(
@@ -122,7 +157,7 @@ fn init(
     peer: &Peer,
     now: Instant,
     wall: u64,
-) -> Result<(SessionId, Reply, SessionSecret), ErrorCode> {
+) -> Result<(SessionId, Reply, SessionSecret, Option<u64>), ErrorCode> {
     if let Some(window) = shared.time_window
         && stale(h.timestamp, wall, window)
     {
@@ -135,9 +170,13 @@ fn init(
         site: peer.site.clone(),
         name: client_name,
     };
-    let id = shared
-        .engine()
-        .open_session(client, secret.clone(), h.packet, now)?;
+    let (id, durable) = {
+        let mut engine = shared.engine();
+        let before = queued(shared);
+        let id = engine.open_session(client, secret.clone(), h.packet, now)?;
+        let after = queued(shared);
+        (id, (after > before).then_some(after))
+    };
     let signature = shared
         .identity
         .sign_init(&client_public, &server_public, id, h.packet);
@@ -149,7 +188,7 @@ fn init(
             signature,
         },
     };
-    Ok((id, reply, secret))
+    Ok((id, reply, secret, durable))
 }
 
 fn execute(engine: &mut Engine, id: SessionId, request: &Request, now: Instant) -> Reply {

@@ -5,7 +5,10 @@
 //! [`heartbeat`]), polls the dongle backend, restores and persists seats ([`persist`],
 //! `StateDb=`), counts what it answers for the metrics, and shuts down gracefully (stops
 //! accepting, lets calls in flight finish, writes what is queued; persisted seats stay).
+//! Connections are admitted fairly per client address and closed when idle ([`admission`]); a
+//! call that changed state is answered once its change is on disk.
 
+pub mod admission;
 mod connection;
 mod dispatch;
 mod heartbeat;
@@ -13,7 +16,7 @@ mod persist;
 mod poller;
 pub mod proxy_header;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -22,6 +25,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
+pub use admission::{
+    DEFAULT_CONNECTION_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+    bind_listener, listen_backlog,
+};
 pub use connection::Peer;
 pub use proxy_header::{PP2_TYPE_SITE, ProxyHeaderStats};
 
@@ -42,8 +49,6 @@ use license_core::protocol::crypto::{IdentityError, ServerIdentity};
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// How long shutdown waits for connections to finish their call.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// At most this many connections are served at once; more wait in the listen backlog.
-pub const MAX_CONNECTIONS: usize = 1024;
 /// A heartbeat older than this means the engine stalled ([`LicenseServer::is_live`]'s usual
 /// limit: ten sweeps missed).
 pub const LIVENESS_MAX_AGE: Duration = Duration::from_secs(10);
@@ -65,7 +70,10 @@ pub(crate) struct Shared {
     pub(crate) wall: SharedWallClock,
     /// `Some(interval)` when `CheckCmdIssueTime=1`.
     pub(crate) time_window: Option<Duration>,
+    /// `ConnectionIdleTimeOut`: a connection without a complete request for this long closes.
     pub(crate) idle_timeout: Duration,
+    /// The open connections, per client address.
+    pub(crate) connections: admission::ConnectionTable,
     pub(crate) backend: Arc<dyn DongleBackend>,
     pub(crate) sections: Vec<DongleSection>,
     /// Peers whose PROXY headers are believed.
@@ -161,7 +169,11 @@ impl LicenseServer {
             time_window: config
                 .check_cmd_issue_time
                 .then_some(config.cmd_issue_time_interval),
-            idle_timeout: config.session_timeout,
+            idle_timeout: config.connection_idle_timeout,
+            connections: admission::ConnectionTable::new(
+                config.max_connections,
+                config.max_connections_per_address,
+            ),
             backend,
             sections: config.dongles.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
@@ -293,36 +305,78 @@ impl LicenseServer {
     /// Serves one accepted TCP connection: a PROXY v2 header in front of it (peeked, so a
     /// client that sends none loses nothing) names the client and site when the peer is in
     /// `TrustedProxy=`; a header from any other peer, or a malformed one, closes the
-    /// connection with one warning and nothing served.
+    /// connection with one warning and nothing served. The connection takes a place in the
+    /// connection table under its client's address (for a trusted proxy: the address its
+    /// header names), or is closed at once when that address has no room.
     pub async fn serve_tcp(&self, mut stream: TcpStream, shutdown: CancellationToken) {
         let Ok(tcp_peer) = stream.peer_addr() else {
             return;
         };
         let shared = &self.shared;
+        // A peer that may announce another client is counted under the client it announces.
+        let early = if shared.trusted_proxies.contains(tcp_peer.ip()) {
+            None
+        } else {
+            let Some(admitted) = self.admit(tcp_peer.ip(), &shutdown) else {
+                return;
+            };
+            Some(admitted)
+        };
+        let token = early.as_ref().map_or(&shutdown, |a| &a.token).clone();
         let identified = proxy_header::identify(
             &mut stream,
             tcp_peer,
             &shared.trusted_proxies,
             &shared.proxy_counters,
             shared.idle_timeout,
-            &shutdown,
+            &token,
         )
         .await;
-        match identified {
-            Ok(None) => {}
-            Ok(Some(peer)) if peer.addr == tcp_peer && peer.site.is_none() => {
-                self.serve_connection(stream, peer, shutdown).await;
+        let peer = match identified {
+            Ok(Some(peer)) => peer,
+            Ok(None) => return,
+            Err(refusal) => {
+                tracing::warn!("{refusal}; connection closed");
+                return;
             }
-            Ok(Some(peer)) => {
-                let site = peer.site.as_deref().unwrap_or("-");
-                tracing::debug!(client = %peer.addr, site, via = %tcp_peer, "PROXY header accepted");
-                let span = tracing::debug_span!("client", addr = %peer.addr, site);
-                self.serve_connection(stream, peer, shutdown)
-                    .instrument(span)
-                    .await;
-            }
-            Err(refusal) => tracing::warn!("{refusal}; connection closed"),
+        };
+        let admitted = match early {
+            Some(admitted) => admitted,
+            None => match self.admit(peer.addr.ip(), &shutdown) {
+                Some(admitted) => admitted,
+                None => return,
+            },
+        };
+        let token = admitted.token.clone();
+        if peer.addr == tcp_peer && peer.site.is_none() {
+            self.serve_connection(stream, peer, token).await;
+        } else {
+            let site = peer.site.as_deref().unwrap_or("-");
+            tracing::debug!(client = %peer.addr, site, via = %tcp_peer, "PROXY header accepted");
+            let span = tracing::debug_span!("client", addr = %peer.addr, site);
+            self.serve_connection(stream, peer, token)
+                .instrument(span)
+                .await;
         }
+        drop(admitted);
+    }
+
+    /// A place in the connection table for a client at `ip`, or `None` (logged at debug
+    /// level: a flood would otherwise flood the log too).
+    fn admit(&self, ip: IpAddr, shutdown: &CancellationToken) -> Option<admission::Admitted<'_>> {
+        match self.shared.connections.admit(ip, shutdown) {
+            Ok(admitted) => Some(admitted),
+            Err(why) => {
+                self.shared.counters.connection_refused();
+                tracing::debug!(client = %ip, "connection closed at once: {why}");
+                None
+            }
+        }
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.shared.connections.open()
     }
 
     /// Accepts connections on `listener` until `shutdown` is cancelled, then waits up to
@@ -348,21 +402,13 @@ impl LicenseServer {
         if self.shared.backend.capabilities().hotplug {
             tracker.spawn(poller::run(self.shared.clone(), shutdown.clone()));
         }
-        let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Live from the start (the loop's first tick may come after the first accept).
         self.sweep();
+        // Accepting never waits for a free place: the connection table decides per address
+        // (a full backlog would lock everyone out, the flood's sockets and the good ones alike).
         loop {
-            let permit = tokio::select! {
-                () = shutdown.cancelled() => break,
-                _ = sweep.tick() => {
-                    self.sweep();
-                    continue;
-                }
-                p = permits.clone().acquire_owned() => p,
-            };
-            let Ok(permit) = permit else { break };
             let accepted = tokio::select! {
                 () = shutdown.cancelled() => break,
                 _ = sweep.tick() => {
@@ -380,11 +426,7 @@ impl LicenseServer {
                     let token = shutdown.clone();
                     let span = tracing::debug_span!("conn", peer = %addr);
                     tracker.spawn(
-                        async move {
-                            server.serve_tcp(stream, token).await;
-                            drop(permit);
-                        }
-                        .instrument(span),
+                        async move { server.serve_tcp(stream, token).await }.instrument(span),
                     );
                 }
                 Err(e) => {

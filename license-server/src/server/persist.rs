@@ -37,6 +37,7 @@ pub(super) fn attach(
             secret: s.secret,
             last_packet: s.last_packet,
             started: instant_of(s.started_ms, now, now_ms),
+            logged_in: s.logged_in,
         };
         match engine.restore_session(restored, now) {
             Ok(()) => sessions += 1,

@@ -1,7 +1,11 @@
 //! Seats that survive a restart: sessions and login records persisted in an embedded SQLite
 //! database (`StateDb=`), written on state changes only — a session opened or closed, a login
 //! added or removed ([`StateChange`]); refreshes never write — by one writer thread, off the
-//! engine's lock and the request path. At start the server reads it back
+//! engine's lock. Every change gets a sequence number, and the writer publishes the last one
+//! it committed ([`StateStore::durable`]): the server answers a call that changed state only
+//! once its change is committed, so an acknowledged seat change survives the process being
+//! killed. The writer commits everything queued while its previous commit ran in one
+//! transaction (group commit), so concurrent calls share one commit. At start the server reads it back
 //! ([`StateStore::open`]) and restores sessions and logins with fresh timeouts, so a running
 //! client's next refresh authenticates and keeps its seat, and no seat is counted twice.
 //!
@@ -30,8 +34,13 @@ use license_core::engine::{ClientInfo, SessionId, SessionSecret, StateChange, St
 /// How long opening waits for a previous owner of the file (this process's previous server,
 /// or a process that is exiting) to let go of it.
 const OPEN_WAIT: Duration = Duration::from_secs(3);
-/// The writer applies at most this many changes per transaction.
-const MAX_BATCH: usize = 1024;
+/// The writer applies at most this many changes per transaction: in practice everything
+/// queued while the previous commit ran (group commit); the bound only keeps one transaction
+/// from growing without limit under a flood.
+const MAX_BATCH: usize = 65_536;
+/// How long a caller waits for its change to be committed before it is answered anyway (a
+/// stalled disk must not hang every client; the error is logged).
+pub const DURABLE_WAIT_LIMIT: Duration = Duration::from_secs(10);
 
 /// A persisted session.
 #[derive(Debug, Clone)]
@@ -46,6 +55,8 @@ pub struct PersistedSession {
     pub last_packet: u64,
     /// When it started (Unix ms).
     pub started_ms: u64,
+    /// Whether it ever logged in.
+    pub logged_in: bool,
 }
 
 /// A persisted login record.
@@ -141,8 +152,16 @@ impl Stats {
 }
 
 enum Op {
-    Change(StateChange, u64),
+    /// A change, its time (Unix ms) and its sequence number.
+    Change(StateChange, u64, u64),
     Flush(mpsc::SyncSender<()>),
+}
+
+/// The channel to the writer and the last sequence number given out, under one lock so that
+/// changes reach the writer in sequence order.
+struct Queue {
+    tx: mpsc::Sender<Op>,
+    seq: u64,
 }
 
 struct Inner {
@@ -152,24 +171,42 @@ struct Inner {
     problem: Option<String>,
     stats: Arc<Stats>,
     /// `None` once closed.
-    tx: Mutex<Option<mpsc::Sender<Op>>>,
+    tx: Mutex<Option<Queue>>,
+    /// The sequence number of the last change queued.
+    enqueued: AtomicU64,
+    /// The sequence number of the last change whose transaction ended (committed or failed).
+    committed: Arc<tokio::sync::watch::Sender<u64>>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Inner {
-    fn send(&self, op: Op) -> bool {
-        let tx = self
-            .tx
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        tx.as_ref().is_some_and(|tx| tx.send(op).is_ok())
-    }
-
-    fn close(&self) {
+    fn queue(&self) -> MutexGuard<'_, Option<Queue>> {
         self.tx
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
+    }
+
+    fn send(&self, op: Op) -> bool {
+        self.queue().as_ref().is_some_and(|q| q.tx.send(op).is_ok())
+    }
+
+    /// Queues a change with the next sequence number.
+    fn send_change(&self, change: StateChange, at: u64) -> bool {
+        let mut queue = self.queue();
+        let Some(q) = queue.as_mut() else {
+            return false;
+        };
+        let seq = q.seq + 1;
+        if q.tx.send(Op::Change(change, at, seq)).is_err() {
+            return false;
+        }
+        q.seq = seq;
+        self.enqueued.store(seq, Ordering::Release);
+        true
+    }
+
+    fn close(&self) {
+        self.queue().take();
         let writer = self
             .writer
             .lock()
@@ -180,6 +217,8 @@ impl Inner {
         {
             let _ = writer.join();
         }
+        // Nothing more will be written: nobody waits for it.
+        self.committed.send_replace(u64::MAX);
     }
 }
 
@@ -287,12 +326,14 @@ impl StateStore {
         };
         let stats = Arc::new(Stats::default());
         let (tx, rx) = mpsc::channel();
+        let committed = Arc::new(tokio::sync::watch::Sender::new(0));
         let writer = {
             let stats = stats.clone();
             let path = path.to_owned();
+            let committed = committed.clone();
             std::thread::Builder::new()
                 .name("state-db".to_owned())
-                .spawn(move || write_loop(conn, &rx, &stats, &path))
+                .spawn(move || write_loop(conn, &rx, &stats, &path, &committed))
                 .map_err(|e| unavailable(format!("cannot start its writer: {e}")))?
         };
         let store = Self {
@@ -302,7 +343,9 @@ impl StateStore {
                 moved_aside,
                 problem,
                 stats,
-                tx: Mutex::new(Some(tx)),
+                tx: Mutex::new(Some(Queue { tx, seq: 0 })),
+                enqueued: AtomicU64::new(0),
+                committed,
                 writer: Mutex::new(Some(writer)),
             }),
         };
@@ -318,9 +361,29 @@ impl StateStore {
     pub fn record(&self, change: StateChange) {
         let stats = &self.inner.stats;
         stats.queued.fetch_add(1, Ordering::Relaxed);
-        if !self.inner.send(Op::Change(change, system_unix_millis())) {
+        if !self.inner.send_change(change, system_unix_millis()) {
             stats.queued.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+
+    /// The sequence number of the last change queued. Read it under the engine's lock before
+    /// and after a call: a larger number means the call changed state, and the call is
+    /// durable once [`StateStore::durable`] of that number returns.
+    pub fn last_queued(&self) -> u64 {
+        self.inner.enqueued.load(Ordering::Acquire)
+    }
+
+    /// Waits until the change numbered `seq` (and every earlier one) is committed, at most
+    /// [`DURABLE_WAIT_LIMIT`]. False when the limit passed (the change may still be written
+    /// later). A failed transaction also ends the wait: its error is logged and counted in
+    /// the status, and the engine's state (already changed) is what the client is told.
+    pub async fn durable(&self, seq: u64) -> bool {
+        let mut rx = self.inner.committed.subscribe();
+        let wait = rx.wait_for(|committed| *committed >= seq);
+        matches!(
+            tokio::time::timeout(DURABLE_WAIT_LIMIT, wait).await,
+            Ok(Ok(_))
+        )
     }
 
     /// An observer for [`Engine::set_state_observer`](license_core::engine::Engine::set_state_observer)
@@ -399,11 +462,12 @@ fn open_db(path: &Path) -> Result<(Connection, Persisted), OpenFailure> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(OPEN_WAIT)?;
-    // WAL + NORMAL: a commit survives the process being killed (only a power loss may lose
-    // the last ones); EXCLUSIVE: one server per file, and no shared-memory file beside it.
+    // WAL + FULL: a commit is synced to the disk before it returns, so an acknowledged seat
+    // change survives the process being killed and a power loss; group commit (one sync per
+    // batch) keeps that affordable. EXCLUSIVE: one server per file, and no shared-memory file.
     conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
     let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
     if check != "ok" {
         return Err(OpenFailure::Unusable(format!("integrity check: {check}")));
@@ -412,6 +476,7 @@ fn open_db(path: &Path) -> Result<(Connection, Persisted), OpenFailure> {
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     match version {
         0 => schema::create(&tx)?,
+        1 => schema::upgrade_from_1(&tx)?,
         schema::VERSION => {}
         other => {
             return Err(OpenFailure::Unusable(format!(
@@ -443,14 +508,24 @@ fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
     Ok(aside)
 }
 
-fn write_loop(mut conn: Connection, rx: &mpsc::Receiver<Op>, stats: &Stats, path: &Path) {
+fn write_loop(
+    mut conn: Connection,
+    rx: &mpsc::Receiver<Op>,
+    stats: &Stats,
+    path: &Path,
+    committed: &tokio::sync::watch::Sender<u64>,
+) {
     while let Ok(first) = rx.recv() {
         let mut changes = Vec::new();
         let mut flushes = Vec::new();
+        let mut last_seq = None;
         let mut next = Some(first);
         while let Some(op) = next {
             match op {
-                Op::Change(change, at) => changes.push((change, at)),
+                Op::Change(change, at, seq) => {
+                    changes.push((change, at));
+                    last_seq = Some(seq);
+                }
                 Op::Flush(done) => flushes.push(done),
             }
             next = if changes.len() < MAX_BATCH {
@@ -490,6 +565,9 @@ fn write_loop(mut conn: Connection, rx: &mpsc::Receiver<Op>, stats: &Stats, path
                     *last = Some(message);
                 }
             }
+        }
+        if let Some(seq) = last_seq {
+            committed.send_replace(seq);
         }
         for done in flushes {
             let _ = done.send(());

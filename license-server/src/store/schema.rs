@@ -1,6 +1,6 @@
-//! The state database's schema (version 1) and its rows: `sessions` (id, key material,
-//! client, highest packet number, start) and `logins` (session, dongle key, AppSlot, first
-//! login). Reading turns rows back into [`Persisted`]; writing applies a batch of
+//! The state database's schema (version 2) and its rows: `sessions` (id, key material,
+//! client, highest packet number, start, whether it ever logged in) and `logins` (session,
+//! dongle key, AppSlot, first login). Version 1 (without `logged_in`) is upgraded in place. Reading turns rows back into [`Persisted`]; writing applies a batch of
 //! [`StateChange`]s in one transaction.
 
 use std::net::SocketAddr;
@@ -11,7 +11,7 @@ use super::{Persisted, PersistedLogin, PersistedSession};
 use license_core::engine::{ClientInfo, SessionId, SessionSecret, StateChange};
 
 /// The schema version written in `PRAGMA user_version`.
-pub(super) const VERSION: i64 = 1;
+pub(super) const VERSION: i64 = 2;
 
 const CREATE: &str = "
 CREATE TABLE IF NOT EXISTS sessions (
@@ -21,7 +21,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     site        TEXT,
     name        TEXT    NOT NULL,
     last_packet INTEGER NOT NULL,
-    started_ms  INTEGER NOT NULL
+    started_ms  INTEGER NOT NULL,
+    logged_in   INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS logins (
     session    INTEGER NOT NULL,
@@ -30,7 +31,16 @@ CREATE TABLE IF NOT EXISTS logins (
     first_ms   INTEGER NOT NULL,
     PRIMARY KEY (session, dongle_key, slot)
 );
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
+";
+
+/// Version 1 to 2: whether a session ever logged in. Version 1 did not record it; a session
+/// holding a login did, one without is taken as never having logged in (it keeps its
+/// pre-login expiry when restored).
+const UPGRADE_1_TO_2: &str = "
+ALTER TABLE sessions ADD COLUMN logged_in INTEGER NOT NULL DEFAULT 0;
+UPDATE sessions SET logged_in = EXISTS (SELECT 1 FROM logins WHERE logins.session = sessions.id);
+PRAGMA user_version = 2;
 ";
 
 /// SQLite integers are signed 64-bit: unsigned values (session ids, packet numbers, times) are
@@ -48,12 +58,18 @@ pub(super) fn create(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute_batch(CREATE)
 }
 
+/// Upgrades a version 1 database.
+pub(super) fn upgrade_from_1(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(UPGRADE_1_TO_2)
+}
+
 /// Reads every row. A row that does not decode (it cannot come from this program) is counted
 /// in `skipped` and left out.
 pub(super) fn load(conn: &Connection) -> rusqlite::Result<Persisted> {
     let mut persisted = Persisted::default();
     let mut stmt = conn.prepare(
-        "SELECT id, secret, client_addr, site, name, last_packet, started_ms FROM sessions",
+        "SELECT id, secret, client_addr, site, name, last_packet, started_ms, logged_in \
+         FROM sessions",
     )?;
     let rows = stmt.query_map([], |row| {
         Ok((
@@ -64,10 +80,11 @@ pub(super) fn load(conn: &Connection) -> rusqlite::Result<Persisted> {
             row.get::<_, String>(4)?,
             row.get::<_, i64>(5)?,
             row.get::<_, i64>(6)?,
+            row.get::<_, bool>(7)?,
         ))
     })?;
     for row in rows {
-        let (id, secret, addr, site, name, last_packet, started_ms) = row?;
+        let (id, secret, addr, site, name, last_packet, started_ms, logged_in) = row?;
         let id = SessionId::new(from_sql(id));
         let secret: Option<[u8; 64]> = secret.try_into().ok();
         let addr = addr.parse::<SocketAddr>().ok();
@@ -78,6 +95,7 @@ pub(super) fn load(conn: &Connection) -> rusqlite::Result<Persisted> {
                 secret: SessionSecret::new(secret),
                 last_packet: from_sql(last_packet),
                 started_ms: from_sql(started_ms),
+                logged_in,
             }),
             _ => persisted.skipped += 1,
         }
@@ -156,7 +174,7 @@ pub(super) fn apply(
                 params![to_sql(session.get()), dongle_key, slot, to_sql(wall_ms)],
             )?;
             tx.execute(
-                "UPDATE sessions SET last_packet = ?2 WHERE id = ?1",
+                "UPDATE sessions SET last_packet = ?2, logged_in = 1 WHERE id = ?1",
                 params![to_sql(session.get()), to_sql(*last_packet)],
             )?;
         }
