@@ -9,8 +9,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use common::{SLOT, at, config, start};
-use license_core::ErrorCode;
 use license_client::RemoteApi;
+use license_core::ErrorCode;
 
 /// Bound on each test in virtual time: well beyond the time the test advances, so a call that
 /// hangs makes the clock run out here instead of blocking the test.

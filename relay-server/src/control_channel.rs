@@ -1,5 +1,6 @@
-//! A listener's control channel once its WebSocket is up: it carries `accept` messages to the
-//! listener, takes `renewToken` from it, and enforces the token's lifetime.
+//! A listener's control channel once its WebSocket is up: it carries `accept` and HTTP-mode
+//! `request` messages to the listener, takes `renewToken` and `response` (with the binary
+//! body message after it) from it, and enforces the token's lifetime.
 //!
 //! - `renewToken` with a valid token moves the deadline; an invalid one closes with 1008.
 //! - At the token's expiry (without renewal) the channel closes with 1008.
@@ -9,11 +10,13 @@
 //!   answered by tungstenite; unknown commands are logged (first 1 KiB) at debug and ignored.
 //! - Relay shutdown closes with 1001.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use hc_protocol::ControlMessage;
 use hc_protocol::status::{CLOSE_GOING_AWAY, CLOSE_POLICY};
+use hc_protocol::{ControlMessage, HttpResponse};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, sleep_until, timeout};
@@ -24,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::unix_millis;
 use crate::bridge::CLOSE_GRACE;
+use crate::http_exchange::{Exchanges, ListenerReply};
+use crate::hub::Outbound;
 use crate::refusal::Refusal;
 
 /// Silent ping intervals after which a listener counts as gone.
@@ -37,8 +42,12 @@ pub(crate) type RenewCheck = Box<dyn Fn(&str) -> Result<u64, Refusal> + Send + S
 
 /// Everything a control channel needs besides its WebSocket.
 pub(crate) struct ControlChannel {
-    /// Accept messages (JSON) for this listener.
-    pub accepts: mpsc::Receiver<String>,
+    /// Accept and request messages for this listener.
+    pub accepts: mpsc::Receiver<Outbound>,
+    /// The listener's id in the hub (responses are only taken for requests it was given).
+    pub listener_id: u64,
+    /// Where HTTP-mode responses go.
+    pub exchanges: Arc<Exchanges>,
     /// The current token's expiry (Unix seconds).
     pub expiry: u64,
     /// Checks renewed tokens.
@@ -83,6 +92,8 @@ where
     ticker.reset();
     let mut last_heard = Instant::now();
     let mut last_sent = Instant::now();
+    // A `response` whose body message is still to come.
+    let mut awaiting_body: Option<HttpResponse> = None;
     let end = loop {
         tokio::select! {
             () = cc.shutdown.cancelled() => break (CLOSE_GOING_AWAY, "relay shutting down".to_owned()),
@@ -102,10 +113,10 @@ where
                 }
             }
             accept = cc.accepts.recv() => {
-                let Some(json) = accept else {
+                let Some(outbound) = accept else {
                     break (CLOSE_GOING_AWAY, "listener unregistered".to_owned());
                 };
-                if ws.send(Message::text(json)).await.is_err() {
+                if send_outbound(&mut ws, outbound).await.is_err() {
                     return Ended::ByListener;
                 }
                 last_sent = Instant::now();
@@ -115,13 +126,22 @@ where
                 match message {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return drain(ws).await,
                     Some(Ok(Message::Text(text))) => {
-                        if let Some(reason) = on_command(text.as_str(), &cc, &mut expires_at) {
-                            break (CLOSE_POLICY, reason);
+                        // A text where a body was announced: that response has no body.
+                        if let Some(head) = awaiting_body.take() {
+                            deliver(&cc, head, Bytes::new());
+                        }
+                        match on_command(text.as_str(), &cc, &mut expires_at) {
+                            Command::Close(reason) => break (CLOSE_POLICY, reason),
+                            Command::Response(head) if head.body => awaiting_body = Some(head),
+                            Command::Response(head) => deliver(&cc, head, Bytes::new()),
+                            Command::Done => {}
                         }
                     }
-                    Some(Ok(Message::Binary(data))) => {
-                        tracing::debug!(bytes = data.len(), "control channel: binary message ignored");
-                    }
+                    Some(Ok(Message::Binary(data))) => match awaiting_body.take() {
+                        Some(head) => deliver(&cc, head, data),
+                        // hyco-https sends an empty binary message after a body-less response.
+                        None => tracing::debug!(bytes = data.len(), "control channel: binary message ignored"),
+                    },
                     Some(Ok(_)) => {}
                 }
             }
@@ -131,27 +151,63 @@ where
     Ended::ByRelay(end.0, end.1)
 }
 
-/// Handles one text command; returns a close reason when the channel must close.
-fn on_command(text: &str, cc: &ControlChannel, expires_at: &mut Instant) -> Option<String> {
+/// Sends one queued item: its text, then its binary body if it has one.
+async fn send_outbound<S>(
+    ws: &mut WebSocketStream<S>,
+    outbound: Outbound,
+) -> Result<(), tokio_tungstenite::tungstenite::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    ws.feed(Message::text(outbound.text)).await?;
+    if let Some(body) = outbound.body {
+        ws.feed(Message::binary(body)).await?;
+    }
+    ws.flush().await
+}
+
+/// Hands a listener's response to the HTTP request waiting for it.
+fn deliver(cc: &ControlChannel, head: HttpResponse, body: Bytes) {
+    let id = head.request_id.clone();
+    if !cc
+        .exchanges
+        .answer(cc.listener_id, ListenerReply { head, body })
+    {
+        tracing::debug!(request = %id, "control channel: response to no waiting request ignored");
+    }
+}
+
+/// What a text command asks of the channel.
+enum Command {
+    Done,
+    /// Close with this reason.
+    Close(String),
+    /// An HTTP-mode response (its body, if any, is the next binary message).
+    Response(HttpResponse),
+}
+
+/// Handles one text command.
+fn on_command(text: &str, cc: &ControlChannel, expires_at: &mut Instant) -> Command {
     match ControlMessage::parse(text) {
         Ok(ControlMessage::RenewToken(renew)) => match (cc.renew)(&renew.token) {
             Ok(expiry) => {
                 *expires_at = deadline_of(expiry);
                 tracing::debug!(expiry, "control channel: token renewed");
-                None
+                Command::Done
             }
             Err(refusal) => {
                 tracing::info!(reason = %refusal.description, "control channel: renewToken refused");
-                Some(refusal.description)
+                Command::Close(refusal.description)
             }
         },
+        Ok(ControlMessage::Response(response)) => Command::Response(response),
         Ok(ControlMessage::Unrecognized { command, text }) => {
             tracing::debug!(%command, %text, "control channel: unknown command ignored");
-            None
+            Command::Done
         }
-        Ok(ControlMessage::Accept(_)) => {
-            tracing::debug!("control channel: accept from a listener ignored");
-            None
+        Ok(ControlMessage::Accept(_) | ControlMessage::Request(_)) => {
+            tracing::debug!("control channel: accept or request from a listener ignored");
+            Command::Done
         }
         Err(err) => {
             let cut = (0..=hc_protocol::control::MAX_UNRECOGNIZED_JSON.min(text.len()))
@@ -159,7 +215,7 @@ fn on_command(text: &str, cc: &ControlChannel, expires_at: &mut Instant) -> Opti
                 .find(|&i| text.is_char_boundary(i))
                 .unwrap_or(0);
             tracing::debug!(error = %err, text = &text[..cut], "control channel: malformed message ignored");
-            None
+            Command::Done
         }
     }
 }
@@ -207,7 +263,7 @@ mod tests {
 
     struct Fixture {
         listener: WebSocketStream<DuplexStream>,
-        accepts: mpsc::Sender<String>,
+        accepts: mpsc::Sender<Outbound>,
         shutdown: CancellationToken,
         task: tokio::task::JoinHandle<Ended>,
     }
@@ -240,6 +296,8 @@ mod tests {
         let shutdown = CancellationToken::new();
         let cc = ControlChannel {
             accepts: rx,
+            listener_id: 1,
+            exchanges: Arc::default(),
             expiry: unix_now() + ttl,
             renew: Box::new(move |t| {
                 auth.authorize(&hc, Some(t), Right::Listen, unix_now())

@@ -10,12 +10,12 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
-use license_server::LicenseServer;
 use license_core::clock::{SharedWallClock, TokioClock};
 use license_core::dongle::DongleSection;
-use license_server::config::ServerConfig;
-use license_server::backends::simulated::SimulatedBackend;
 use license_core::protocol::ServerIdentity;
+use license_server::LicenseServer;
+use license_server::backends::simulated::SimulatedBackend;
+use license_server::config::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
