@@ -4,8 +4,11 @@
 //!
 //! - `renewToken` with a valid token moves the deadline; an invalid one closes with 1008.
 //! - At the token's expiry (without renewal) the channel closes with 1008.
-//! - A channel quiet for the ping interval is pinged; after three silent intervals it is
-//!   closed with 1001 (the listener is gone without a FIN, e.g. a dead NAT mapping).
+//! - A channel quiet for the ping interval is pinged; when nothing (pong or anything else)
+//!   comes back within [`PONG_WAIT`] intervals it is closed with 1001 and the listener
+//!   unregistered (gone without a FIN: a dead NAT mapping, a stopped or frozen process), so
+//!   senders get "no listener" at once instead of waiting for a dead listener. With the
+//!   default 2 s interval a listener is dropped at most about 8 s after it was last heard.
 //! - Unsolicited pongs are fine (the .NET client sends them as keep-alive); pings are
 //!   answered by tungstenite; unknown commands are logged (first 1 KiB) at debug and ignored.
 //! - Relay shutdown closes with 1001.
@@ -29,13 +32,10 @@ use crate::auth::unix_millis;
 use crate::bridge::CLOSE_GRACE;
 use crate::http_exchange::{Exchanges, ListenerReply};
 use crate::hub::Outbound;
-use crate::refusal::Refusal;
+use crate::refusal::{MAX_CLOSE_REASON, Refusal, tracked_reason};
 
-/// Silent ping intervals after which a listener counts as gone.
-const MISSED_PINGS: u32 = 3;
-
-/// Longest close reason a WebSocket close frame can carry.
-const MAX_CLOSE_REASON: usize = 123;
+/// Ping intervals the listener has to answer a ping (with a pong or any other message).
+pub(crate) const PONG_WAIT: u32 = 2;
 
 /// Verifies a `renewToken` token; returns its expiry (Unix seconds).
 pub(crate) type RenewCheck = Box<dyn Fn(&str) -> Result<u64, Refusal> + Send + Sync>;
@@ -91,25 +91,24 @@ where
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ticker.reset();
     let mut last_heard = Instant::now();
-    let mut last_sent = Instant::now();
+    // When the outstanding ping must have been answered.
+    let mut pong_due: Option<Instant> = None;
     // A `response` whose body message is still to come.
     let mut awaiting_body: Option<HttpResponse> = None;
     let end = loop {
         tokio::select! {
             () = cc.shutdown.cancelled() => break (CLOSE_GOING_AWAY, "relay shutting down".to_owned()),
             () = sleep_until(expires_at) => break (CLOSE_POLICY, "token expired".to_owned()),
-            _ = ticker.tick(), if pinging => {
+            () = sleep_until(pong_due.unwrap_or_else(Instant::now)), if pong_due.is_some() => {
+                break (CLOSE_GOING_AWAY, "no response to pings".to_owned());
+            }
+            _ = ticker.tick(), if pinging && pong_due.is_none() => {
                 let now = Instant::now();
-                if now.duration_since(last_heard) >= cc.ping_interval * MISSED_PINGS {
-                    break (CLOSE_GOING_AWAY, "no response to pings".to_owned());
-                }
-                if now.duration_since(last_heard) >= cc.ping_interval
-                    && now.duration_since(last_sent) >= cc.ping_interval
-                {
+                if now.duration_since(last_heard) >= cc.ping_interval {
                     if ws.send(Message::Ping(Default::default())).await.is_err() {
                         return Ended::ByListener;
                     }
-                    last_sent = now;
+                    pong_due = Some(now + cc.ping_interval * PONG_WAIT);
                 }
             }
             accept = cc.accepts.recv() => {
@@ -119,10 +118,10 @@ where
                 if send_outbound(&mut ws, outbound).await.is_err() {
                     return Ended::ByListener;
                 }
-                last_sent = Instant::now();
             }
             message = ws.next() => {
                 last_heard = Instant::now();
+                pong_due = None;
                 match message {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return drain(ws).await,
                     Some(Ok(Message::Text(text))) => {
@@ -147,7 +146,11 @@ where
             }
         }
     };
-    close(ws, end.0, &end.1).await;
+    // Unregister before the closing handshake (up to its grace): from now on senders and
+    // HTTP requests see no listener here instead of waiting for one that is gone.
+    cc.accepts.close();
+    cc.exchanges.listener_gone(cc.listener_id);
+    close(ws, end.0, &tracked_reason(&end.1)).await;
     Ended::ByRelay(end.0, end.1)
 }
 
@@ -336,7 +339,8 @@ mod tests {
         let mut f = start(120, 0).await;
         let start = Instant::now();
         let (code, reason) = close_of(next(&mut f.listener).await);
-        assert_eq!((code, reason.as_str()), (1008, "token expired"));
+        assert_eq!(code, 1008);
+        assert!(reason.starts_with("token expired. TrackingId:"), "{reason}");
         assert!(
             start.elapsed() >= Duration::from_secs(118),
             "{:?}",
@@ -408,9 +412,49 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn silent_listener_is_dropped() {
         let f = start(3600, 30).await;
+        let started = Instant::now();
         // Nobody reads the listener side, so no pongs come back.
         let ended = f.task.await.expect("task");
         assert_eq!(ended, Ended::ByRelay(1001, "no response to pings".into()));
+        // Pinged after one quiet interval, dropped two intervals later (plus the close grace).
+        let took = started.elapsed();
+        assert!(took >= Duration::from_secs(90), "{took:?}");
+        assert!(
+            took <= Duration::from_secs(90) + CLOSE_GRACE * 2,
+            "{took:?}"
+        );
+        drop(f.listener);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn frozen_listener_is_dropped_within_ten_seconds_by_default() {
+        let interval = crate::config::Limits::default().control_ping_interval;
+        let mut f = start(3600, interval.as_secs()).await;
+        // The listener answers pings for a while (reading makes tungstenite pong)...
+        let alive_until = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < alive_until {
+            let _ = timeout(Duration::from_millis(500), f.listener.next()).await;
+        }
+        assert!(!f.accepts.is_closed(), "dropped while answering");
+        // ...then freezes (like a SIGSTOPped process): no more pongs.
+        let frozen = Instant::now();
+        for _ in 0..200 {
+            if f.accepts.is_closed() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Unregistered (no more accepts or requests reach it) within 10 s.
+        assert!(f.accepts.is_closed(), "still registered");
+        assert!(
+            frozen.elapsed() <= Duration::from_secs(10),
+            "{:?}",
+            frozen.elapsed()
+        );
+        assert_eq!(
+            f.task.await.expect("task"),
+            Ended::ByRelay(1001, "no response to pings".into())
+        );
         drop(f.listener);
     }
 

@@ -95,9 +95,9 @@ impl HcEntry {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether any listener is registered.
+    /// Whether any listener is registered and not going away.
     pub fn has_listeners(&self) -> bool {
-        !self.lock().active.is_empty()
+        self.lock().active.iter().any(|l| !l.accepts.is_closed())
     }
 
     /// Registered listeners, starting at the next one in round-robin order.
