@@ -3,6 +3,10 @@
 //!
 //! - `accept` (relay → listener): a sender is waiting; dial `address` to take the connection.
 //! - `renewToken` (listener → relay): replace the channel's token before it expires.
+//! - `request` (relay → listener, HTTP mode): an HTTP request, its body (if any) in the next
+//!   binary message; without `method` it only names the rendezvous `address` to dial for it.
+//! - `response` (listener → relay, HTTP mode): the answer to a `request`, its body (if any) in
+//!   the next binary message, on the control channel or on the request's rendezvous.
 //!
 //! Unknown commands are reported as [`ControlMessage::Unrecognized`] so callers can log and
 //! ignore them, as the Azure SDKs do.
@@ -75,6 +79,109 @@ impl std::fmt::Debug for RenewToken {
     }
 }
 
+/// `request`: an HTTP request for the listener (HTTP mode).
+///
+/// A *rendezvous-only* request carries just `address` and `id`: the listener dials `address`
+/// and receives the full request there. Clients tell the two apart differently (.NET by a
+/// missing `body`, hyco-https by a missing `method`), so a rendezvous-only request has
+/// neither and a full one always has both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRequest {
+    /// The request's rendezvous URI (`sb-hc-action=request`), dialled as-is, for a
+    /// rendezvous-only request or to answer with a large response.
+    pub address: String,
+    /// The request id, echoed as the response's `requestId`.
+    pub id: String,
+    /// Path and query of the request with every `sb-hc-*` parameter removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_target: Option<String>,
+    /// The HTTP method; absent in a rendezvous-only request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Where the HTTP client connected from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_endpoint: Option<RemoteEndpoint>,
+    /// The request headers, without hop-by-hop headers and the relay's token.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub request_headers: BTreeMap<String, String>,
+    /// Whether a binary message with the body follows; absent in a rendezvous-only request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<bool>,
+}
+
+impl HttpRequest {
+    /// Whether this only names the rendezvous where the full request waits.
+    pub fn is_rendezvous_only(&self) -> bool {
+        self.method.is_none()
+    }
+}
+
+/// `response`: the listener's answer to an [`HttpRequest`] (HTTP mode).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpResponse {
+    /// The `id` of the request answered.
+    pub request_id: String,
+    /// The HTTP status (a number; the guide's example shows a string, so both are read).
+    #[serde(deserialize_with = "lenient::status")]
+    pub status_code: u16,
+    /// The reason phrase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_description: Option<String>,
+    /// Response headers (Node listeners may send numbers or arrays as values; they are read
+    /// as text, arrays joined with `, `).
+    #[serde(default, deserialize_with = "lenient::headers")]
+    pub response_headers: BTreeMap<String, String>,
+    /// Whether a binary message with the body follows.
+    #[serde(default)]
+    pub body: bool,
+}
+
+/// Readers for the loosely typed fields listeners send.
+mod lenient {
+    use std::collections::BTreeMap;
+
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    pub fn status<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Number(n) => n
+                .as_u64()
+                .and_then(|n| u16::try_from(n).ok())
+                .ok_or_else(|| D::Error::custom("statusCode out of range")),
+            Value::String(s) => s
+                .trim()
+                .parse()
+                .map_err(|_| D::Error::custom("statusCode is not a number")),
+            _ => Err(D::Error::custom("statusCode must be a number")),
+        }
+    }
+
+    fn text(value: Value) -> Option<String> {
+        match value {
+            Value::String(s) => Some(s),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Array(items) => {
+                let parts: Vec<String> = items.into_iter().filter_map(text).collect();
+                Some(parts.join(", "))
+            }
+            Value::Null | Value::Object(_) => None,
+        }
+    }
+
+    pub fn headers<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+        let raw = Option::<BTreeMap<String, Value>>::deserialize(d)?.unwrap_or_default();
+        Ok(raw
+            .into_iter()
+            .filter_map(|(k, v)| text(v).map(|v| (k, v)))
+            .collect())
+    }
+}
+
 /// A control-channel message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlMessage {
@@ -82,7 +189,11 @@ pub enum ControlMessage {
     Accept(Accept),
     /// Listener → relay.
     RenewToken(RenewToken),
-    /// A command this implementation does not handle (for example HTTP-mode `request`); the
+    /// Relay → listener (HTTP mode).
+    Request(HttpRequest),
+    /// Listener → relay (HTTP mode).
+    Response(HttpResponse),
+    /// A command this implementation does not handle (for example .NET's `injectFault`); the
     /// text is truncated to [`MAX_UNRECOGNIZED_JSON`] bytes.
     Unrecognized {
         /// The top-level key.
@@ -97,6 +208,8 @@ pub enum ControlMessage {
 enum Known {
     Accept(Accept),
     RenewToken(RenewToken),
+    Request(HttpRequest),
+    Response(HttpResponse),
 }
 
 impl ControlMessage {
@@ -112,10 +225,14 @@ impl ControlMessage {
             _ => return Err(ControlError::NotEnvelope),
         };
         match command.as_str() {
-            "accept" | "renewToken" => Ok(match serde_json::from_value(value)? {
-                Known::Accept(a) => Self::Accept(a),
-                Known::RenewToken(r) => Self::RenewToken(r),
-            }),
+            "accept" | "renewToken" | "request" | "response" => {
+                Ok(match serde_json::from_value(value)? {
+                    Known::Accept(a) => Self::Accept(a),
+                    Known::RenewToken(r) => Self::RenewToken(r),
+                    Known::Request(r) => Self::Request(r),
+                    Known::Response(r) => Self::Response(r),
+                })
+            }
             _ => {
                 let cut = (0..=MAX_UNRECOGNIZED_JSON.min(text.len()))
                     .rev()
@@ -134,6 +251,8 @@ impl ControlMessage {
         let known = match self {
             Self::Accept(a) => Known::Accept(a.clone()),
             Self::RenewToken(r) => Known::RenewToken(r.clone()),
+            Self::Request(r) => Known::Request(r.clone()),
+            Self::Response(r) => Known::Response(r.clone()),
             Self::Unrecognized { text, .. } => return text.clone(),
         };
         // Serialising plain structs of strings and maps cannot fail.
@@ -187,6 +306,51 @@ mod tests {
             Err(ControlError::Malformed(_))
         ));
         assert!(!format!("{msg:?}").contains("SharedAccessSignature"));
+    }
+
+    #[test]
+    fn http_mode_messages() {
+        // The guide's response example (status as a string) and a Node listener's headers.
+        let text = r#"{"response":{"requestId":"42","statusCode":"200","responseHeaders":{"Content-Type":"text/plain","content-length":5,"set-cookie":["a=1","b=2"]},"body":true}}"#;
+        let ControlMessage::Response(r) = ControlMessage::parse(text).expect("parse") else {
+            panic!("not a response");
+        };
+        assert_eq!(
+            (r.request_id.as_str(), r.status_code, r.body),
+            ("42", 200, true)
+        );
+        assert_eq!(
+            r.response_headers.get("content-length").map(String::as_str),
+            Some("5")
+        );
+        assert_eq!(
+            r.response_headers.get("set-cookie").map(String::as_str),
+            Some("a=1, b=2")
+        );
+        let minimal = r#"{"response":{"requestId":"1","statusCode":204}}"#;
+        assert!(
+            matches!(ControlMessage::parse(minimal), Ok(ControlMessage::Response(r)) if !r.body)
+        );
+        // A rendezvous-only request has neither method nor body; a full one has both.
+        let only = HttpRequest {
+            address: "wss://r/$hc/x?sb-hc-action=request".into(),
+            id: "7".into(),
+            request_target: None,
+            method: None,
+            remote_endpoint: None,
+            request_headers: BTreeMap::new(),
+            body: None,
+        };
+        let json = ControlMessage::Request(only.clone()).to_json();
+        assert_eq!(
+            json,
+            r#"{"request":{"address":"wss://r/$hc/x?sb-hc-action=request","id":"7"}}"#
+        );
+        let ControlMessage::Request(back) = ControlMessage::parse(&json).expect("parse") else {
+            panic!("not a request");
+        };
+        assert!(back.is_rendezvous_only());
+        assert_eq!(back, only);
     }
 
     proptest::proptest! {

@@ -7,7 +7,8 @@
 //!   Azure SDKs, plus verification and audience matching for the relay side.
 //! - [`connection_string`]: Azure-style connection strings (`Endpoint=sb://…;…`).
 //! - [`uri`]: the `/$hc/{path}` URIs and the relay-owned `sb-hc-*` query parameters.
-//! - [`control`]: the JSON control-channel messages (`accept`, `renewToken`).
+//! - [`control`]: the JSON control-channel messages (`accept`, `renewToken`, and HTTP mode's
+//!   `request` and `response`).
 //! - [`status`]: HTTP status codes and WebSocket close codes the protocol assigns meaning to.
 //! - [`secret`]: a string wrapper that never prints its content.
 //!
@@ -21,7 +22,9 @@ pub mod status;
 pub mod uri;
 
 pub use connection_string::{ConnectionString, ConnectionStringError};
-pub use control::{Accept, ControlError, ControlMessage, RemoteEndpoint, RenewToken};
+pub use control::{
+    Accept, ControlError, ControlMessage, HttpRequest, HttpResponse, RemoteEndpoint, RenewToken,
+};
 pub use sas::{SasError, SasToken};
 pub use secret::Secret;
 pub use uri::{Action, RelayEndpoint, UriError};

@@ -52,7 +52,7 @@ pub enum Action {
     Connect,
     /// A listener's rendezvous for one accepted connection.
     Accept,
-    /// A listener's rendezvous for an HTTP request (HTTP mode; not served by our relay).
+    /// A listener's rendezvous for an HTTP request (HTTP mode).
     Request,
 }
 

@@ -108,6 +108,9 @@ where
                         Ok(ControlMessage::RenewToken(_)) => {
                             tracing::debug!("ignoring renewToken sent by the relay");
                         }
+                        Ok(ControlMessage::Request(_) | ControlMessage::Response(_)) => {
+                            tracing::debug!("ignoring an HTTP-mode message");
+                        }
                         Err(e) => tracing::debug!("ignoring control message: {e}"),
                     },
                     Some(Ok(Message::Close(frame))) => {

@@ -2,11 +2,12 @@
 //! forwarded opaquely in both directions (binary including zero-length end-of-stream
 //! markers, text, and Close with its code and reason), one message at a time with a flush
 //! each, so a slow side throttles the other (nothing is read ahead of what the other side has
-//! taken). Pings are answered by tungstenite on each side and never forwarded.
+//! taken). Pings are answered by tungstenite on each side and never forwarded; pings and
+//! pongs count as activity.
 //!
-//! The bridge ends when both directions have closed, when it was idle (no data message
-//! either way) for the idle timeout, or when the relay's drain deadline passes; the relay
-//! then closes both sides with 1001.
+//! The bridge ends when both directions have closed, when it was idle (no message, keep-alives
+//! included, either way) for the idle timeout, or when the relay's drain deadline passes; the
+//! relay then closes both sides with 1001 and a reason carrying a `TrackingId`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -22,6 +23,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
+use crate::refusal::tracked_reason;
 use crate::stats::{Direction, RelayStats};
 
 /// How long a side may take to complete the closing handshake.
@@ -48,7 +50,7 @@ impl Halt {
     fn trigger(&self, reason: &'static str) {
         let _ = self.reason.set(CloseFrame {
             code: CloseCode::Away,
-            reason: reason.into(),
+            reason: tracked_reason(reason).into(),
         });
         self.token.cancel();
     }
@@ -206,8 +208,10 @@ async fn pump<F, T>(
                     closed = true;
                 }
             }
-            // Pings are answered by tungstenite; pongs and raw frames carry nothing to forward.
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+            // Pings are answered by tungstenite and not forwarded, but a keep-alive is activity:
+            // a quiet tunnel whose ends ping must not hit the idle timeout.
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => activity.touch(),
+            Some(Ok(Message::Frame(_))) => {}
             Some(Err(err)) => {
                 tracing::debug!(direction, error = %err, "bridge: read failed");
                 if !closed {
@@ -228,7 +232,7 @@ async fn pump<F, T>(
 fn lost() -> CloseFrame {
     CloseFrame {
         code: CloseCode::Away,
-        reason: "peer connection lost".into(),
+        reason: tracked_reason("peer connection lost").into(),
     }
 }
 
@@ -335,12 +339,48 @@ mod tests {
             let Message::Close(Some(frame)) = next_data(ws).await else {
                 panic!("expected close");
             };
-            assert_eq!(
-                (frame.code, frame.reason.as_str()),
-                (CloseCode::Away, "idle timeout")
+            assert_eq!(frame.code, CloseCode::Away);
+            assert!(
+                frame.reason.starts_with("idle timeout. TrackingId:"),
+                "{frame:?}"
             );
         }
         assert!(start.elapsed() >= Duration::from_secs(59));
+        drop((sender, listener));
+        task.await.expect("bridge ends");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keep_alive_pings_keep_a_quiet_bridge_open() {
+        let (mut sender, sender_side) = pair().await;
+        let (mut listener, listener_side) = pair().await;
+        let (settings, _drain) = settings(60);
+        let task = tokio::spawn(bridge(sender_side, listener_side, settings));
+        // Two hours without data, the sender pinging every 30 s (the listener only answers
+        // the relay's nothing; its reads keep the streams moving).
+        for _ in 0..240 {
+            sender
+                .send(Message::Ping(Default::default()))
+                .await
+                .expect("ping");
+            let _ = timeout(Duration::from_secs(30), sender.next()).await;
+            let _ = timeout(Duration::from_millis(1), listener.next()).await;
+            assert!(!task.is_finished(), "closed although both ends kept alive");
+        }
+        // Pings stop: the idle timeout applies again.
+        let quiet = Instant::now();
+        let Message::Close(Some(frame)) = next_data(&mut listener).await else {
+            panic!("expected close");
+        };
+        assert!(
+            frame.reason.starts_with("idle timeout. TrackingId:"),
+            "{frame:?}"
+        );
+        assert!(
+            quiet.elapsed() >= Duration::from_secs(59),
+            "{:?}",
+            quiet.elapsed()
+        );
         drop((sender, listener));
         task.await.expect("bridge ends");
     }
@@ -356,7 +396,10 @@ mod tests {
             let Message::Close(Some(frame)) = next_data(ws).await else {
                 panic!("expected close");
             };
-            assert_eq!(frame.reason.as_str(), "relay shutting down");
+            assert!(
+                frame.reason.starts_with("relay shutting down. TrackingId:"),
+                "{frame:?}"
+            );
         }
         drop((sender, listener));
         task.await.expect("bridge ends");

@@ -300,8 +300,9 @@ pub struct Limits {
     /// closed with 1001 (`0`: never).
     #[serde(rename = "idle_timeout_secs", with = "secs")]
     pub idle_timeout: Duration,
-    /// Ping a control channel that was quiet this long; close it (1001) after three silent
-    /// intervals (`0`: never).
+    /// Ping a control channel that was quiet this long; close it (1001) when the ping is not
+    /// answered within two more intervals (`0`: never). The 2 s default drops a frozen or
+    /// vanished listener within about 8 s.
     #[serde(rename = "control_ping_interval_secs", with = "secs")]
     pub control_ping_interval: Duration,
     /// On shutdown, how long bridged connections may drain before they are closed.
@@ -327,7 +328,7 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             rendezvous_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(3600),
-            control_ping_interval: Duration::from_secs(30),
+            control_ping_interval: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(10),
             listen_burst_per_ip: 20,
             listen_rate_per_ip: 2.0,

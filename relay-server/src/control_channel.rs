@@ -1,19 +1,25 @@
-//! A listener's control channel once its WebSocket is up: it carries `accept` messages to the
-//! listener, takes `renewToken` from it, and enforces the token's lifetime.
+//! A listener's control channel once its WebSocket is up: it carries `accept` and HTTP-mode
+//! `request` messages to the listener, takes `renewToken` and `response` (with the binary
+//! body message after it) from it, and enforces the token's lifetime.
 //!
 //! - `renewToken` with a valid token moves the deadline; an invalid one closes with 1008.
 //! - At the token's expiry (without renewal) the channel closes with 1008.
-//! - A channel quiet for the ping interval is pinged; after three silent intervals it is
-//!   closed with 1001 (the listener is gone without a FIN, e.g. a dead NAT mapping).
+//! - A channel quiet for the ping interval is pinged; when nothing (pong or anything else)
+//!   comes back within [`PONG_WAIT`] intervals it is closed with 1001 and the listener
+//!   unregistered (gone without a FIN: a dead NAT mapping, a stopped or frozen process), so
+//!   senders get "no listener" at once instead of waiting for a dead listener. With the
+//!   default 2 s interval a listener is dropped at most about 8 s after it was last heard.
 //! - Unsolicited pongs are fine (the .NET client sends them as keep-alive); pings are
 //!   answered by tungstenite; unknown commands are logged (first 1 KiB) at debug and ignored.
 //! - Relay shutdown closes with 1001.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use hc_protocol::ControlMessage;
 use hc_protocol::status::{CLOSE_GOING_AWAY, CLOSE_POLICY};
+use hc_protocol::{ControlMessage, HttpResponse};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, sleep_until, timeout};
@@ -24,21 +30,24 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::unix_millis;
 use crate::bridge::CLOSE_GRACE;
-use crate::refusal::Refusal;
+use crate::http_exchange::{Exchanges, ListenerReply};
+use crate::hub::Outbound;
+use crate::refusal::{MAX_CLOSE_REASON, Refusal, tracked_reason};
 
-/// Silent ping intervals after which a listener counts as gone.
-const MISSED_PINGS: u32 = 3;
-
-/// Longest close reason a WebSocket close frame can carry.
-const MAX_CLOSE_REASON: usize = 123;
+/// Ping intervals the listener has to answer a ping (with a pong or any other message).
+pub(crate) const PONG_WAIT: u32 = 2;
 
 /// Verifies a `renewToken` token; returns its expiry (Unix seconds).
 pub(crate) type RenewCheck = Box<dyn Fn(&str) -> Result<u64, Refusal> + Send + Sync>;
 
 /// Everything a control channel needs besides its WebSocket.
 pub(crate) struct ControlChannel {
-    /// Accept messages (JSON) for this listener.
-    pub accepts: mpsc::Receiver<String>,
+    /// Accept and request messages for this listener.
+    pub accepts: mpsc::Receiver<Outbound>,
+    /// The listener's id in the hub (responses are only taken for requests it was given).
+    pub listener_id: u64,
+    /// Where HTTP-mode responses go.
+    pub exchanges: Arc<Exchanges>,
     /// The current token's expiry (Unix seconds).
     pub expiry: u64,
     /// Checks renewed tokens.
@@ -82,76 +91,126 @@ where
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ticker.reset();
     let mut last_heard = Instant::now();
-    let mut last_sent = Instant::now();
+    // When the outstanding ping must have been answered.
+    let mut pong_due: Option<Instant> = None;
+    // A `response` whose body message is still to come.
+    let mut awaiting_body: Option<HttpResponse> = None;
     let end = loop {
         tokio::select! {
             () = cc.shutdown.cancelled() => break (CLOSE_GOING_AWAY, "relay shutting down".to_owned()),
             () = sleep_until(expires_at) => break (CLOSE_POLICY, "token expired".to_owned()),
-            _ = ticker.tick(), if pinging => {
+            () = sleep_until(pong_due.unwrap_or_else(Instant::now)), if pong_due.is_some() => {
+                break (CLOSE_GOING_AWAY, "no response to pings".to_owned());
+            }
+            _ = ticker.tick(), if pinging && pong_due.is_none() => {
                 let now = Instant::now();
-                if now.duration_since(last_heard) >= cc.ping_interval * MISSED_PINGS {
-                    break (CLOSE_GOING_AWAY, "no response to pings".to_owned());
-                }
-                if now.duration_since(last_heard) >= cc.ping_interval
-                    && now.duration_since(last_sent) >= cc.ping_interval
-                {
+                if now.duration_since(last_heard) >= cc.ping_interval {
                     if ws.send(Message::Ping(Default::default())).await.is_err() {
                         return Ended::ByListener;
                     }
-                    last_sent = now;
+                    pong_due = Some(now + cc.ping_interval * PONG_WAIT);
                 }
             }
             accept = cc.accepts.recv() => {
-                let Some(json) = accept else {
+                let Some(outbound) = accept else {
                     break (CLOSE_GOING_AWAY, "listener unregistered".to_owned());
                 };
-                if ws.send(Message::text(json)).await.is_err() {
+                if send_outbound(&mut ws, outbound).await.is_err() {
                     return Ended::ByListener;
                 }
-                last_sent = Instant::now();
             }
             message = ws.next() => {
                 last_heard = Instant::now();
+                pong_due = None;
                 match message {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return drain(ws).await,
                     Some(Ok(Message::Text(text))) => {
-                        if let Some(reason) = on_command(text.as_str(), &cc, &mut expires_at) {
-                            break (CLOSE_POLICY, reason);
+                        // A text where a body was announced: that response has no body.
+                        if let Some(head) = awaiting_body.take() {
+                            deliver(&cc, head, Bytes::new());
+                        }
+                        match on_command(text.as_str(), &cc, &mut expires_at) {
+                            Command::Close(reason) => break (CLOSE_POLICY, reason),
+                            Command::Response(head) if head.body => awaiting_body = Some(head),
+                            Command::Response(head) => deliver(&cc, head, Bytes::new()),
+                            Command::Done => {}
                         }
                     }
-                    Some(Ok(Message::Binary(data))) => {
-                        tracing::debug!(bytes = data.len(), "control channel: binary message ignored");
-                    }
+                    Some(Ok(Message::Binary(data))) => match awaiting_body.take() {
+                        Some(head) => deliver(&cc, head, data),
+                        // hyco-https sends an empty binary message after a body-less response.
+                        None => tracing::debug!(bytes = data.len(), "control channel: binary message ignored"),
+                    },
                     Some(Ok(_)) => {}
                 }
             }
         }
     };
-    close(ws, end.0, &end.1).await;
+    // Unregister before the closing handshake (up to its grace): from now on senders and
+    // HTTP requests see no listener here instead of waiting for one that is gone.
+    cc.accepts.close();
+    cc.exchanges.listener_gone(cc.listener_id);
+    close(ws, end.0, &tracked_reason(&end.1)).await;
     Ended::ByRelay(end.0, end.1)
 }
 
-/// Handles one text command; returns a close reason when the channel must close.
-fn on_command(text: &str, cc: &ControlChannel, expires_at: &mut Instant) -> Option<String> {
+/// Sends one queued item: its text, then its binary body if it has one.
+async fn send_outbound<S>(
+    ws: &mut WebSocketStream<S>,
+    outbound: Outbound,
+) -> Result<(), tokio_tungstenite::tungstenite::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    ws.feed(Message::text(outbound.text)).await?;
+    if let Some(body) = outbound.body {
+        ws.feed(Message::binary(body)).await?;
+    }
+    ws.flush().await
+}
+
+/// Hands a listener's response to the HTTP request waiting for it.
+fn deliver(cc: &ControlChannel, head: HttpResponse, body: Bytes) {
+    let id = head.request_id.clone();
+    if !cc
+        .exchanges
+        .answer(cc.listener_id, ListenerReply { head, body })
+    {
+        tracing::debug!(request = %id, "control channel: response to no waiting request ignored");
+    }
+}
+
+/// What a text command asks of the channel.
+enum Command {
+    Done,
+    /// Close with this reason.
+    Close(String),
+    /// An HTTP-mode response (its body, if any, is the next binary message).
+    Response(HttpResponse),
+}
+
+/// Handles one text command.
+fn on_command(text: &str, cc: &ControlChannel, expires_at: &mut Instant) -> Command {
     match ControlMessage::parse(text) {
         Ok(ControlMessage::RenewToken(renew)) => match (cc.renew)(&renew.token) {
             Ok(expiry) => {
                 *expires_at = deadline_of(expiry);
                 tracing::debug!(expiry, "control channel: token renewed");
-                None
+                Command::Done
             }
             Err(refusal) => {
                 tracing::info!(reason = %refusal.description, "control channel: renewToken refused");
-                Some(refusal.description)
+                Command::Close(refusal.description)
             }
         },
+        Ok(ControlMessage::Response(response)) => Command::Response(response),
         Ok(ControlMessage::Unrecognized { command, text }) => {
             tracing::debug!(%command, %text, "control channel: unknown command ignored");
-            None
+            Command::Done
         }
-        Ok(ControlMessage::Accept(_)) => {
-            tracing::debug!("control channel: accept from a listener ignored");
-            None
+        Ok(ControlMessage::Accept(_) | ControlMessage::Request(_)) => {
+            tracing::debug!("control channel: accept or request from a listener ignored");
+            Command::Done
         }
         Err(err) => {
             let cut = (0..=hc_protocol::control::MAX_UNRECOGNIZED_JSON.min(text.len()))
@@ -159,7 +218,7 @@ fn on_command(text: &str, cc: &ControlChannel, expires_at: &mut Instant) -> Opti
                 .find(|&i| text.is_char_boundary(i))
                 .unwrap_or(0);
             tracing::debug!(error = %err, text = &text[..cut], "control channel: malformed message ignored");
-            None
+            Command::Done
         }
     }
 }
@@ -207,7 +266,7 @@ mod tests {
 
     struct Fixture {
         listener: WebSocketStream<DuplexStream>,
-        accepts: mpsc::Sender<String>,
+        accepts: mpsc::Sender<Outbound>,
         shutdown: CancellationToken,
         task: tokio::task::JoinHandle<Ended>,
     }
@@ -240,6 +299,8 @@ mod tests {
         let shutdown = CancellationToken::new();
         let cc = ControlChannel {
             accepts: rx,
+            listener_id: 1,
+            exchanges: Arc::default(),
             expiry: unix_now() + ttl,
             renew: Box::new(move |t| {
                 auth.authorize(&hc, Some(t), Right::Listen, unix_now())
@@ -278,7 +339,8 @@ mod tests {
         let mut f = start(120, 0).await;
         let start = Instant::now();
         let (code, reason) = close_of(next(&mut f.listener).await);
-        assert_eq!((code, reason.as_str()), (1008, "token expired"));
+        assert_eq!(code, 1008);
+        assert!(reason.starts_with("token expired. TrackingId:"), "{reason}");
         assert!(
             start.elapsed() >= Duration::from_secs(118),
             "{:?}",
@@ -350,9 +412,49 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn silent_listener_is_dropped() {
         let f = start(3600, 30).await;
+        let started = Instant::now();
         // Nobody reads the listener side, so no pongs come back.
         let ended = f.task.await.expect("task");
         assert_eq!(ended, Ended::ByRelay(1001, "no response to pings".into()));
+        // Pinged after one quiet interval, dropped two intervals later (plus the close grace).
+        let took = started.elapsed();
+        assert!(took >= Duration::from_secs(90), "{took:?}");
+        assert!(
+            took <= Duration::from_secs(90) + CLOSE_GRACE * 2,
+            "{took:?}"
+        );
+        drop(f.listener);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn frozen_listener_is_dropped_within_ten_seconds_by_default() {
+        let interval = crate::config::Limits::default().control_ping_interval;
+        let mut f = start(3600, interval.as_secs()).await;
+        // The listener answers pings for a while (reading makes tungstenite pong)...
+        let alive_until = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < alive_until {
+            let _ = timeout(Duration::from_millis(500), f.listener.next()).await;
+        }
+        assert!(!f.accepts.is_closed(), "dropped while answering");
+        // ...then freezes (like a SIGSTOPped process): no more pongs.
+        let frozen = Instant::now();
+        for _ in 0..200 {
+            if f.accepts.is_closed() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Unregistered (no more accepts or requests reach it) within 10 s.
+        assert!(f.accepts.is_closed(), "still registered");
+        assert!(
+            frozen.elapsed() <= Duration::from_secs(10),
+            "{:?}",
+            frozen.elapsed()
+        );
+        assert_eq!(
+            f.task.await.expect("task"),
+            Ended::ByRelay(1001, "no response to pings".into())
+        );
         drop(f.listener);
     }
 

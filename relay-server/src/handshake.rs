@@ -18,9 +18,10 @@ use crate::refusal::{Body, Refusal};
 /// A WebSocket over an upgraded hyper connection.
 pub(crate) type Ws = WebSocketStream<TokioIo<Upgraded>>;
 
-/// Largest control-channel message we read (`renewToken` is a few hundred bytes; the .NET
-/// client's whole receive buffer is 64 KiB).
-const CONTROL_MAX_MESSAGE: usize = 64 << 10;
+/// Largest control-channel message we read: an HTTP-mode `response` body of up to 64 KiB
+/// (the guide's limit for the control channel) with room to spare; `renewToken` is a few
+/// hundred bytes.
+const CONTROL_MAX_MESSAGE: usize = 80 << 10;
 
 /// Checks that `req` is a WebSocket upgrade (RFC 6455 §4.2.1) and returns its
 /// `Sec-WebSocket-Key`.

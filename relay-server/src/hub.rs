@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use bytes::Bytes;
 use futures_util::future::select_ok;
 use http::StatusCode;
 use hyper::upgrade::OnUpgrade;
@@ -23,6 +24,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::admission::ConnectionSlot;
 use crate::config::HybridConnectionConfig;
+use crate::http_exchange::Exchanges;
 use crate::refusal::Refusal;
 use crate::stats::RelayStats;
 
@@ -55,12 +57,33 @@ struct ListenerSet {
     active: Vec<ListenerHandle>,
 }
 
+/// One message for a listener's control channel: JSON text and, for an HTTP request with an
+/// inline body, the binary message that must follow it directly (queued as one item so no
+/// other message can come between them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Outbound {
+    pub text: String,
+    pub body: Option<Bytes>,
+}
+
+impl From<String> for Outbound {
+    fn from(text: String) -> Self {
+        Self { text, body: None }
+    }
+}
+
+impl From<&str> for Outbound {
+    fn from(text: &str) -> Self {
+        text.to_owned().into()
+    }
+}
+
 /// How the hub reaches a registered listener.
 #[derive(Debug, Clone)]
 pub(crate) struct ListenerHandle {
     pub id: u64,
-    /// Accept messages (JSON text) for the control channel.
-    pub accepts: mpsc::Sender<String>,
+    /// Accept and request messages for the control channel.
+    pub accepts: mpsc::Sender<Outbound>,
     /// `ws(s)://{host the listener used}`: the base of the accept addresses it gets.
     pub base_url: String,
 }
@@ -72,9 +95,9 @@ impl HcEntry {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether any listener is registered.
+    /// Whether any listener is registered and not going away.
     pub fn has_listeners(&self) -> bool {
-        !self.lock().active.is_empty()
+        self.lock().active.iter().any(|l| !l.accepts.is_closed())
     }
 
     /// Registered listeners, starting at the next one in round-robin order.
@@ -90,16 +113,16 @@ impl HcEntry {
             .collect()
     }
 
-    /// Hands an accept message to a listener: the first in round-robin order with room in
+    /// Hands an accept (or request) message to a listener: the first in round-robin order with room in
     /// its queue, or — when every queue is full — whichever listener frees room first. The
     /// caller bounds the wait (the rendezvous timeout). `message` builds the JSON for the
     /// chosen listener (the accept address uses its host).
     ///
     /// # Errors
     /// [`NoListener`] when no open listener is registered.
-    pub async fn dispatch(
+    pub async fn dispatch<M: Into<Outbound>>(
         &self,
-        message: impl Fn(&ListenerHandle) -> String,
+        message: impl Fn(&ListenerHandle) -> M,
     ) -> Result<(), NoListener> {
         loop {
             // Armed before the snapshot, so a registration in between is not missed.
@@ -116,7 +139,7 @@ impl HcEntry {
             }
             for listener in &listeners {
                 if let Ok(permit) = listener.accepts.try_reserve() {
-                    permit.send(message(listener));
+                    permit.send(message(listener).into());
                     return Ok(());
                 }
             }
@@ -126,7 +149,7 @@ impl HcEntry {
             tokio::select! {
                 room = room => {
                     if let Ok(((permit, listener), _)) = room {
-                        permit.send(message(listener));
+                        permit.send(message(listener).into());
                         return Ok(());
                     }
                     // Every listener went away meanwhile: the next snapshot decides.
@@ -154,7 +177,7 @@ pub(crate) struct ListenerSlot {
 
 impl ListenerSlot {
     /// Makes the listener eligible for senders; returns the receiver of its accept messages.
-    pub fn register(&mut self, id: u64, base_url: String) -> mpsc::Receiver<String> {
+    pub fn register(&mut self, id: u64, base_url: String) -> mpsc::Receiver<Outbound> {
         let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
         let mut set = self.hc.lock();
         set.active.push(ListenerHandle {
@@ -224,6 +247,8 @@ pub(crate) struct Hub {
     max_listeners: usize,
     next_listener: AtomicU64,
     stats: RelayStats,
+    /// HTTP requests waiting for their listener's response.
+    pub exchanges: Arc<Exchanges>,
 }
 
 struct PendingEntry(Pending);
@@ -266,6 +291,7 @@ impl Hub {
             max_listeners,
             next_listener: AtomicU64::new(1),
             stats,
+            exchanges: Arc::default(),
         }
     }
 
@@ -406,7 +432,7 @@ mod tests {
     async fn dispatch_waits_for_room_instead_of_refusing() {
         let hub = hub(25);
         let (hc, _) = hub.find("license").expect("hc");
-        assert_eq!(hc.dispatch(|_| "x".into()).await, Err(NoListener));
+        assert_eq!(hc.dispatch(|_| "x").await, Err(NoListener));
         let mut one = hub.reserve_listener(&hc).expect("slot");
         let mut rx1 = one.register(1, "wss://one".into());
         for _ in 0..ACCEPT_QUEUE {
@@ -419,7 +445,10 @@ mod tests {
         });
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
-        assert_eq!(rx1.recv().await.as_deref(), Some("wss://one"));
+        assert_eq!(
+            rx1.recv().await.map(|o| o.text).as_deref(),
+            Some("wss://one")
+        );
         assert_eq!(waiting.await.expect("task"), Ok(()));
         // Full again: a listener registering meanwhile takes the waiting sender.
         let waiting = tokio::spawn({
@@ -430,13 +459,16 @@ mod tests {
         let mut two = hub.reserve_listener(&hc).expect("slot");
         let mut rx2 = two.register(2, "wss://two".into());
         assert_eq!(waiting.await.expect("task"), Ok(()));
-        assert_eq!(rx2.recv().await.as_deref(), Some("late wss://two"));
+        assert_eq!(
+            rx2.recv().await.map(|o| o.text).as_deref(),
+            Some("late wss://two")
+        );
         // Listeners going away end the wait with NoListener.
         let waiting = tokio::spawn({
             let hc = hc.clone();
             async move {
                 loop {
-                    if let Err(err) = hc.dispatch(|_| "fill".into()).await {
+                    if let Err(err) = hc.dispatch(|_| "fill").await {
                         return err;
                     }
                 }

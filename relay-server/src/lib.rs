@@ -4,7 +4,8 @@
 //! and sender binaries (ours, or Microsoft's SDKs) work against it and against Azure:
 //! listener control channels (`sb-hc-action=listen`), senders (`sb-hc-action=connect`), the
 //! rendezvous through which a listener accepts or rejects each sender, `renewToken`, SAS
-//! authorization, and the documented status codes. `docs/hc-protocol.md` describes the
+//! authorization, and the documented status codes — and HTTP request mode: a plain HTTP
+//! request to `/{path}` is relayed to a listener as a `request` control message. `docs/hc-protocol.md` describes the
 //! protocol as implemented; `docs/relay.md` how to run it.
 //!
 //! ```no_run
@@ -27,8 +28,9 @@
 //! [`stats`] (counters, readiness, liveness), [`metrics`] (Prometheus, read from the stats),
 //! [`quickstart`] (the embedded default configuration).
 //! Internals: `server` (accept loop, handshakes, shutdown), `router` (the protocol actions),
-//! `hub` (hybrid connections, listeners, rendezvous), `control_channel`, `bridge`, `auth`,
-//! `admission`, `handshake`, `refusal`.
+//! `request_parts` (paths, queries, header maps), `http_mode` and `http_exchange` (HTTP
+//! request mode), `hub` (hybrid connections, listeners, rendezvous), `control_channel`,
+//! `bridge`, `auth`, `admission`, `handshake`, `refusal`.
 
 mod admission;
 mod auth;
@@ -36,11 +38,14 @@ mod bridge;
 pub mod config;
 mod control_channel;
 mod handshake;
+mod http_exchange;
+mod http_mode;
 mod hub;
 pub mod metrics;
 pub mod quickstart;
 mod refusal;
 mod relay;
+mod request_parts;
 mod router;
 mod server;
 pub mod stats;

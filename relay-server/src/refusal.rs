@@ -96,6 +96,23 @@ fn reason_phrase(text: &str) -> String {
     out
 }
 
+/// Longest close reason a WebSocket close frame can carry.
+pub(crate) const MAX_CLOSE_REASON: usize = 123;
+
+/// A relay-initiated WebSocket close reason in Azure's form, `{description}. TrackingId:{id}`
+/// (the description cut so the whole fits a close frame); the id is logged with it so an
+/// operator can find the event a client reports.
+pub(crate) fn tracked_reason(description: &str) -> String {
+    let tracking_id = uuid::Uuid::new_v4().to_string();
+    let suffix = format!(". TrackingId:{tracking_id}");
+    let mut cut = description.len().min(MAX_CLOSE_REASON - suffix.len());
+    while !description.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    tracing::debug!(reason = description, %tracking_id, "closing a WebSocket");
+    format!("{}{suffix}", &description[..cut])
+}
+
 /// A plain success response (health check).
 pub(crate) fn ok_text(text: &'static str) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
@@ -109,6 +126,16 @@ pub(crate) fn ok_text(text: &'static str) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tracked_close_reasons_fit_a_close_frame() {
+        let short = tracked_reason("idle timeout");
+        assert!(short.starts_with("idle timeout. TrackingId:"), "{short}");
+        assert_eq!(short.len(), "idle timeout. TrackingId:".len() + 36);
+        let long = tracked_reason(&"é".repeat(100));
+        assert!(long.len() <= MAX_CLOSE_REASON, "{}", long.len());
+        assert!(long.contains(". TrackingId:"));
+    }
 
     #[test]
     fn description_goes_to_reason_and_body() {

@@ -1,7 +1,8 @@
 //! Request routing: what one HTTP request to the relay is (`/$hc/{path}` with
-//! `sb-hc-action=listen|connect|accept`, or the health check) and the protocol steps of each
-//! action up to the `101`: authorization, the accept message, the rendezvous wait, the
-//! listener's accept or reject, subprotocol checks.
+//! `sb-hc-action=listen|connect|accept|request`, a plain HTTP request to `/{hc}[/more]` for
+//! HTTP mode (served by `http_mode`), or the health check) and the protocol steps of the
+//! WebSocket actions up to the `101`: authorization, the accept message, the rendezvous wait,
+//! the listener's accept or reject, subprotocol checks.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -9,9 +10,8 @@ use std::sync::Arc;
 
 use hc_protocol::uri::{
     Action, HC_PATH_PREFIX, PARAM_ACTION, PARAM_ID, PARAM_STATUS_CODE, PARAM_STATUS_DESCRIPTION,
-    is_relay_param,
 };
-use hc_protocol::{Accept, ControlMessage, RemoteEndpoint, SERVICE_BUS_AUTHORIZATION};
+use hc_protocol::{Accept, ControlMessage, RemoteEndpoint};
 use http::{HeaderMap, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use tracing::Instrument;
@@ -24,9 +24,11 @@ use crate::control_channel::{self, ControlChannel, Ended};
 use crate::handshake::{
     self, chosen_protocol, offered_protocols, switching_protocols, upgrade_key,
 };
-use crate::hub::{Arrival, HcEntry, ListenerHandle, NoListener};
+use crate::http_mode;
+use crate::hub::{Arrival, HcEntry, ListenerHandle, NoListener, Outbound};
 use crate::refusal::{Body, Refusal, ok_text};
 use crate::relay::Relay;
+use crate::request_parts::{Query, connect_headers, hc_path};
 
 /// Relay-private query parameter of an accept address: the rendezvous id. It is `sb-hc-`
 /// prefixed so listener SDKs strip it from what they show the application.
@@ -91,61 +93,11 @@ fn refuse(relay: &Relay, conn: &ConnInfo, Refused(refusal, hc): Refused) -> Resp
 /// What an action works on: the relay, the client connection, the hybrid connection and the
 /// request's query.
 #[derive(Clone, Copy)]
-struct Target<'a> {
-    relay: &'a Arc<Relay>,
-    conn: &'a Arc<ConnInfo>,
-    hc: &'a Arc<HcEntry>,
-    query: &'a Query<'a>,
-}
-
-/// The parsed query of a request: decoded pairs, plus the raw text for forwarding.
-struct Query<'a> {
-    raw: &'a str,
-    pairs: Vec<(String, String)>,
-}
-
-impl<'a> Query<'a> {
-    fn parse(raw: &'a str) -> Self {
-        Self {
-            raw,
-            pairs: url::form_urlencoded::parse(raw.as_bytes())
-                .into_owned()
-                .collect(),
-        }
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The application's own parameters, exactly as the sender encoded them.
-    fn app_part(&self) -> String {
-        self.raw
-            .split('&')
-            .filter(|part| !part.is_empty())
-            .filter(|part| {
-                let name = part.split('=').next().unwrap_or_default();
-                let name = url::form_urlencoded::parse(name.as_bytes())
-                    .next()
-                    .map(|(k, _)| k.into_owned())
-                    .unwrap_or_default();
-                !is_relay_param(&name)
-            })
-            .collect::<Vec<_>>()
-            .join("&")
-    }
-}
-
-/// The entity path after `/$hc/`; clients that percent-encode `$` are tolerated.
-fn hc_path(path: &str) -> Option<&str> {
-    let rest = path.strip_prefix(HC_PATH_PREFIX).or_else(|| {
-        let prefix = path.get(..7)?;
-        prefix.eq_ignore_ascii_case("/%24hc/").then(|| &path[7..])
-    })?;
-    Some(rest.trim_matches('/')).filter(|p| !p.is_empty())
+pub(crate) struct Target<'a> {
+    pub relay: &'a Arc<Relay>,
+    pub conn: &'a Arc<ConnInfo>,
+    pub hc: &'a Arc<HcEntry>,
+    pub query: &'a Query<'a>,
 }
 
 async fn route(
@@ -157,19 +109,25 @@ async fn route(
     if path == HEALTH_PATH {
         return Ok(ok_text("ok\n"));
     }
-    let Some(entity) = hc_path(&path) else {
-        return Err(Refusal::not_found(
-            "not a Hybrid Connections path: expected /$hc/{name} (HTTP request mode is not supported)",
-        )
-        .into());
-    };
     let raw_query = req.uri().query().unwrap_or_default().to_owned();
     let query = Query::parse(&raw_query);
+    let Some(entity) = hc_path(&path) else {
+        // HTTP mode relays requests, not upgrades: a WebSocket belongs under /$hc/.
+        if req.headers().contains_key(header::UPGRADE) {
+            return Err(Refusal::not_found(
+                "not a Hybrid Connections path: WebSockets use /$hc/{name}",
+            )
+            .into());
+        }
+        return http_request(relay, conn, &path, &query, req).await;
+    };
     let action = query
         .get(PARAM_ACTION)
         .and_then(Action::parse)
         .ok_or_else(|| {
-            Refusal::bad_request(format!("{PARAM_ACTION} must be listen, connect or accept"))
+            Refusal::bad_request(format!(
+                "{PARAM_ACTION} must be listen, connect, accept or request"
+            ))
         })?;
     let Some((hc, suffix)) = relay.hub.find(entity) else {
         return Err(Refused(
@@ -193,10 +151,37 @@ async fn route(
         )))),
         Action::Connect => connect(&at, &suffix, req).await.map_err(tag),
         Action::Accept => accept(&at, req).map_err(tag),
-        Action::Request => Err(tag(Refusal::bad_request(
-            "HTTP request mode (sb-hc-action=request) is not supported by this relay",
-        ))),
+        Action::Request => http_mode::rendezvous(&at, req).map_err(tag),
     }
+}
+
+/// A plain HTTP request outside `/$hc/`: HTTP mode for the hybrid connection it names.
+async fn http_request(
+    relay: &Arc<Relay>,
+    conn: &Arc<ConnInfo>,
+    path: &str,
+    query: &Query<'_>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Refused> {
+    let entity = path.trim_matches('/');
+    let Some((hc, _suffix)) = relay.hub.find(entity) else {
+        return Err(Refused(
+            Refusal::not_found(format!(
+                "EndpointNotFound: no hybrid connection matches '{entity}' (WebSockets use \
+                 /$hc/{{name}}, HTTP requests /{{name}}[/more])"
+            )),
+            (!entity.is_empty()).then(|| entity.to_owned()),
+        ));
+    };
+    let at = Target {
+        relay,
+        conn,
+        hc: &hc,
+        query,
+    };
+    http_mode::serve(&at, path, req)
+        .await
+        .map_err(|r| Refused(r, Some(hc.name.clone())))
 }
 
 /// `ws(s)://{host the client used}`: the base of accept addresses handed to a listener.
@@ -264,6 +249,8 @@ fn listen(at: &Target<'_>, mut req: Request<Incoming>) -> Result<Response<Body>,
                 ws,
                 ControlChannel {
                     accepts,
+                    listener_id: id,
+                    exchanges: relay2.hub.exchanges.clone(),
                     expiry: authorized.expiry,
                     renew: Box::new(move |t| {
                         auth.authorize(&hc_config, Some(t), Right::Listen, unix_now())
@@ -274,6 +261,7 @@ fn listen(at: &Target<'_>, mut req: Request<Incoming>) -> Result<Response<Body>,
                 },
             )
             .await;
+            relay2.hub.exchanges.listener_gone(id);
             match ended {
                 Ended::ByListener => tracing::info!("listener disconnected"),
                 Ended::ByRelay(code, reason) => {
@@ -286,54 +274,6 @@ fn listen(at: &Target<'_>, mut req: Request<Incoming>) -> Result<Response<Body>,
         .instrument(span),
     );
     Ok(switching_protocols(&key, None))
-}
-
-/// `connectHeaders` of an accept message: the sender's headers without its token.
-fn connect_headers(headers: &HeaderMap) -> std::collections::BTreeMap<String, String> {
-    let mut out = std::collections::BTreeMap::new();
-    for name in headers.keys() {
-        if name
-            .as_str()
-            .eq_ignore_ascii_case(SERVICE_BUS_AUTHORIZATION)
-        {
-            continue;
-        }
-        let values: Vec<&str> = headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        if !values.is_empty() {
-            out.insert(display_name(name.as_str()), values.join(", "));
-        }
-    }
-    out
-}
-
-/// hyper lower-cases header names; give them their usual spelling back (Node clients
-/// lower-case them anyway, .NET compares case-insensitively).
-fn display_name(lower: &str) -> String {
-    const KNOWN: [&str; 5] = [
-        "Sec-WebSocket-Key",
-        "Sec-WebSocket-Version",
-        "Sec-WebSocket-Protocol",
-        "Sec-WebSocket-Extensions",
-        "WWW-Authenticate",
-    ];
-    if let Some(known) = KNOWN.iter().find(|k| k.eq_ignore_ascii_case(lower)) {
-        return (*known).to_owned();
-    }
-    lower
-        .split('-')
-        .map(|part| {
-            let mut chars = part.chars();
-            chars
-                .next()
-                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
-                .unwrap_or_default()
-        })
-        .collect::<Vec<_>>()
-        .join("-")
 }
 
 async fn connect(
@@ -356,32 +296,80 @@ async fn connect(
             .authorize(&hc.config, token, Right::Send, unix_now())?;
     }
     let key = upgrade_key(&req)?;
-    let no_listener = || {
-        Refusal::not_found(format!(
-            "EndpointNotFound: no listener is connected to hybrid connection '{}'",
-            hc.name
-        ))
-    };
+    let no_listener = Refusal::not_found(format!(
+        "EndpointNotFound: no listener is connected to hybrid connection '{}'",
+        hc.name
+    ));
     if !hc.has_listeners() {
-        return Err(no_listener());
+        return Err(no_listener);
     }
-    let offered = offered_protocols(req.headers());
     let id = query
         .get(PARAM_ID)
         .filter(|id| !id.is_empty())
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let (rendezvous, arrival, _guard) = relay.hub.open_rendezvous(hc, offered.clone());
-    let mut path = format!("{HC_PATH_PREFIX}{}", hc.name);
+    let (rendezvous, arrival, _guard) = relay
+        .hub
+        .open_rendezvous(hc, offered_protocols(req.headers()));
+    let message = accept_message(at, suffix, &id, &rendezvous, req.headers());
+    // One deadline for both steps: in a burst the sender may first wait for room in the
+    // listeners' accept queues (backpressure, not refusal), then for the dial-back.
+    let wait = relay.limits.rendezvous_timeout;
+    let timed_out = Refusal::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        format!(
+            "GatewayTimeout: the listener did not accept the connection within {} s",
+            wait.as_secs_f64()
+        ),
+    );
+    let unanswered = Unanswered {
+        no_listener,
+        timed_out,
+    };
+    let deadline = arrived + wait;
+    let outcome = hand_over(relay, hc, message, arrival, deadline, unanswered).await?;
+    tracing::debug!(hc = %hc.name, %id, peer = %conn.peer, "listener answered the accept");
+    let (protocol, listener) = match outcome {
+        Ok(Arrival::Accepted {
+            protocol,
+            upgrade,
+            slot,
+        }) => (protocol, (upgrade, slot)),
+        Ok(Arrival::Rejected(refusal)) => return Err(refusal),
+        Err(_) => {
+            return Err(Refusal::new(
+                StatusCode::BAD_GATEWAY,
+                "the listener's rendezvous failed",
+            ));
+        }
+    };
+    let sender = (hyper::upgrade::on(&mut req), conn.slot.clone());
+    let span = tracing::debug_span!("bridge", hc = %hc.name, %id, peer = %conn.peer);
+    let bridged = run_bridge(relay.clone(), sender, listener, arrived);
+    relay.tasks.spawn(bridged.instrument(span));
+    Ok(switching_protocols(&key, protocol.as_deref()))
+}
+
+/// Builds the accept message for each listener: the sender's path suffix and application
+/// query, the relay's parameters, its headers and address; the address starts with the
+/// base URL the chosen listener used.
+fn accept_message(
+    at: &Target<'_>,
+    suffix: &str,
+    id: &str,
+    rendezvous: &str,
+    headers: &HeaderMap,
+) -> impl Fn(&ListenerHandle) -> String + use<> {
+    let mut path = format!("{HC_PATH_PREFIX}{}", at.hc.name);
     if !suffix.is_empty() {
         path.push('/');
         path.push_str(suffix);
     }
-    let app_query = query.app_part();
+    let app_query = at.query.app_part();
     let relay_query: String = url::form_urlencoded::Serializer::new(String::new())
         .append_pair(PARAM_ACTION, Action::Accept.as_str())
-        .append_pair(PARAM_ID, &id)
-        .append_pair(PARAM_RENDEZVOUS, &rendezvous)
+        .append_pair(PARAM_ID, id)
+        .append_pair(PARAM_RENDEZVOUS, rendezvous)
         .finish();
     let query_text = if app_query.is_empty() {
         relay_query
@@ -390,31 +378,83 @@ async fn connect(
     };
     let accept = Accept {
         address: String::new(),
-        id: id.clone(),
-        connect_headers: connect_headers(req.headers()),
+        id: id.to_owned(),
+        connect_headers: connect_headers(headers),
         remote_endpoint: Some(RemoteEndpoint {
-            address: conn.peer.ip().to_canonical().to_string(),
-            port: conn.peer.port(),
+            address: at.conn.peer.ip().to_canonical().to_string(),
+            port: at.conn.peer.port(),
         }),
     };
-    let message = |listener: &ListenerHandle| {
+    move |listener: &ListenerHandle| {
         let mut accept = accept.clone();
         accept.address = format!("{}{path}?{query_text}", listener.base_url);
         ControlMessage::Accept(accept).to_json()
-    };
-    // One deadline for both steps: in a burst the sender may first wait for room in the
-    // listeners' accept queues (backpressure, not refusal), then for the dial-back.
-    let wait = relay.limits.rendezvous_timeout;
-    let deadline = tokio::time::Instant::now() + wait;
-    let timed_out = || {
-        Refusal::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            format!(
-                "GatewayTimeout: the listener did not accept the connection within {} s",
-                wait.as_secs_f64()
-            ),
-        )
-    };
+    }
+}
+
+/// One side of a bridge: its pending upgrade and the connection slot it holds.
+type Side = (hyper::upgrade::OnUpgrade, Arc<ConnectionSlot>);
+
+/// Completes both upgrades (sender and listener) and bridges them until the bridge ends.
+async fn run_bridge(
+    relay: Arc<Relay>,
+    (sender_upgrade, sender_slot): Side,
+    (listener_upgrade, listener_slot): Side,
+    arrived: tokio::time::Instant,
+) {
+    let config = handshake::data_ws_config(&relay.limits);
+    let both = futures_util::future::join(
+        handshake::upgraded(sender_upgrade, config),
+        handshake::upgraded(listener_upgrade, config),
+    );
+    match tokio::time::timeout(relay.limits.handshake_timeout, both).await {
+        Ok((Ok(sender), Ok(listener))) => {
+            relay
+                .stats
+                .rendezvous_latency()
+                .observe(arrived.elapsed().as_secs_f64());
+            relay.stats.update(|s| {
+                s.bridged += 1;
+                s.bridged_total += 1;
+            });
+            tracing::debug!("bridged");
+            let settings = BridgeSettings {
+                idle_timeout: relay.limits.idle_timeout,
+                drain: relay.drain.clone(),
+                stats: relay.stats.clone(),
+            };
+            bridge(sender, listener, settings).await;
+            relay
+                .stats
+                .update(|s| s.bridged = s.bridged.saturating_sub(1));
+            tracing::debug!("bridge ended");
+        }
+        // One side vanished during its upgrade; dropping the other closes it.
+        _ => tracing::debug!("rendezvous upgrade failed"),
+    }
+    drop((sender_slot, listener_slot));
+}
+
+/// What a sender gets when no listener answers: none is connected, or not before the deadline.
+pub(crate) struct Unanswered {
+    pub no_listener: Refusal,
+    pub timed_out: Refusal,
+}
+
+/// The wait every sender (WebSocket or HTTP) goes through: hand `message` to a listener of
+/// `hc` (waiting for room in the accept queues if need be), then wait for the listener's
+/// `answer` — both before `deadline`, and only while the relay is not shutting down.
+pub(crate) async fn hand_over<M, T>(
+    relay: &Relay,
+    hc: &HcEntry,
+    message: impl Fn(&ListenerHandle) -> M,
+    answer: impl std::future::Future<Output = T>,
+    deadline: tokio::time::Instant,
+    unanswered: Unanswered,
+) -> Result<T, Refusal>
+where
+    M: Into<Outbound>,
+{
     let shutting_down = || {
         Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -425,71 +465,14 @@ async fn connect(
         () = relay.shutdown.cancelled() => return Err(shutting_down()),
         dispatched = tokio::time::timeout_at(deadline, hc.dispatch(message)) => match dispatched {
             Ok(Ok(())) => {}
-            Ok(Err(NoListener)) => return Err(no_listener()),
-            Err(_) => return Err(timed_out()),
+            Ok(Err(NoListener)) => return Err(unanswered.no_listener),
+            Err(_) => return Err(unanswered.timed_out),
         },
     }
-    tracing::debug!(hc = %hc.name, %id, peer = %conn.peer, "sender waiting for rendezvous");
-    let outcome = tokio::select! {
-        () = relay.shutdown.cancelled() => return Err(shutting_down()),
-        outcome = tokio::time::timeout_at(deadline, arrival) => outcome,
-    };
-    let (protocol, listener_upgrade, listener_slot) = match outcome {
-        Ok(Ok(Arrival::Accepted {
-            protocol,
-            upgrade,
-            slot,
-        })) => (protocol, upgrade, slot),
-        Ok(Ok(Arrival::Rejected(refusal))) => return Err(refusal),
-        Ok(Err(_)) => {
-            return Err(Refusal::new(
-                StatusCode::BAD_GATEWAY,
-                "the listener's rendezvous failed",
-            ));
-        }
-        Err(_) => return Err(timed_out()),
-    };
-    let sender_upgrade = hyper::upgrade::on(&mut req);
-    let relay2 = relay.clone();
-    let sender_slot = conn.slot.clone();
-    let span = tracing::debug_span!("bridge", hc = %hc.name, %id, peer = %conn.peer);
-    relay.tasks.spawn(
-        async move {
-            let config = handshake::data_ws_config(&relay2.limits);
-            let both = futures_util::future::join(
-                handshake::upgraded(sender_upgrade, config),
-                handshake::upgraded(listener_upgrade, config),
-            );
-            match tokio::time::timeout(relay2.limits.handshake_timeout, both).await {
-                Ok((Ok(sender), Ok(listener))) => {
-                    relay2
-                        .stats
-                        .rendezvous_latency()
-                        .observe(arrived.elapsed().as_secs_f64());
-                    relay2.stats.update(|s| {
-                        s.bridged += 1;
-                        s.bridged_total += 1;
-                    });
-                    tracing::debug!("bridged");
-                    let settings = BridgeSettings {
-                        idle_timeout: relay2.limits.idle_timeout,
-                        drain: relay2.drain.clone(),
-                        stats: relay2.stats.clone(),
-                    };
-                    bridge(sender, listener, settings).await;
-                    relay2
-                        .stats
-                        .update(|s| s.bridged = s.bridged.saturating_sub(1));
-                    tracing::debug!("bridge ended");
-                }
-                // One side vanished during its upgrade; dropping the other closes it.
-                _ => tracing::debug!("rendezvous upgrade failed"),
-            }
-            drop((sender_slot, listener_slot));
-        }
-        .instrument(span),
-    );
-    Ok(switching_protocols(&key, protocol.as_deref()))
+    tokio::select! {
+        () = relay.shutdown.cancelled() => Err(shutting_down()),
+        outcome = tokio::time::timeout_at(deadline, answer) => outcome.map_err(|_| unanswered.timed_out),
+    }
 }
 
 fn accept(at: &Target<'_>, mut req: Request<Incoming>) -> Result<Response<Body>, Refusal> {
@@ -568,40 +551,4 @@ fn accept(at: &Target<'_>, mut req: Request<Incoming>) -> Result<Response<Body>,
     }
     let echo = chosen.filter(|c| c.echo_to_listener).map(|c| c.name);
     Ok(switching_protocols(&ws_key, echo.as_deref()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn app_query_keeps_encoding_and_drops_relay_params() {
-        let q = Query::parse("site=Branch%20A&sb-hc-action=connect&SB-HC-Token=x&flag&b=1%262");
-        assert_eq!(q.app_part(), "site=Branch%20A&flag&b=1%262");
-        assert_eq!(q.get("sb-hc-action"), Some("connect"));
-        assert_eq!(q.get("sb-hc-token"), Some("x"));
-    }
-
-    #[test]
-    fn hc_paths() {
-        assert_eq!(hc_path("/$hc/license/x/"), Some("license/x"));
-        assert_eq!(hc_path("/%24HC/license"), Some("license"));
-        assert_eq!(hc_path("/$hc/"), None);
-        assert_eq!(hc_path("/license"), None);
-    }
-
-    #[test]
-    fn header_names_and_token_stripping() {
-        let mut headers = HeaderMap::new();
-        headers.insert("sec-websocket-key", "k".parse().expect("v"));
-        headers.insert("x-dongle-site", "a".parse().expect("v"));
-        headers.insert("servicebusauthorization", "secret".parse().expect("v"));
-        headers.append("x-multi", "1".parse().expect("v"));
-        headers.append("x-multi", "2".parse().expect("v"));
-        let out = connect_headers(&headers);
-        assert_eq!(out.get("Sec-WebSocket-Key").map(String::as_str), Some("k"));
-        assert_eq!(out.get("X-Dongle-Site").map(String::as_str), Some("a"));
-        assert_eq!(out.get("X-Multi").map(String::as_str), Some("1, 2"));
-        assert!(!out.values().any(|v| v == "secret"));
-    }
 }
