@@ -12,6 +12,7 @@
 //! - [`client`]: license-client stand-ins: [`client::round_trip`], [`client::exchange`],
 //!   [`client::refused_client`], [`client::connect_tls`], [`client::random`].
 //! - [`sender`]: a raw Hybrid Connections sender with hand-picked headers.
+//! - [`license`]: [`license::License`], a license server with a seat count, and its clients.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -27,6 +28,7 @@
 //! Fixtures stop what they started when dropped; keep them in a binding for the whole test.
 
 pub mod client;
+pub mod license;
 pub mod listener;
 pub mod proxy;
 pub mod relay;
