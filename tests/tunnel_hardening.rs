@@ -27,8 +27,12 @@ async fn tunnel(
     let mut listener_config = relay.listener_config(license.addr());
     listener_config.identity.mode = IdentityMode::ProxyV2;
     let listener = Listener::connected(listener_config).await;
-    let proxy = Proxy::spawn(config(&relay)).await;
-    proxy.status().wait_for(|s| s.pooled > 0).await;
+    let config = config(&relay);
+    let pooled = matches!(config.mode, TunnelMode::Auto | TunnelMode::Mux);
+    let proxy = Proxy::spawn(config).await;
+    if pooled {
+        proxy.status().wait_for(|s| s.pooled > 0).await;
+    }
     (relay, listener, proxy)
 }
 
@@ -217,6 +221,34 @@ async fn measure_what_a_tunnel_costs() {
             after_idle.saturating_sub(before) / N as u64,
             after_live.saturating_sub(after_idle) / N as u64,
         );
+    })
+    .await
+    .expect("within the limit");
+}
+
+#[tokio::test]
+async fn eleven_hundred_unauthenticated_connections_at_the_relay_leave_a_good_client_its_seat() {
+    timeout(LIMIT, async {
+        let license = License::start(2).await;
+        // 1:1: every call needs two new relay connections (sender, and the listener's
+        // dial-back), the worst case for a relay filled with idle connections.
+        let (relay, _listener, proxy) = tunnel(&license, |relay| relay.proxy_config_at("a")).await;
+        let pooled = Proxy::spawn(default_proxy(&relay)).await;
+        pooled.status().wait_for(|s| s.pooled > 0).await;
+        let flood = idle_sockets(Ipv4Addr::new(127, 0, 0, 2), relay.addr(), 1100).await;
+        let s = relay
+            .stats()
+            .wait_until(|s| s.evicted_total >= 1100 - 512)
+            .await;
+        assert!(s.connections < 1024, "{s:?}");
+        for (proxy, name) in [(proxy.addr(), "one-to-one"), (pooled.addr(), "pooled")] {
+            let took = take_and_return_a_seat(&license, proxy, name).await;
+            assert!(took < Duration::from_secs(1), "{name} took {took:?}");
+            eprintln!("{name}: a seat taken and returned in {took:?} beside 1,100 idle connections at the relay");
+        }
+        assert_eq!(license.taken(), 0);
+        drop(flood);
+        license.stop().await;
     })
     .await
     .expect("within the limit");
