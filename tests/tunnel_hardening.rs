@@ -253,3 +253,48 @@ async fn eleven_hundred_unauthenticated_connections_at_the_relay_leave_a_good_cl
     .await
     .expect("within the limit");
 }
+
+/// How long after `since` a good client's call first succeeds through `proxy` (bounded).
+async fn first_success_after(license: &License, proxy: SocketAddr, since: Instant) -> Duration {
+    let api = license.client(proxy, "recovering", None);
+    let deadline = since + Duration::from_secs(20);
+    loop {
+        if api.init().await.is_ok() {
+            let took = since.elapsed();
+            assert!(api.release().await.is_ok());
+            return took;
+        }
+        assert!(Instant::now() < deadline, "no call succeeded within 20 s");
+        api.reset().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn calls_succeed_within_two_seconds_of_each_relay_restart() {
+    timeout(LIMIT * 2, async {
+        let license = License::start(2).await;
+        let (mut relay, listener, proxy) = tunnel(&license, default_proxy).await;
+        // Three outages within 30 s, each longer than the old back-off's first steps.
+        for round in 0..3 {
+            relay.stop().await;
+            listener.status().wait_for(|s| !s.connected).await;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            relay.restart().await;
+            let back = Instant::now();
+            let took = first_success_after(&license, proxy.addr(), back).await;
+            eprintln!("restart {round}: first call {took:?} after the relay was back");
+            assert!(took < Duration::from_secs(2), "restart {round}: {took:?}");
+            // The pool re-dials as well, without waiting for a 30 s back-off.
+            let pooled = timeout(
+                Duration::from_secs(2),
+                proxy.status().wait_for(|s| s.pooled > 0),
+            )
+            .await;
+            assert!(pooled.is_ok(), "restart {round}: pool not back within 2 s");
+        }
+        license.stop().await;
+    })
+    .await
+    .expect("within the limit");
+}

@@ -42,7 +42,7 @@ pub mod trust;
 pub mod ws_io;
 
 pub use access::{AccessError, RelayAccess};
-pub use backoff::Backoff;
+pub use backoff::{Backoff, Reconnect};
 pub use dial::{DialError, DialTimeouts, Dialer, RelayIo, RelayStream};
 pub use egress::{Egress, ProxyAuth};
 pub use heartbeat::Heartbeat;
