@@ -51,6 +51,26 @@ pub enum AccessError {
     Dial(#[from] DialError),
 }
 
+impl AccessError {
+    /// Whether the relay could not be reached at all (connect failed or timed out, the
+    /// connection was reset during the handshake, the egress proxy failed), as opposed to the
+    /// relay answering and refusing, or a local problem: worth retrying soon.
+    pub fn relay_unreachable(&self) -> bool {
+        matches!(
+            self,
+            Self::Dial(
+                DialError::Timeout { .. } | DialError::Handshake { .. } | DialError::Egress(_)
+            )
+        )
+    }
+
+    /// Whether the relay answered 404: no listener is connected (yet; after a relay restart
+    /// the listener reconnects within seconds), or the hybrid connection does not exist.
+    pub fn no_listener(&self) -> bool {
+        matches!(self, Self::Dial(e @ DialError::Refused { .. }) if e.status() == Some(404))
+    }
+}
+
 /// Everything needed to reach one hybrid connection.
 #[derive(Debug)]
 pub struct RelayAccess {

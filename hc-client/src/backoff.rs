@@ -2,6 +2,13 @@
 //! jitter (a uniform delay between zero and the cap), the cap doubling up to `max`. Full jitter
 //! spreads a fleet of listeners that lost the same relay at the same moment. The schedule is
 //! reset once a connection has stayed up for a while, so one flap does not cost 30 s.
+//!
+//! [`Reconnect`] is the schedule of a connection that must come back fast (the listener's
+//! control channel, the proxy's pooled connections): a relay that cannot be reached at all is
+//! retried at most [`UNREACHABLE_MAX`] apart (a retry costs one TCP connect, and a call must
+//! succeed within 2 s of the relay being back, however often it failed before), and so is a
+//! hybrid connection without a listener yet (it is reconnecting); a relay that answers and
+//! refuses otherwise backs off to the full cap.
 
 use std::time::Duration;
 
@@ -65,9 +72,75 @@ impl Backoff {
     }
 }
 
+/// Longest wait between attempts while the relay cannot be reached at all.
+pub const UNREACHABLE_MAX: Duration = Duration::from_millis(1500);
+
+/// A connection that stayed up this long proved the relay works: the schedule starts over.
+pub const STABLE_AFTER: Duration = Duration::from_secs(5);
+
+/// Reconnect delays of a long-lived relay connection (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct Reconnect {
+    refused: Backoff,
+    unreachable: Backoff,
+}
+
+impl Reconnect {
+    /// Backs off to `max` after refusals and early session ends.
+    pub fn new(max: Duration) -> Self {
+        Self {
+            refused: Backoff::new(Duration::from_secs(1), max),
+            unreachable: Backoff::new(Duration::from_millis(250), UNREACHABLE_MAX),
+        }
+    }
+
+    /// The delay after a failed attempt; `unreachable`: the relay could not be reached (no
+    /// answer, connection refused or reset), as opposed to an answer refusing us.
+    pub fn after_failure(&mut self, unreachable: bool) -> Duration {
+        if unreachable {
+            self.unreachable.next_delay()
+        } else {
+            self.refused.next_delay()
+        }
+    }
+
+    /// The delay after a session that lasted `lasted` ended: at once after a session that
+    /// proved the relay works, else on the short schedule, which sessions that keep ending
+    /// early do not reset (at most [`UNREACHABLE_MAX`] apart: a relay restarting twice in a
+    /// row must not cost more).
+    pub fn after_session(&mut self, lasted: Duration) -> Duration {
+        if lasted >= STABLE_AFTER {
+            self.refused.reset();
+            self.unreachable.reset();
+        }
+        self.unreachable.next_delay()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreachable_relay_is_retried_often_and_a_refusing_one_backs_off() {
+        let mut r = Reconnect::new(Duration::from_secs(30));
+        for _ in 0..20 {
+            assert!(r.after_failure(true) <= UNREACHABLE_MAX);
+        }
+        assert_eq!(r.after_session(STABLE_AFTER), Duration::ZERO);
+        for _ in 0..6 {
+            r.after_failure(false);
+        }
+        assert_eq!(r.refused.cap(), Duration::from_secs(30));
+        // Still quick when the relay is down, whatever failed before.
+        assert!(r.after_failure(true) <= UNREACHABLE_MAX);
+        // Sessions that keep ending early do not reset the short schedule, nor exceed it.
+        for _ in 0..10 {
+            assert!(r.after_session(Duration::from_secs(1)) <= UNREACHABLE_MAX);
+        }
+        assert_eq!(r.unreachable.cap(), UNREACHABLE_MAX);
+        assert_eq!(r.refused.cap(), Duration::from_secs(30));
+    }
 
     #[test]
     fn delays_stay_under_a_doubling_cap_and_reset() {

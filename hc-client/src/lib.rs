@@ -18,11 +18,14 @@
 //! - [`backoff`]: reconnect delays (exponential, full jitter, capped).
 //! - [`heartbeat`]: the liveness beat of an event loop, for a watchdog.
 //! - [`net`]: TCP socket tuning (no-delay, keepalive).
+//! - [`capacity`]: what the machine holds (`somaxconn`, open-file limit), for default limits.
+//! - [`slots`]: tunnel slots shared fairly per client, released when the client has gone.
 //! - [`settings`]: the configuration-file sections shared by `listen` and `proxy`.
 
 pub mod access;
 pub mod azbridge;
 pub mod backoff;
+pub mod capacity;
 pub mod dial;
 pub mod egress;
 pub mod heartbeat;
@@ -31,6 +34,7 @@ pub mod mux;
 pub mod net;
 pub mod pump;
 pub mod settings;
+pub mod slots;
 pub mod splice;
 pub mod subprotocol;
 pub mod token;
@@ -38,7 +42,7 @@ pub mod trust;
 pub mod ws_io;
 
 pub use access::{AccessError, RelayAccess};
-pub use backoff::Backoff;
+pub use backoff::{Backoff, Reconnect};
 pub use dial::{DialError, DialTimeouts, Dialer, RelayIo, RelayStream};
 pub use egress::{Egress, ProxyAuth};
 pub use heartbeat::Heartbeat;

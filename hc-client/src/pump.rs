@@ -45,12 +45,18 @@ use crate::subprotocol::Framing;
 /// Smallest read buffer; it doubles up to `max_frame` while reads fill it.
 const INITIAL_READ: usize = 8 * 1024;
 
+/// Default idle deadline of a tunnel: far beyond any legacy license call (MxNet2 opens one
+/// connection per call and closes it within milliseconds), short enough that sockets which
+/// never send do not hold a tunnel slot for long.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Tuning of a pump.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PumpConfig {
     /// Largest read from the local stream, i.e. largest WebSocket message sent. Default 64 KiB.
     pub max_frame: usize,
-    /// Close the tunnel when no data moved in either direction for this long.
+    /// Close the tunnel when no data moved in either direction for this long (default
+    /// [`DEFAULT_IDLE_TIMEOUT`]; `None`: never).
     pub idle_timeout: Option<Duration>,
     /// Send a WebSocket ping this often; if nothing at all was received for three intervals
     /// the peer is considered dead.
@@ -63,7 +69,7 @@ impl Default for PumpConfig {
     fn default() -> Self {
         Self {
             max_frame: 64 * 1024,
-            idle_timeout: None,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             ping_interval: None,
             close_timeout: Duration::from_secs(5),
         }

@@ -16,8 +16,23 @@ use crate::local_tls::LocalTls;
 
 /// Where legacy license clients expect the license server.
 pub const DEFAULT_BIND: &str = "127.0.0.1:12300";
-/// Default listen backlog.
-pub const DEFAULT_BACKLOG: u32 = 128;
+/// Most tunnels a default proxy carries, whatever the descriptors would allow: a socket that
+/// has sent nothing costs about 3 KiB and a live multiplexed tunnel about 20 KiB across proxy,
+/// listener and target (measured, `docs/reliability.md`), so this stays far below the memory
+/// of any machine that runs it.
+pub const MAX_DEFAULT_CONNECTIONS: usize = 16 * 1024;
+
+/// Default listen backlog: what the kernel grants (`somaxconn`).
+pub fn default_backlog() -> u32 {
+    hc_client::capacity::somaxconn()
+}
+
+/// Default `max_connections`: what the open-file limit holds at two descriptors per tunnel
+/// (the client's socket and, in 1:1 mode, its relay connection), at most
+/// [`MAX_DEFAULT_CONNECTIONS`].
+pub fn default_max_connections() -> usize {
+    hc_client::capacity::tunnels_for_files(2, MAX_DEFAULT_CONNECTIONS)
+}
 
 /// How local connections travel to the listener.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
@@ -78,8 +93,17 @@ pub const DEFAULT_POOL_SIZE: usize = 2;
 pub struct ProxyConfig {
     /// Relay, hybrid connection, credentials, TLS trust, egress, dial timeouts, token TTL.
     pub access: AccessConfig,
-    /// Most tunnels open at once; further clients are closed at once. Default 256.
+    /// Most live tunnels at once; further clients are closed at once. Default
+    /// [`default_max_connections`]. A tunnel stops counting as soon as its client closed.
     pub max_connections: usize,
+    /// Most live tunnels of one client address (default: `max_connections`). Whatever this
+    /// says, when more than half the tunnels are in use an address gets no more than its fair
+    /// share (see `hc_client::slots`).
+    pub max_connections_per_client: Option<usize>,
+    /// Open the relay side of a tunnel only once the client has sent something (the license
+    /// protocol is client-speaks-first), so sockets that never send cost nothing beyond the
+    /// proxy. Default true; turn off for server-speaks-first protocols.
+    pub open_on_first_byte: bool,
     /// TCP keepalive on local connections (default 60 s).
     pub tcp_keepalive: Option<Duration>,
     /// Which clients may connect.
@@ -109,7 +133,9 @@ impl ProxyConfig {
     pub fn new(connection: ConnectionString) -> Self {
         Self {
             access: AccessConfig::new(connection),
-            max_connections: 256,
+            max_connections: default_max_connections(),
+            max_connections_per_client: None,
+            open_on_first_byte: true,
             tcp_keepalive: Some(Duration::from_secs(60)),
             access_list: AccessList::default(),
             local_tls: None,
@@ -145,11 +171,15 @@ pub struct ProxyFile {
     pub hybrid_connection: Option<String>,
     /// Local address to listen on (`127.0.0.1:12300`).
     pub bind: Option<String>,
-    /// Listen backlog (128).
+    /// Listen backlog (default: the kernel's `somaxconn`).
     pub backlog: Option<u32>,
-    /// Most tunnels at once (256).
+    /// Most live tunnels at once (default: what the open-file limit holds, at most 16384).
     pub max_connections: Option<usize>,
-    /// Close tunnels idle this long (default: never).
+    /// Most live tunnels of one client address (default: `max_connections`).
+    pub max_connections_per_client: Option<usize>,
+    /// Open the relay side only once the client has sent something (default true).
+    pub open_on_first_byte: Option<bool>,
+    /// Close tunnels idle this long (`5m`; `0` turns it off).
     #[serde(default, deserialize_with = "de_opt_duration")]
     pub idle_timeout: Option<Duration>,
     /// TCP keepalive on local connections (`60s`; `0` turns it off).
@@ -227,7 +257,7 @@ mod tests {
         let example = include_str!("../../deploy/proxy.example.toml");
         let file = ProxyFile::parse(example).expect("example parses");
         assert_eq!(file.bind.as_deref(), Some(DEFAULT_BIND));
-        assert_eq!(file.max_connections, Some(256));
+        assert_eq!(file.max_connections, None);
         let err = ProxyFile::parse("max_conections = 3").expect_err("typo");
         assert!(err.to_string().contains("max_conections"), "{err}");
         let err = ProxyFile::parse("[local_tls]\ncertificate = \"x\"").expect_err("typo");

@@ -4,7 +4,8 @@
 //! `dongle-relay.raw, dongle-relay.mux.v1`. When the listener picks `dongle-relay.mux.v1`, the
 //! slot runs a yamux client on it (WebSocket pings keep it alive and detect a dead peer) and
 //! tunnels open streams on the least busy slot. When the connection drops, the slot dials
-//! again with exponential back-off and full jitter.
+//! again at once, then at most 1.5 s apart while the relay cannot be reached
+//! (`hc_client::Reconnect`), with exponential back-off and full jitter after refusals.
 //!
 //! When the listener answers `raw` or nothing it is a plain Hybrid Connections peer (a foreign
 //! listener, or ours with multiplexing turned off): the slot closes that connection, the pool
@@ -22,7 +23,7 @@ use hc_client::identity::SITE_HEADER;
 use hc_client::mux::{self, MuxHandle, MuxMode};
 use hc_client::subprotocol::{MUX_OFFER, is_mux};
 use hc_client::ws_io::WsIo;
-use hc_client::{Backoff, RelayAccess};
+use hc_client::{Backoff, Reconnect, RelayAccess};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -31,8 +32,6 @@ use tokio_util::task::TaskTracker;
 use crate::config::{ProxyConfig, TunnelMode};
 use crate::status::ProxyStatus;
 
-/// A pooled connection that stayed up this long resets its back-off.
-const STABLE_AFTER: Duration = Duration::from_secs(30);
 /// First and longest re-probe delay after a listener answered without multiplexing.
 const PROBE_FIRST: Duration = Duration::from_secs(30);
 const PROBE_MAX: Duration = Duration::from_secs(600);
@@ -156,7 +155,7 @@ async fn maintain(
     status: ProxyStatus,
     stop: CancellationToken,
 ) {
-    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    let mut backoff = Reconnect::new(Duration::from_secs(30));
     let mut probe = Backoff::new(PROBE_FIRST, PROBE_MAX);
     let mut failures = 0u32;
     let headers: Vec<(String, String)> = config
@@ -187,10 +186,7 @@ async fn maintain(
                     break;
                 }
                 tracing::warn!("pooled relay connection {index} lost: {end}; re-establishing");
-                if started.elapsed() >= STABLE_AFTER {
-                    backoff.reset();
-                }
-                backoff.next_delay()
+                backoff.after_session(started.elapsed())
             }
             Ok(mut stream) => {
                 let _ = tokio::time::timeout(Duration::from_secs(5), stream.ws.close(None)).await;
@@ -218,7 +214,7 @@ async fn maintain(
                 } else {
                     tracing::debug!("cannot open {line}; retrying");
                 }
-                backoff.next_delay()
+                backoff.after_failure(e.relay_unreachable() || e.no_listener())
             }
         };
         tokio::select! {

@@ -14,7 +14,7 @@
 //! status and reason. Shutdown stops accepting at once, lets tunnels drain for the grace
 //! period, then closes the pooled connections.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use futures_util::io::AsyncWriteExt as _;
@@ -23,12 +23,12 @@ use hc_client::azbridge;
 use hc_client::dial::DialError;
 use hc_client::identity::{CLIENT_HEADER, SITE_HEADER, proxy_v2_header};
 use hc_client::pump::pump;
+use hc_client::slots::{FairSlots, Held, Slot, SlotLimits};
 use hc_client::splice::splice;
 use hc_client::subprotocol::{Framing, SENDER_OFFER};
 use hc_client::{RelayAccess, RelayStream};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
@@ -114,17 +114,15 @@ impl LocalProxy {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> Result<(), ProxyError> {
-        let tunnels = TaskTracker::new();
-        let abort = CancellationToken::new();
-        let slots = Arc::new(Semaphore::new(self.config.max_connections.max(1)));
         let local = listener
             .local_addr()
             .map_or_else(|_| "?".to_owned(), |a| a.to_string());
         tracing::info!(
-            "local-proxy on {local}{} forwarding to {} ({})",
+            "local-proxy on {local}{} forwarding to {} ({}); at most {} live tunnels",
             if self.tls.is_some() { " (TLS)" } else { "" },
             self.access.describe(),
-            self.access.dialer().egress().label()
+            self.access.dialer().egress().label(),
+            self.config.max_connections,
         );
         let pool_tasks = TaskTracker::new();
         let pool_stop = CancellationToken::new();
@@ -144,67 +142,28 @@ impl LocalProxy {
                 .map_or_else(|_| "0".to_owned(), |a| a.port().to_string())
                 .into(),
         };
-        // Live from the moment it listens; then the loop beats while it waits.
-        self.status.heartbeat().beat();
-        self.status.update(|s| s.listening = true);
-        let mut beat = tokio::time::interval(hc_client::heartbeat::HEARTBEAT_INTERVAL);
-        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let accepted = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = beat.tick() => {
-                    self.status.heartbeat().beat();
-                    continue;
-                }
-                r = listener.accept() => r,
-            };
-            let (tcp, peer) = match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!("accept on {local} failed: {e}");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => continue,
-                    }
-                }
-            };
-            if !self.config.access_list.permits(peer.ip()) {
-                self.status.update(|s| s.denied += 1);
-                tracing::warn!(
-                    "refused local connection from {peer}: not allowed by allow/deny lists"
-                );
-                continue;
-            }
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                self.status.update(|s| s.over_limit += 1);
-                tracing::warn!(
-                    "refused local connection from {peer}: {} connections open (max_connections)",
-                    self.config.max_connections
-                );
-                continue;
-            };
-            hc_client::net::tune(&tcp, self.config.tcp_keepalive);
-            self.status.update(|s| {
-                s.accepted += 1;
-                s.active += 1;
-            });
-            let tunnel = Tunnel {
-                config: self.config.clone(),
-                access: self.access.clone(),
-                tls: self.tls.clone(),
-                status: self.status.clone(),
-                abort: abort.child_token(),
-                pool: pool.clone(),
-                port_name: port_name.clone(),
-                local_addr: tcp.local_addr().ok(),
-                peer,
-                _permit: permit,
-            };
-            tunnels.spawn(tunnel.run(tcp));
-        }
+        let tunnels = TaskTracker::new();
+        let abort = CancellationToken::new();
+        let accepting = Accepting {
+            proxy: &self,
+            tunnels: &tunnels,
+            abort: &abort,
+            pool,
+            port_name,
+            slots: FairSlots::default(),
+        };
+        accepting.accept_loop(&listener, &local, &shutdown).await;
         drop(listener);
         self.status.update(|s| s.listening = false);
+        self.drain(&tunnels, &abort).await;
+        pool_stop.cancel();
+        pool_tasks.close();
+        pool_tasks.wait().await;
+        Ok(())
+    }
+
+    /// Lets open tunnels finish for the grace period, then closes the rest.
+    async fn drain(&self, tunnels: &TaskTracker, abort: &CancellationToken) {
         tunnels.close();
         if tokio::time::timeout(self.config.shutdown_grace, tunnels.wait())
             .await
@@ -214,10 +173,92 @@ impl LocalProxy {
             abort.cancel();
             tunnels.wait().await;
         }
-        pool_stop.cancel();
-        pool_tasks.close();
-        pool_tasks.wait().await;
-        Ok(())
+    }
+}
+
+/// The accept loop's state: what every new tunnel is given.
+struct Accepting<'a> {
+    proxy: &'a LocalProxy,
+    tunnels: &'a TaskTracker,
+    abort: &'a CancellationToken,
+    pool: Option<Arc<Pool>>,
+    port_name: Arc<str>,
+    slots: FairSlots<IpAddr>,
+}
+
+impl Accepting<'_> {
+    /// Accepts until `shutdown`, beating the heartbeat while it waits.
+    async fn accept_loop(&self, listener: &TcpListener, local: &str, shutdown: &CancellationToken) {
+        let status = &self.proxy.status;
+        // Live from the moment it listens; then the loop beats while it waits.
+        status.heartbeat().beat();
+        status.update(|s| s.listening = true);
+        let mut beat = tokio::time::interval(hc_client::heartbeat::HEARTBEAT_INTERVAL);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = beat.tick() => {
+                    status.heartbeat().beat();
+                    continue;
+                }
+                r = listener.accept() => r,
+            };
+            match accepted {
+                Ok((tcp, peer)) => self.admit(tcp, peer),
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!("accept on {local} failed: {e}");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks the access lists and the client's slot, then starts its tunnel.
+    fn admit(&self, tcp: TcpStream, peer: SocketAddr) {
+        let proxy = self.proxy;
+        let config = &proxy.config;
+        if !config.access_list.permits(peer.ip()) {
+            proxy.status.update(|s| s.denied += 1);
+            tracing::warn!("refused local connection from {peer}: not allowed by allow/deny lists");
+            return;
+        }
+        let limits = SlotLimits {
+            capacity: config.max_connections.max(1),
+            per_key: config
+                .max_connections_per_client
+                .unwrap_or(config.max_connections),
+        };
+        let slot = match self.slots.try_acquire(peer.ip().to_canonical(), limits) {
+            Ok(slot) => slot,
+            Err(why) => {
+                proxy.status.update(|s| s.over_limit += 1);
+                tracing::warn!("refused local connection from {peer}: {why} (max_connections)");
+                return;
+            }
+        };
+        hc_client::net::tune(&tcp, config.tcp_keepalive);
+        proxy.status.update(|s| {
+            s.accepted += 1;
+            s.active += 1;
+        });
+        let tunnel = Tunnel {
+            config: config.clone(),
+            access: proxy.access.clone(),
+            tls: proxy.tls.clone(),
+            status: proxy.status.clone(),
+            abort: self.abort.child_token(),
+            pool: self.pool.clone(),
+            port_name: self.port_name.clone(),
+            local_addr: tcp.local_addr().ok(),
+            peer,
+        };
+        // The slot goes with the client: released when it closes, not when teardown ends.
+        self.tunnels.spawn(tunnel.run(Held::new(tcp, slot)));
     }
 }
 
@@ -232,14 +273,16 @@ struct Tunnel {
     port_name: Arc<str>,
     local_addr: Option<SocketAddr>,
     peer: SocketAddr,
-    _permit: OwnedSemaphorePermit,
 }
 
+/// A local client's TCP connection, holding its slot until the client has gone.
+type Client = Held<TcpStream, Slot<IpAddr>>;
+
 /// A local client connection: TCP, or TLS over TCP.
-type Local = Either<TcpStream, tokio_rustls::server::TlsStream<TcpStream>>;
+type Local = Either<Client, tokio_rustls::server::TlsStream<Client>>;
 
 impl Tunnel {
-    async fn run(self, tcp: TcpStream) {
+    async fn run(self, tcp: Client) {
         let completed = self.forward(tcp).await;
         self.status.update(|s| {
             s.active = s.active.saturating_sub(1);
@@ -250,8 +293,11 @@ impl Tunnel {
     }
 
     /// Returns whether the tunnel ended normally.
-    async fn forward(&self, tcp: TcpStream) -> bool {
+    async fn forward(&self, tcp: Client) -> bool {
         let peer = self.peer;
+        if self.config.open_on_first_byte && !self.first_byte(&tcp).await {
+            return false;
+        }
         let local = match &self.tls {
             None => Either::Left(tcp),
             Some(acceptor) => {
@@ -427,6 +473,30 @@ impl Tunnel {
                 .observe(started.elapsed().as_secs_f64());
         }
         dialled
+    }
+
+    /// Waits until the client has sent something (or closed), within the idle deadline: only
+    /// then does the tunnel cost anything beyond this socket. False: give up on the client.
+    async fn first_byte(&self, tcp: &Client) -> bool {
+        let mut one = [0u8; 1];
+        let waited = async {
+            tokio::select! {
+                _ = self.abort.cancelled() => false,
+                // `readable()` may report a fresh socket ready at once; a peek waits for data.
+                r = tcp.get_ref().peek(&mut one) => r.is_ok(),
+            }
+        };
+        match self.config.pump.idle_timeout {
+            None => waited.await,
+            Some(limit) => match tokio::time::timeout(limit, waited).await {
+                Ok(ready) => ready,
+                Err(_) => {
+                    tracing::debug!(peer = %self.peer, "client sent nothing within {limit:?}; closed");
+                    self.status.update(|s| s.idle_closed += 1);
+                    false
+                }
+            },
+        }
     }
 
     fn failed(&self, line: String) -> bool {

@@ -20,8 +20,11 @@ pub struct ProxySnapshot {
     pub accepted: u64,
     /// Local connections refused by the allow/deny lists.
     pub denied: u64,
-    /// Local connections refused because `max_connections` were open.
+    /// Local connections refused because `max_connections` were open, or their address held
+    /// its share.
     pub over_limit: u64,
+    /// Local connections closed because they sent nothing within the idle deadline.
+    pub idle_closed: u64,
     /// Connections the relay refused (HTTP status on the upgrade).
     pub refused: u64,
     /// Refusals by HTTP status (`"404"`), or `"azbridge"` for a refused azbridge preamble.

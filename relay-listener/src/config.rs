@@ -16,6 +16,20 @@ use crate::identity::{IdentityConfig, IdentityMode};
 /// The license server's default address on the dongle host.
 pub const DEFAULT_TARGET: &str = "127.0.0.1:12300";
 
+/// Most streams a default listener carries, whatever the descriptors would allow.
+pub const MAX_DEFAULT_STREAMS: usize = 16 * 1024;
+
+/// Default `max_streams`: what the open-file limit holds at two descriptors per stream (the
+/// target connection and, for 1:1 senders, the rendezvous WebSocket), at most
+/// [`MAX_DEFAULT_STREAMS`].
+pub fn default_max_streams() -> u64 {
+    u64::try_from(hc_client::capacity::tunnels_for_files(
+        2,
+        MAX_DEFAULT_STREAMS,
+    ))
+    .unwrap_or(1024)
+}
+
 /// Everything a relay-listener needs.
 #[derive(Debug, Clone)]
 pub struct ListenerConfig {
@@ -31,8 +45,12 @@ pub struct ListenerConfig {
     pub control_ping: Option<Duration>,
     /// Per-stream pump settings (idle timeout, pings, frame size).
     pub pump: PumpConfig,
-    /// Most rendezvous pumped at once; more are rejected with 429.
+    /// Most live streams at once (1:1 rendezvous and multiplexed streams); more are rejected
+    /// with 429 (1:1) or reset (multiplexed). A stream stops counting once its target closed.
     pub max_streams: u64,
+    /// Most live streams of one client (site and address); default `max_streams`. Under
+    /// contention a client gets no more than its fair share anyway (`hc_client::slots`).
+    pub max_streams_per_client: Option<u64>,
     /// Longest reconnect delay.
     pub reconnect_max: Duration,
     /// How long streams may drain after shutdown before they are closed.
@@ -58,7 +76,8 @@ impl ListenerConfig {
             target_keepalive: Some(Duration::from_secs(60)),
             control_ping: Some(Duration::from_secs(30)),
             pump: PumpConfig::default(),
-            max_streams: 1024,
+            max_streams: default_max_streams(),
+            max_streams_per_client: None,
             reconnect_max: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
             identity: IdentityConfig::default(),
@@ -84,7 +103,7 @@ pub struct ListenerFile {
     /// Control-channel ping interval (`30s`; `0` turns pings off).
     #[serde(default, deserialize_with = "de_opt_duration")]
     pub keepalive_interval: Option<Duration>,
-    /// Close streams idle this long (default: never).
+    /// Close streams idle this long (`5m`; `0` turns it off).
     #[serde(default, deserialize_with = "de_opt_duration")]
     pub idle_timeout: Option<Duration>,
     /// Token lifetime (`1h`).
@@ -96,8 +115,10 @@ pub struct ListenerFile {
     /// TLS + WebSocket handshake timeout (`20s`).
     #[serde(default, deserialize_with = "de_opt_duration")]
     pub handshake_timeout: Option<Duration>,
-    /// Most concurrent streams (1024).
+    /// Most live streams (default: what the open-file limit holds, at most 16384).
     pub max_streams: Option<u64>,
+    /// Most live streams of one client, site and address (default: `max_streams`).
+    pub max_streams_per_client: Option<u64>,
     /// Drain time on shutdown (`5s`).
     #[serde(default, deserialize_with = "de_opt_duration")]
     pub shutdown_grace: Option<Duration>,

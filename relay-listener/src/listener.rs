@@ -1,14 +1,14 @@
 //! The relay-listener's main loop: open the control channel, run a session, and when it is
-//! lost reconnect with exponential back-off and full jitter, forever, until shutdown. Each
+//! lost reconnect (`hc_client::Reconnect`: at most 1.5 s apart while the relay cannot be
+//! reached, exponential back-off with full jitter after refusals), forever, until shutdown. Each
 //! failure is one log line saying what the relay said. On shutdown the control channel is
 //! closed first (no new senders), then open streams get a grace period to finish.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use hc_client::access::AccessError;
 use hc_client::dial::DialError;
-use hc_client::{Backoff, RelayAccess};
+use hc_client::{Reconnect, RelayAccess};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -19,9 +19,6 @@ use crate::identity::{IdentityError, IdentityMode};
 use crate::rendezvous;
 use crate::status::ListenerStatus;
 use crate::target::{ConfiguredTarget, TargetConnector};
-
-/// A control channel that stayed up this long resets the back-off.
-const STABLE_AFTER: Duration = Duration::from_secs(30);
 
 /// The listener cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +90,7 @@ impl<C: TargetConnector> RelayListener<C> {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ListenerError> {
         let streams = TaskTracker::new();
         let abort = CancellationToken::new();
-        let mut backoff = Backoff::new(Duration::from_secs(1), self.config.reconnect_max);
+        let mut backoff = Reconnect::new(self.config.reconnect_max);
         tracing::info!(
             "relay-listener for {} ({} credentials, {}) bridging to {}",
             self.access.describe(),
@@ -123,19 +120,27 @@ impl<C: TargetConnector> RelayListener<C> {
         &self,
         streams: &TaskTracker,
         abort: &CancellationToken,
-        backoff: &mut Backoff,
+        backoff: &mut Reconnect,
         shutdown: &CancellationToken,
     ) {
+        let mut failures = 0u32;
         while !shutdown.is_cancelled() {
             let dialled = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 r = self.access.listen(&self.id) => r,
             };
-            match dialled {
+            let delay = match dialled {
                 Err(e) => {
                     let line = self.describe_failure(&e);
-                    tracing::warn!("{line}");
+                    // One warning per outage; retries while the relay stays away at debug.
+                    if failures == 0 || !e.relay_unreachable() {
+                        tracing::warn!("{line}");
+                    } else {
+                        tracing::debug!("{line}");
+                    }
+                    failures += 1;
                     self.status.disconnected(Some(line));
+                    backoff.after_failure(e.relay_unreachable())
                 }
                 Ok((stream, token)) => {
                     self.status.connected();
@@ -169,12 +174,10 @@ impl<C: TargetConnector> RelayListener<C> {
                     let line = format!("control channel {}; reconnecting", end);
                     tracing::warn!("{line}");
                     self.status.disconnected(Some(line));
-                    if started.elapsed() >= STABLE_AFTER {
-                        backoff.reset();
-                    }
+                    failures = 0;
+                    backoff.after_session(started.elapsed())
                 }
-            }
-            let delay = backoff.next_delay();
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(delay) => {}

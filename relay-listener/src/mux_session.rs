@@ -18,6 +18,7 @@ use std::sync::Arc;
 use hc_client::RelayAccess;
 use hc_client::identity::read_proxy_v2;
 use hc_client::mux::{self, MuxMode, MuxStream};
+use hc_client::slots::Held;
 use hc_client::splice::splice;
 use hc_client::subprotocol::MUX;
 use hc_client::ws_io::WsIo;
@@ -128,12 +129,6 @@ async fn serve<C: TargetConnector>(
     abort: CancellationToken,
 ) {
     let id = format!("{}/{}", accept.id, stream.id());
-    let Some(_active) = status.admit_stream(config.max_streams) else {
-        let line = format!("stream {id}: listener busy: too many streams");
-        tracing::warn!("rejected {line}");
-        status.rejected(line);
-        return;
-    };
     let header = tokio::time::timeout(config.target_timeout, read_proxy_v2(&mut stream)).await;
     let header = match header {
         Ok(Ok(h)) => h,
@@ -154,6 +149,16 @@ async fn serve<C: TargetConnector>(
         }
     };
     let client = RemoteClient::from_proxy_v2(&header, config.identity.default_site.as_deref());
+    let admitted = status.admit_stream(&client, config.max_streams, config.max_streams_per_client);
+    let (_active, slot) = match admitted {
+        Ok(admitted) => admitted,
+        Err(why) => {
+            let line = format!("stream {id} from {}: listener busy: {why}", client.addr);
+            tracing::warn!("rejected {line}");
+            status.rejected(line);
+            return;
+        }
+    };
     let request = TargetRequest {
         accept: &accept,
         client: &client,
@@ -172,8 +177,9 @@ async fn serve<C: TargetConnector>(
     }
     status.update(|s| s.accepted += 1);
     let _listed = status.list_active(&id, &client, connected.source, "multiplexed stream");
+    // The slot goes when the target does, not when the stream's close completes.
     let report = splice(
-        connected.stream,
+        Held::new(connected.stream, slot),
         stream,
         config.pump.max_frame,
         config.pump.idle_timeout,

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use hc_client::RelayAccess;
 use hc_client::azbridge;
 use hc_client::pump::pump;
+use hc_client::slots::Held;
 use hc_client::subprotocol::{self, Framing};
 use hc_protocol::Accept;
 use hc_protocol::status::{HTTP_BAD_GATEWAY, HTTP_TOO_MANY};
@@ -43,18 +44,16 @@ pub async fn handle<C: TargetConnector>(
         return;
     }
     let id = accept.id.as_str();
-    let Some(_active) = status.admit_stream(config.max_streams) else {
-        reject(
-            &access,
-            &accept,
-            HTTP_TOO_MANY,
-            "listener busy: too many streams",
-            &status,
-        )
-        .await;
-        return;
-    };
     let client = RemoteClient::from_accept(&accept, config.identity.default_site.as_deref());
+    let admitted = status.admit_stream(&client, config.max_streams, config.max_streams_per_client);
+    let (_active, slot) = match admitted {
+        Ok(admitted) => admitted,
+        Err(why) => {
+            let line = format!("listener busy: {why}");
+            reject(&access, &accept, HTTP_TOO_MANY, &line, &status).await;
+            return;
+        }
+    };
     let request = TargetRequest {
         accept: &accept,
         client: &client,
@@ -69,7 +68,8 @@ pub async fn handle<C: TargetConnector>(
     };
     status.identity_collision(connected.collision.as_ref());
     let mut listed = status.list_active(id, &client, connected.source, "client");
-    let mut target = connected.stream;
+    // The slot goes when the target does, not when the close handshake ends.
+    let mut target = Held::new(connected.stream, slot);
     let stream = tokio::select! {
         _ = abort.cancelled() => return,
         r = access.accept(&accept.address, chosen) => r,

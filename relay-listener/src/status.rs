@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use hc_client::slots::{FairSlots, Slot, SlotLimits, SlotRefusal};
 use hc_client::{ByteMeter, Heartbeat};
 use tokio::sync::watch;
 
@@ -120,7 +121,15 @@ struct Inner {
     state: watch::Sender<ListenerSnapshot>,
     bytes: ByteMeter,
     heartbeat: Heartbeat,
+    slots: FairSlots<ClientKey>,
 }
+
+/// Whose stream slots are counted together: one client address at one site.
+pub(crate) type ClientKey = (Option<String>, std::net::IpAddr);
+
+/// The live-stream slot of one stream, released when its target has gone
+/// (`hc_client::slots::Held`) or when the stream ends.
+pub(crate) type StreamSlot = Slot<ClientKey>;
 
 impl Default for ListenerStatus {
     fn default() -> Self {
@@ -129,6 +138,7 @@ impl Default for ListenerStatus {
                 state: watch::Sender::new(ListenerSnapshot::default()),
                 bytes: ByteMeter::default(),
                 heartbeat: Heartbeat::default(),
+                slots: FairSlots::default(),
             }),
         }
     }
@@ -181,24 +191,32 @@ impl ListenerStatus {
         self.inner.state.send_modify(change);
     }
 
-    /// Admits one more stream if fewer than `max_streams` are active: counts it, and returns the
-    /// guard that uncounts it however the stream ends. `None`: the listener is busy (the caller
-    /// rejects the stream its own way). Checking and counting in one update keeps two streams
-    /// arriving together from both taking the last place.
-    pub(crate) fn admit_stream(&self, max_streams: u64) -> Option<ActiveStream<'_>> {
-        let mut admitted = false;
-        self.update(|s| {
-            if s.active_streams < max_streams {
-                s.active_streams += 1;
-                admitted = true;
-            }
-        });
-        // Not `then_some`: it would build the guard, and so uncount a stream, when refusing.
-        if admitted {
-            Some(ActiveStream(self))
-        } else {
-            None
-        }
+    /// Admits one more stream of `client` when a live-stream slot is free for it (see
+    /// `hc_client::slots`: at most `max_streams`, at most `per_client` per site and address,
+    /// and no more than a fair share under contention). Returns the guard that uncounts the
+    /// active stream however it ends, and the slot, which the caller releases as soon as the
+    /// target has gone. `Err`: the listener is busy for this client (the caller rejects the
+    /// stream its own way).
+    pub(crate) fn admit_stream(
+        &self,
+        client: &RemoteClient,
+        max_streams: u64,
+        per_client: Option<u64>,
+    ) -> Result<(ActiveStream<'_>, StreamSlot), SlotRefusal> {
+        let capacity = usize::try_from(max_streams).unwrap_or(usize::MAX);
+        let limits = SlotLimits {
+            capacity,
+            per_key: per_client.map_or(capacity, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+        };
+        let key = (client.site.clone(), client.addr.ip());
+        let slot = self.inner.slots.try_acquire(key, limits)?;
+        self.update(|s| s.active_streams += 1);
+        Ok((ActiveStream(self), slot))
+    }
+
+    /// Streams holding a live-stream slot now (their target has not gone yet).
+    pub fn live_streams(&self) -> usize {
+        self.inner.slots.in_use()
     }
 
     /// Lists a new stream, making room if the list is full.
@@ -335,15 +353,28 @@ mod tests {
     #[test]
     fn streams_are_admitted_up_to_the_limit_and_uncounted_when_dropped() {
         let status = ListenerStatus::default();
-        let first = status.admit_stream(2).expect("first");
-        let second = status.admit_stream(2).expect("second");
-        assert!(status.admit_stream(2).is_none(), "over the limit");
+        let client = |ip: &str| RemoteClient {
+            addr: format!("{ip}:1").parse().expect("addr"),
+            site: Some("a".into()),
+            source: ClientSource::FromHeader,
+        };
+        let (a, b) = (client("192.0.2.7"), client("192.0.2.8"));
+        let first = status.admit_stream(&a, 2, None).expect("first");
+        let second = status.admit_stream(&a, 2, None).expect("second");
+        assert!(status.admit_stream(&b, 2, None).is_err(), "over the limit");
         assert_eq!(status.snapshot().active_streams, 2);
+        assert_eq!(status.live_streams(), 2);
         drop(first);
         assert_eq!(status.snapshot().active_streams, 1);
-        let third = status.admit_stream(2).expect("a place was freed");
+        let third = status.admit_stream(&b, 2, None).expect("a place was freed");
         drop((second, third));
         assert_eq!(status.snapshot().active_streams, 0);
+        assert_eq!(status.live_streams(), 0);
+        // One client may be held to fewer than the whole capacity.
+        let one = status.admit_stream(&a, 4, Some(1)).expect("one");
+        assert!(status.admit_stream(&a, 4, Some(1)).is_err(), "per client");
+        assert!(status.admit_stream(&b, 4, Some(1)).is_ok());
+        drop(one);
     }
 
     #[test]

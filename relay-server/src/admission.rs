@@ -1,7 +1,18 @@
 //! Admission control: which clients may connect at all (IP allow/deny lists), how many
 //! connections are open at once (a slot per TCP connection, held until the connection and
-//! any WebSocket upgraded from it are gone), and how fast one IP may open listener control
-//! channels.
+//! any WebSocket upgraded from it are gone), how many of them may be unauthenticated, and how
+//! fast one IP may open listener control channels.
+//!
+//! **Unauthenticated connections** (accepted, not yet past a valid token or rendezvous
+//! address) cost an attacker nothing, so they may never crowd out the others: at most
+//! `max_unauthenticated_per_ip` per address (a newer one closes that address' **oldest**),
+//! and at most `max_connections - reserved_for_authenticated` in all. Over that, or when every
+//! slot is held, the oldest unauthenticated connection of the address holding the most is
+//! closed to make room. A real client authenticates within milliseconds of connecting and is
+//! never the heaviest address: listeners reconnecting, senders and proxies re-dialling their
+//! pool always get a slot while a flood of idle connections only churns through its own. The
+//! per-address cap is generous (a site behind one NAT address bursts hundreds of 1:1 senders
+//! at once, each unauthenticated for the length of its TLS handshake).
 //!
 //! The listen rate limit exists for `hyco-ws`: a refused listener reconnects at once, and
 //! twice per failure (on its `error` and on its `close` event), so its attempts double each
@@ -13,13 +24,13 @@
 //! `burst / rate` seconds). Other IPs are not affected; a site without a misbehaving listener
 //! never meets this.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{AccessConfig, Limits};
 use crate::stats::RelayStats;
@@ -37,18 +48,127 @@ const MAX_PROBE_INTERVAL_SECS: f64 = 60.0;
 /// A held connection slot; dropping it frees the slot.
 #[derive(Debug)]
 pub(crate) struct ConnectionSlot {
-    _permit: OwnedSemaphorePermit,
+    table: Arc<SlotTable>,
+    /// The slot's entry in the table; `None` for an overflow slot.
+    id: Option<u64>,
     /// An over-the-limit connection that only gets a `503`.
     pub overflow: bool,
-    stats: RelayStats,
+    /// Cancelled when the connection is closed to make room (it was unauthenticated and the
+    /// oldest).
+    evicted: CancellationToken,
+}
+
+impl ConnectionSlot {
+    /// The connection proved its right (a valid token or rendezvous address): it no longer
+    /// counts as unauthenticated and is never closed to make room.
+    pub fn authenticated(&self) {
+        if let Some(id) = self.id {
+            self.table.lock().authenticate(id);
+        }
+    }
+
+    /// Cancelled when the connection is to be closed to make room.
+    pub fn evicted(&self) -> &CancellationToken {
+        &self.evicted
+    }
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        if !self.overflow {
-            self.stats
-                .update(|s| s.connections = s.connections.saturating_sub(1));
+        let mut table = self.table.lock();
+        match self.id {
+            Some(id) => {
+                if table.remove(id) {
+                    self.table
+                        .stats
+                        .update(|s| s.connections = s.connections.saturating_sub(1));
+                }
+            }
+            None => table.overflow = table.overflow.saturating_sub(1),
         }
+    }
+}
+
+/// One counted connection.
+#[derive(Debug)]
+struct Entry {
+    ip: IpAddr,
+    authenticated: bool,
+    evicted: CancellationToken,
+}
+
+/// Every counted connection, and the unauthenticated ones by age (ids grow with time).
+#[derive(Debug, Default)]
+struct Slots {
+    next: u64,
+    entries: HashMap<u64, Entry>,
+    unauthenticated: BTreeSet<u64>,
+    per_ip: HashMap<IpAddr, BTreeSet<u64>>,
+    overflow: usize,
+}
+
+impl Slots {
+    fn authenticate(&mut self, id: u64) {
+        if let Some(entry) = self.entries.get_mut(&id)
+            && !entry.authenticated
+        {
+            entry.authenticated = true;
+            let ip = entry.ip;
+            self.forget_unauthenticated(id, ip);
+        }
+    }
+
+    fn forget_unauthenticated(&mut self, id: u64, ip: IpAddr) {
+        self.unauthenticated.remove(&id);
+        if let Some(ids) = self.per_ip.get_mut(&ip) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.per_ip.remove(&ip);
+            }
+        }
+    }
+
+    /// Removes `id`; false when it was already gone (evicted).
+    fn remove(&mut self, id: u64) -> bool {
+        let Some(entry) = self.entries.remove(&id) else {
+            return false;
+        };
+        if !entry.authenticated {
+            self.forget_unauthenticated(id, entry.ip);
+        }
+        true
+    }
+
+    /// The oldest unauthenticated connection of the address holding the most: making room
+    /// costs the flood, never a client that is merely in its handshake.
+    fn oldest_of_heaviest(&self) -> Option<u64> {
+        self.per_ip
+            .values()
+            .max_by_key(|ids| ids.len())
+            .and_then(|ids| ids.first().copied())
+    }
+
+    /// Closes unauthenticated connection `id` to make room; false when there is none.
+    fn evict(&mut self, id: Option<u64>) -> bool {
+        let Some(id) = id else { return false };
+        let Some(entry) = self.entries.get(&id) else {
+            return false;
+        };
+        entry.evicted.cancel();
+        self.remove(id)
+    }
+}
+
+/// The slot table and what it reports to.
+#[derive(Debug)]
+struct SlotTable {
+    slots: Mutex<Slots>,
+    stats: RelayStats,
+}
+
+impl SlotTable {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -72,8 +192,10 @@ impl Bucket {
 #[derive(Debug)]
 pub(crate) struct Admission {
     access: AccessConfig,
-    connections: Arc<Semaphore>,
-    overflow: Arc<Semaphore>,
+    table: Arc<SlotTable>,
+    max_connections: usize,
+    max_unauthenticated: usize,
+    max_unauthenticated_per_ip: usize,
     burst: u32,
     rate: f64,
     buckets: Mutex<HashMap<IpAddr, Bucket>>,
@@ -84,8 +206,16 @@ impl Admission {
     pub fn new(access: AccessConfig, limits: &Limits, stats: RelayStats) -> Self {
         Self {
             access,
-            connections: Arc::new(Semaphore::new(limits.max_connections)),
-            overflow: Arc::new(Semaphore::new(OVERFLOW_SLOTS)),
+            table: Arc::new(SlotTable {
+                slots: Mutex::new(Slots::default()),
+                stats: stats.clone(),
+            }),
+            max_connections: limits.max_connections.max(1),
+            max_unauthenticated: limits
+                .max_connections
+                .saturating_sub(limits.reserved_for_authenticated)
+                .max(limits.max_connections.div_ceil(2)),
+            max_unauthenticated_per_ip: limits.max_unauthenticated_per_ip.max(1),
             burst: limits.listen_burst_per_ip,
             rate: limits.listen_rate_per_ip,
             buckets: Mutex::new(HashMap::new()),
@@ -98,26 +228,64 @@ impl Admission {
         self.access.permits(ip)
     }
 
-    /// A slot for a new connection: a normal one, an overflow one (answered `503`), or none
-    /// (drop the connection).
-    pub fn connection_slot(&self) -> Option<ConnectionSlot> {
-        if let Ok(permit) = self.connections.clone().try_acquire_owned() {
-            self.stats.update(|s| s.connections += 1);
-            return Some(ConnectionSlot {
-                _permit: permit,
-                overflow: false,
-                stats: self.stats.clone(),
+    /// A slot for a new, unauthenticated connection from `ip`: a normal one (closing the
+    /// oldest unauthenticated connection when a limit says so, see the module documentation),
+    /// an overflow one (answered `503`), or none (drop the connection).
+    pub fn connection_slot(&self, ip: IpAddr) -> Option<ConnectionSlot> {
+        let ip = ip.to_canonical();
+        let mut slots = self.table.lock();
+        let mut evicted = 0usize;
+        let own = slots.per_ip.get(&ip).map_or(0, BTreeSet::len);
+        if own >= self.max_unauthenticated_per_ip {
+            let oldest = slots.per_ip.get(&ip).and_then(|ids| ids.first().copied());
+            evicted += usize::from(slots.evict(oldest));
+        }
+        if slots.unauthenticated.len() >= self.max_unauthenticated
+            || slots.entries.len() >= self.max_connections
+        {
+            let oldest = slots.oldest_of_heaviest();
+            evicted += usize::from(slots.evict(oldest));
+        }
+        if evicted > 0 {
+            tracing::debug!(%ip, evicted, "closed the oldest unauthenticated connections to make room");
+            self.stats.update(|s| {
+                s.connections = s.connections.saturating_sub(evicted);
+                s.evicted_total += evicted as u64;
             });
         }
-        self.overflow
-            .clone()
-            .try_acquire_owned()
-            .ok()
-            .map(|permit| ConnectionSlot {
-                _permit: permit,
+        if slots.entries.len() >= self.max_connections {
+            if slots.overflow >= OVERFLOW_SLOTS {
+                return None;
+            }
+            slots.overflow += 1;
+            return Some(ConnectionSlot {
+                table: self.table.clone(),
+                id: None,
                 overflow: true,
-                stats: self.stats.clone(),
-            })
+                evicted: CancellationToken::new(),
+            });
+        }
+        let id = slots.next;
+        slots.next += 1;
+        let token = CancellationToken::new();
+        slots.entries.insert(
+            id,
+            Entry {
+                ip,
+                authenticated: false,
+                evicted: token.clone(),
+            },
+        );
+        slots.unauthenticated.insert(id);
+        slots.per_ip.entry(ip).or_default().insert(id);
+        drop(slots);
+        self.stats.update(|s| s.connections += 1);
+        Some(ConnectionSlot {
+            table: self.table.clone(),
+            id: Some(id),
+            overflow: false,
+            evicted: token,
+        })
     }
 
     /// Takes one listen attempt from `ip`'s token bucket; false when it is empty (and `ip`
@@ -249,16 +417,66 @@ mod tests {
     #[test]
     fn connection_slots_overflow_then_drop() {
         let a = admission(1, 0, 0.0);
-        let first = a.connection_slot().expect("slot");
+        let ip: IpAddr = "192.0.2.1".parse().expect("ip");
+        let first = a.connection_slot(ip).expect("slot");
         assert!(!first.overflow);
+        first.authenticated();
         assert_eq!(a.stats.snapshot().connections, 1);
         let extra: Vec<_> = (0..OVERFLOW_SLOTS)
-            .map(|_| a.connection_slot().expect("overflow"))
+            .map(|_| a.connection_slot(ip).expect("overflow"))
             .collect();
         assert!(extra.iter().all(|s| s.overflow));
-        assert!(a.connection_slot().is_none());
+        assert!(a.connection_slot(ip).is_none());
         drop(first);
         assert_eq!(a.stats.snapshot().connections, 0);
-        assert!(a.connection_slot().is_some_and(|s| !s.overflow));
+        assert!(a.connection_slot(ip).is_some_and(|s| !s.overflow));
+    }
+
+    #[test]
+    fn a_flood_of_unauthenticated_connections_only_churns_its_own() {
+        let limits = Limits {
+            max_connections: 10,
+            reserved_for_authenticated: 4,
+            max_unauthenticated_per_ip: 3,
+            ..Limits::default()
+        };
+        let a = Admission::new(AccessConfig::default(), &limits, RelayStats::new());
+        let bad: IpAddr = "192.0.2.66".parse().expect("ip");
+        let other: IpAddr = "192.0.2.67".parse().expect("ip");
+        let handshaking = a.connection_slot(other).expect("slot");
+        let flood: Vec<_> = (0..5)
+            .map(|_| a.connection_slot(bad).expect("slot"))
+            .collect();
+        // Three per address: the two oldest were closed to make room.
+        let evicted: Vec<bool> = flood.iter().map(|s| s.evicted().is_cancelled()).collect();
+        assert_eq!(evicted, [true, true, false, false, false]);
+        assert_eq!(a.stats.snapshot().connections, 4);
+        // Listeners and senders from elsewhere authenticate at once and keep their slots.
+        let good: Vec<_> = (0..6)
+            .map(|i| {
+                let ip: IpAddr = format!("198.51.100.{i}").parse().expect("ip");
+                let slot = a.connection_slot(ip).expect("good slot");
+                slot.authenticated();
+                slot
+            })
+            .collect();
+        assert!(
+            good.iter()
+                .all(|s| !s.overflow && !s.evicted().is_cancelled())
+        );
+        // Every slot is held: the newest one pushes out the oldest unauthenticated one.
+        assert_eq!(a.stats.snapshot().connections, 10);
+        let late = a
+            .connection_slot("203.0.113.9".parse().expect("ip"))
+            .expect("late");
+        assert!(!late.overflow);
+        assert!(flood[2].evicted().is_cancelled());
+        assert!(
+            !handshaking.evicted().is_cancelled(),
+            "older, but not the flood"
+        );
+        assert_eq!(a.stats.snapshot().evicted_total, 3);
+        drop((flood, good, late, handshaking));
+        assert_eq!(a.stats.snapshot().connections, 0);
     }
 }

@@ -269,6 +269,12 @@ pub struct Limits {
     /// Over the limit a connection is answered `503` (a few more are answered, the rest
     /// dropped).
     pub max_connections: usize,
+    /// Connections one IP may hold before it has authenticated (a valid token or rendezvous
+    /// address); a newer one closes its oldest.
+    pub max_unauthenticated_per_ip: usize,
+    /// Slots unauthenticated connections can never take: kept for listeners and senders that
+    /// have authenticated. At most half of `max_connections` is reserved, whatever this says.
+    pub reserved_for_authenticated: usize,
     /// Listeners per hybrid connection (Azure: 25); one more is answered `429`.
     #[serde(rename = "max_listeners_per_hybrid_connection")]
     pub max_listeners_per_hc: usize,
@@ -319,6 +325,8 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 1024,
+            max_unauthenticated_per_ip: 512,
+            reserved_for_authenticated: 128,
             max_listeners_per_hc: AZURE_MAX_LISTENERS_PER_HC,
             max_message_size: 4 << 20,
             max_frame_size: 4 << 20,
@@ -522,6 +530,10 @@ impl Limits {
     fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
             ("limits.max_connections", self.max_connections),
+            (
+                "limits.max_unauthenticated_per_ip",
+                self.max_unauthenticated_per_ip,
+            ),
             (
                 "limits.max_listeners_per_hybrid_connection",
                 self.max_listeners_per_hc,

@@ -11,6 +11,7 @@
 //! | `relay_bridged_total` | counter | |
 //! | `relay_refusals_total` | counter | `status` |
 //! | `relay_throttled_total` | counter | |
+//! | `relay_evicted_total` | counter | |
 //! | `relay_bytes_total` | counter | `direction`: `sender_to_listener`, `listener_to_sender` |
 //! | `relay_rendezvous_seconds` | histogram | sender request → bridged |
 //! | `relay_heartbeat_age_seconds` | gauge | since the accept loop last ran (-1 before) |
@@ -84,6 +85,12 @@ impl Collector for RelayCollector {
             "throttled",
             "Connections closed before TLS because their IP stormed listen attempts.",
             s.throttled_total,
+        )?;
+        counter(
+            e,
+            "evicted",
+            "Unauthenticated connections closed to make room for newer ones.",
+            s.evicted_total,
         )?;
         counters(
             e,

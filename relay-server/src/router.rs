@@ -217,6 +217,7 @@ fn listen(at: &Target<'_>, mut req: Request<Incoming>) -> Result<Response<Body>,
     let authorized = relay
         .auth
         .authorize(&hc.config, token, Right::Listen, unix_now())?;
+    conn.slot.authenticated();
     let key = upgrade_key(&req)?;
     let mut slot = relay.hub.reserve_listener(hc)?;
     let base = base_url(relay, conn, req.headers());
@@ -295,6 +296,7 @@ async fn connect(
             .auth
             .authorize(&hc.config, token, Right::Send, unix_now())?;
     }
+    conn.slot.authenticated();
     let key = upgrade_key(&req)?;
     let no_listener = Refusal::not_found(format!(
         "EndpointNotFound: no listener is connected to hybrid connection '{}'",
@@ -520,6 +522,7 @@ fn accept(at: &Target<'_>, mut req: Request<Incoming>) -> Result<Response<Body>,
     let ws_key = upgrade_key(&req)?;
     let chosen = chosen_protocol(req.headers())?;
     let pending = relay.hub.take_rendezvous(key).ok_or_else(invalid)?;
+    conn.slot.authenticated();
     if !Arc::ptr_eq(&pending.hc, hc) {
         let _ = pending.arrival.send(Arrival::Rejected(Refusal::new(
             StatusCode::BAD_GATEWAY,

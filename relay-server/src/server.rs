@@ -95,7 +95,7 @@ pub async fn run(
             relay.stats.update(|s| s.throttled_total += 1);
             continue;
         }
-        let Some(slot) = relay.admission.connection_slot() else {
+        let Some(slot) = relay.admission.connection_slot(peer.ip()) else {
             tracing::debug!(%peer, "connection limit reached, dropping");
             continue;
         };
@@ -140,11 +140,26 @@ async fn serve_connection(
     // Small control and license messages: latency matters more than packet count.
     let _ = tcp.set_nodelay(true);
     let Ok(local) = tcp.local_addr() else { return };
+    let evicted = slot.evicted().clone();
     let conn = Arc::new(ConnInfo {
         peer,
         local,
         slot: Arc::new(slot),
     });
+    // An unauthenticated connection closed to make room (see admission.rs) ends here; an
+    // upgraded one lives on in its own task, out of reach of this.
+    tokio::select! {
+        () = serve_tls_or_plain(relay, conn, tcp, acceptor) => {}
+        () = evicted.cancelled() => tracing::debug!("closed to make room: unauthenticated and the oldest"),
+    }
+}
+
+async fn serve_tls_or_plain(
+    relay: Arc<Relay>,
+    conn: Arc<ConnInfo>,
+    tcp: TcpStream,
+    acceptor: Option<TlsAcceptor>,
+) {
     match acceptor {
         None => serve_http(relay, conn, tcp).await,
         Some(acceptor) => {

@@ -36,6 +36,9 @@ pub struct Snapshot {
     /// Connections closed at accept, before TLS, because their IP was throttled for
     /// listening too often (a `hyco-ws` reconnect storm), since start.
     pub throttled_total: u64,
+    /// Unauthenticated connections closed to make room for newer ones (per-address cap,
+    /// reserve, or every slot held), since start.
+    pub evicted_total: u64,
     /// Upgrade requests refused since start, by HTTP status.
     pub refused_by_status: BTreeMap<u16, u64>,
 }

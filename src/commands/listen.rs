@@ -49,12 +49,17 @@ pub struct Args {
     /// Ping interval on the control channel; `0` turns pings off [default: 30s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub keepalive_interval: Option<Duration>,
-    /// Close tunnelled connections idle this long [default: never].
+    /// Close tunnelled connections idle this long; `0` turns it off [default: 5m].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub idle_timeout: Option<Duration>,
-    /// Most tunnelled connections at once; more are rejected with 429 [default: 1024].
+    /// Most live tunnelled connections at once; more are rejected with 429 [default: what the
+    /// open-file limit holds at two descriptors a stream, at most 16384].
     #[arg(long, value_name = "N")]
     pub max_streams: Option<u64>,
+    /// Most live tunnelled connections of one client (site and address) [default:
+    /// --max-streams]; under contention a client gets no more than its fair share anyway.
+    #[arg(long, value_name = "N")]
+    pub max_streams_per_client: Option<u64>,
     /// How long open connections may finish after SIGTERM [default: 5s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub shutdown_grace: Option<Duration>,
@@ -120,9 +125,14 @@ pub fn listener_config(args: &Args, file: ListenerFile) -> anyhow::Result<Listen
     if let Some(k) = args.keepalive_interval.or(file.keepalive_interval) {
         config.control_ping = nonzero(k);
     }
-    config.pump.idle_timeout = args.idle_timeout.or(file.idle_timeout).and_then(nonzero);
+    if let Some(idle) = args.idle_timeout.or(file.idle_timeout) {
+        config.pump.idle_timeout = nonzero(idle);
+    }
     if let Some(n) = args.max_streams.or(file.max_streams) {
         config.max_streams = n;
+    }
+    if let Some(n) = args.max_streams_per_client.or(file.max_streams_per_client) {
+        config.max_streams_per_client = Some(n);
     }
     if let Some(g) = args.shutdown_grace.or(file.shutdown_grace) {
         config.shutdown_grace = g;

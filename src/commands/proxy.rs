@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use hc_client::settings::parse_duration;
 use local_proxy::access_list::parse_net;
-use local_proxy::config::{DEFAULT_BACKLOG, DEFAULT_BIND, LocalTlsSection};
+use local_proxy::config::{DEFAULT_BIND, LocalTlsSection, default_backlog};
 use local_proxy::local_tls::LocalTls;
 use local_proxy::{ProxyConfig, ProxyFile, TunnelMode};
 use tokio_util::sync::CancellationToken;
@@ -29,13 +29,22 @@ pub struct Args {
     /// Local address license clients connect to [default: 127.0.0.1:12300].
     #[arg(long, value_name = "ADDR:PORT")]
     pub bind: Option<SocketAddr>,
-    /// Listen backlog of the local socket [default: 128].
+    /// Listen backlog of the local socket [default: the kernel's net.core.somaxconn].
     #[arg(long, value_name = "N")]
     pub backlog: Option<u32>,
-    /// Most tunnels at once; further clients are closed immediately [default: 256].
+    /// Most live tunnels at once; further clients are closed immediately [default: what the
+    /// open-file limit holds at two descriptors a tunnel, at most 16384].
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
-    /// Close tunnels idle this long [default: never].
+    /// Most live tunnels of one client address [default: --max-connections]; under
+    /// contention an address gets no more than its fair share anyway.
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_client: Option<usize>,
+    /// Open the relay side of a tunnel only once the client has sent something (`false` for
+    /// server-speaks-first protocols) [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub open_on_first_byte: Option<bool>,
+    /// Close tunnels idle this long; `0` turns it off [default: 5m].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub idle_timeout: Option<Duration>,
     /// TCP keepalive on local connections; `0` turns it off [default: 60s].
@@ -106,15 +115,27 @@ pub fn load(args: Args) -> anyhow::Result<Loaded> {
             .map_err(|_| anyhow::anyhow!("bind: {b:?} is not ADDR:PORT"))?,
         (None, None) => DEFAULT_BIND.parse().context("default bind address")?,
     };
-    let backlog = args.backlog.or(file.backlog).unwrap_or(DEFAULT_BACKLOG);
+    let backlog = args
+        .backlog
+        .or(file.backlog)
+        .unwrap_or_else(default_backlog);
     if let Some(n) = args.max_connections.or(file.max_connections) {
         anyhow::ensure!(n > 0, "max_connections: must be at least 1");
         config.max_connections = n;
     }
-    config.pump.idle_timeout = args
-        .idle_timeout
-        .or(file.idle_timeout)
-        .filter(|d| !d.is_zero());
+    if let Some(n) = args
+        .max_connections_per_client
+        .or(file.max_connections_per_client)
+    {
+        anyhow::ensure!(n > 0, "max_connections_per_client: must be at least 1");
+        config.max_connections_per_client = Some(n);
+    }
+    if let Some(on) = args.open_on_first_byte.or(file.open_on_first_byte) {
+        config.open_on_first_byte = on;
+    }
+    if let Some(idle) = args.idle_timeout.or(file.idle_timeout) {
+        config.pump.idle_timeout = (!idle.is_zero()).then_some(idle);
+    }
     config.pump.ping_interval = args
         .keepalive_interval
         .or(file.keepalive_interval)

@@ -13,6 +13,7 @@
 //!   [`client::refused_client`], [`client::connect_tls`], [`client::random`].
 //! - [`sender`]: a raw Hybrid Connections sender with hand-picked headers.
 //! - [`http`]: a plain HTTPS client for HTTP request mode, [`http::https_request`].
+//! - [`license`]: [`license::License`], a license server with a seat count, and its clients.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -29,6 +30,7 @@
 
 pub mod client;
 pub mod http;
+pub mod license;
 pub mod listener;
 pub mod proxy;
 pub mod relay;

@@ -7,9 +7,6 @@ use local_proxy::{LocalProxy, ProxyConfig, ProxyError, ProxyStatus};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// Listen backlog of fixture proxies (tests open hundreds of connections at once).
-const BACKLOG: u32 = 512;
-
 /// A running local-proxy.
 pub struct Proxy {
     addr: SocketAddr,
@@ -24,8 +21,10 @@ impl Proxy {
     pub async fn spawn(config: ProxyConfig) -> Self {
         let proxy = LocalProxy::new(config).expect("proxy configuration");
         let status = proxy.status();
+        // The default backlog (`somaxconn`): tests open thousands of connections at once.
+        let backlog = local_proxy::config::default_backlog();
         let socket =
-            local_proxy::bind("127.0.0.1:0".parse().expect("addr"), BACKLOG).expect("bind proxy");
+            local_proxy::bind("127.0.0.1:0".parse().expect("addr"), backlog).expect("bind proxy");
         let addr = socket.local_addr().expect("proxy addr");
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(proxy.run(socket, shutdown.clone()));

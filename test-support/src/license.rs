@@ -1,0 +1,109 @@
+//! A license server on `127.0.0.1:0` with one simulated dongle whose AppSlot [`SLOT`] has a
+//! given number of seats, and legacy-style clients of it ([`License::client`]: one TCP
+//! connection per call, as MxNet2 does), for tests that count seats through the tunnel.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use license_client::{ClientConfig, RemoteApi};
+use license_core::SlotRef;
+use license_server::config::DongleSection;
+use license_server::{LicenseServer, ServerConfig};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::LIMIT;
+
+/// The AppSlot whose seats the fixture counts.
+pub const SLOT: u16 = 1;
+
+/// The seat of [`SLOT`] on the first dongle.
+pub fn seat() -> SlotRef {
+    SlotRef::first_dongle(SLOT)
+}
+
+/// A running license server; stopped when dropped.
+pub struct License {
+    server: LicenseServer,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+impl License {
+    /// A server whose AppSlot [`SLOT`] has `seats` seats, with the default settings otherwise.
+    pub async fn start(seats: u32) -> Self {
+        let config = ServerConfig {
+            dongles: vec![DongleSection {
+                number: 1,
+                sernr: Some(1_234_567_890),
+                limits: [(SLOT, seats)].into(),
+                ..DongleSection::default()
+            }],
+            key_file: None,
+            ..ServerConfig::default()
+        };
+        let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = socket.local_addr().expect("addr");
+        let server = LicenseServer::new(&config).expect("server");
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn({
+            let server = server.clone();
+            let shutdown = shutdown.clone();
+            async move { server.serve(socket, shutdown).await.expect("serve") }
+        });
+        Self {
+            server,
+            addr,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    /// Where the server listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Seats of [`SLOT`] taken now.
+    pub fn taken(&self) -> u32 {
+        self.server
+            .snapshot()
+            .slot(SLOT)
+            .map_or(u32::MAX, |s| s.taken)
+    }
+
+    /// A client process called `name` talking to `addr` (the server or a proxy) from `local`
+    /// when given, pinning this server's key.
+    pub fn client(
+        &self,
+        addr: SocketAddr,
+        name: &str,
+        local: Option<std::net::IpAddr>,
+    ) -> RemoteApi {
+        let mut c = ClientConfig::for_server(addr.ip().to_string(), addr.port());
+        c.client_name = name.to_owned();
+        c.pinned_key = Some(self.server.public_key());
+        c.io_timeout = Duration::from_secs(15);
+        c.local_addr = local;
+        RemoteApi::new(c)
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(LIMIT, task)
+                .await
+                .expect("server stops")
+                .expect("server task");
+        }
+    }
+}
+
+impl Drop for License {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
