@@ -449,9 +449,14 @@ mod tests {
         let l = parse(&["--config", path, "--trusted-proxy", "none"]).expect("load");
         assert!(l.config.trusted_proxies.is_empty());
         assert!(parse(&["--config", path, "--trusted-proxy", "relay.lan"]).is_err());
+        // A key the server does not know (a vendor key) is named and ignored...
         std::fs::write(&ini, "[Option]\nPrt=1\n").expect("write");
+        let l = parse(&["--config", path]).expect("unknown keys do not stop the server");
+        assert!(l.config.warnings.iter().any(|w| w.contains("Prt")));
+        // ...while a bad value of a known one stops it, naming the key and the file once.
+        std::fs::write(&ini, "[Option]\nPort=eighty\n").expect("write");
         let err = parse(&["--config", path]).err().expect("error");
-        assert!(format!("{err:#}").contains("Prt"), "{err:#}");
+        assert!(format!("{err:#}").contains("Port"), "{err:#}");
         assert_eq!(
             format!("{err:#}").matches("mxnet2.ini").count(),
             1,
