@@ -13,18 +13,17 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use license_client::{ClientConfig, RemoteApi};
-use license_core::engine::{LicenseMode, StatusSnapshot};
+use license_client::RemoteApi;
+use license_core::engine::LicenseMode;
 use license_core::{ErrorCode, SlotRef};
+use license_server::ServerConfig;
 use license_server::config::{DongleSection, TrustedProxies};
-use license_server::{LicenseServer, ServerConfig};
 use relay_listener::IdentityMode;
+use test_support::license::License;
 use test_support::{LIMIT, Listener, Proxy, Relay};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+use tokio::net::TcpStream;
 use tokio::time::timeout;
-use tokio_util::sync::CancellationToken;
 
 const SLOT: u16 = 1;
 
@@ -49,84 +48,11 @@ fn config(limit: u32) -> ServerConfig {
     }
 }
 
-/// A license server on `127.0.0.1:0` (no fixture for it in `test-support`: it is
-/// license-core's own server, started here the way `dongle-relay server` starts it).
-struct License {
-    server: LicenseServer,
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-impl License {
-    async fn start(config: ServerConfig) -> Self {
-        let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = socket.local_addr().expect("addr");
-        let server = LicenseServer::new(&config).expect("server");
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn({
-            let server = server.clone();
-            let shutdown = shutdown.clone();
-            async move { server.serve(socket, shutdown).await.expect("serve") }
-        });
-        Self {
-            server,
-            addr,
-            shutdown,
-            task,
-        }
-    }
-
-    fn snapshot(&self) -> StatusSnapshot {
-        self.server.snapshot()
-    }
-
-    fn taken(&self) -> u32 {
-        self.snapshot().slot(SLOT).map_or(u32::MAX, |s| s.taken)
-    }
-
-    /// A client "process" called `name` talking to `addr` (the server, or a proxy), from
-    /// `local` when given, pinning this server's key.
-    fn client(&self, addr: SocketAddr, name: &str, local: Option<&str>) -> RemoteApi {
-        let mut c = ClientConfig::for_server(addr.ip().to_string(), addr.port());
-        c.client_name = name.to_owned();
-        c.pinned_key = Some(self.server.public_key());
-        c.io_timeout = Duration::from_secs(15);
-        c.local_addr = local.map(|ip| ip.parse().expect("ip"));
-        RemoteApi::new(c)
-    }
-
-    /// Waits (bounded) until the server's state satisfies `done`. The login timeout runs on
-    /// the server's real clock, so this polls its snapshot.
-    async fn wait_until(&self, what: &str, mut done: impl FnMut(&StatusSnapshot) -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if done(&self.snapshot()) {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}: {:?}",
-                self.snapshot()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        timeout(LIMIT, self.task)
-            .await
-            .expect("server stops")
-            .expect("server task");
-    }
-}
-
 /// The tunnel in front of `license`: a TLS relay, a connected listener in PROXY v2 mode, and
 /// one local-proxy per site.
 async fn tunnel(license: &License, sites: &[&str]) -> (Relay, Listener, Vec<Proxy>) {
     let relay = Relay::start_tls().await;
-    let mut config = relay.listener_config(license.addr);
+    let mut config = relay.listener_config(license.addr());
     config.identity.mode = IdentityMode::ProxyV2;
     let listener = Listener::connected(config).await;
     let mut proxies = Vec::new();
@@ -183,7 +109,7 @@ async fn session_script(license: &License, addr: SocketAddr) -> Transcript {
     note(
         &mut t,
         "disconnect p1",
-        license.server.disconnect_session(id),
+        license.server().disconnect_session(id),
     );
     note(&mut t, "p1 refresh", p[1].refresh(at()).await);
     note(&mut t, "p1 release", p[1].release().await);
@@ -200,10 +126,10 @@ async fn session_script(license: &License, addr: SocketAddr) -> Transcript {
 #[tokio::test]
 async fn tunnelled_answers_equal_direct_answers() {
     timeout(LIMIT, async {
-        let direct = License::start(config(2)).await;
-        let expected = session_script(&direct, direct.addr).await;
+        let direct = License::start_with(config(2)).await;
+        let expected = session_script(&direct, direct.addr()).await;
 
-        let tunnelled = License::start(config(2)).await;
+        let tunnelled = License::start_with(config(2)).await;
         let (_relay, listener, proxies) = tunnel(&tunnelled, &["branch-a"]).await;
         let got = session_script(&tunnelled, proxies[0].addr()).await;
 
@@ -252,8 +178,8 @@ async fn tunnelled_answers_equal_direct_answers() {
         );
         assert_eq!(got.last().map(|(_, v)| v.as_str()), Some("0"));
         // Through the tunnel the server saw PROXY headers, one per connection.
-        assert!(tunnelled.server.proxy_header_stats().accepted > 10);
-        assert_eq!(direct.server.proxy_header_stats().accepted, 0);
+        assert!(tunnelled.server().proxy_header_stats().accepted > 10);
+        assert_eq!(direct.server().proxy_header_stats().accepted, 0);
         assert!(listener.status().snapshot().accepted > 10);
         direct.stop().await;
         tunnelled.stop().await;
@@ -277,7 +203,7 @@ async fn ip_script(license: &License, addr: SocketAddr) -> Transcript {
     ];
     let apis: Vec<RemoteApi> = clients
         .iter()
-        .map(|(name, ip)| license.client(addr, name, Some(ip)))
+        .map(|(name, ip)| license.client(addr, name, Some(ip.parse().expect("ip"))))
         .collect();
     for ((name, _), api) in clients.iter().zip(&apis) {
         note(&mut t, &format!("{name} init"), api.init().await);
@@ -316,9 +242,9 @@ async fn ip_licences_through_the_tunnel_count_real_client_addresses() {
             license_mode: LicenseMode::Ip,
             ..config(3)
         };
-        let direct = License::start(ip_config()).await;
-        let expected = ip_script(&direct, direct.addr).await;
-        let tunnelled = License::start(ip_config()).await;
+        let direct = License::start_with(ip_config()).await;
+        let expected = ip_script(&direct, direct.addr()).await;
+        let tunnelled = License::start_with(ip_config()).await;
         let (_relay, _listener, proxies) = tunnel(&tunnelled, &["branch-a"]).await;
         let got = ip_script(&tunnelled, proxies[0].addr()).await;
         assert_eq!(got, expected, "direct and tunnelled differ");
@@ -367,7 +293,7 @@ async fn ip_licences_through_the_tunnel_count_real_client_addresses() {
 #[tokio::test]
 async fn seats_are_shared_across_sites_and_return_after_logout_and_timeout() {
     timeout(LIMIT, async {
-        let license = License::start(ServerConfig {
+        let license = License::start_with(ServerConfig {
             login_timeout: Duration::from_secs(2),
             ..config(2)
         })
@@ -447,7 +373,7 @@ async fn refresh_or_reinit(api: &RemoteApi) -> (Result<i32, ErrorCode>, bool) {
 #[tokio::test]
 async fn a_relay_restart_mid_session_leaves_the_seat_count_exact() {
     timeout(LIMIT, async {
-        let license = License::start(config(3)).await;
+        let license = License::start_with(config(3)).await;
         let (mut relay, listener, proxies) = tunnel(&license, &["branch-a"]).await;
         let addr = proxies[0].addr();
         // One client per call (the manual's pattern), one on a kept-open connection.
@@ -529,7 +455,7 @@ async fn a_proxy_header_from_an_untrusted_peer_is_refused_and_logged() {
     let _guard = tracing::subscriber::set_default(subscriber);
     timeout(LIMIT, async {
         // Only 10.9.9.9 may send headers: 127.0.0.1 (this test, and the listener) may not.
-        let license = License::start(ServerConfig {
+        let license = License::start_with(ServerConfig {
             trusted_proxies: TrustedProxies::parse_list("10.9.9.9").expect("list"),
             ..config(3)
         })
@@ -539,13 +465,13 @@ async fn a_proxy_header_from_an_untrusted_peer_is_refused_and_logged() {
         let header = ppp::v2::Builder::with_addresses(
             ppp::v2::Version::Two | ppp::v2::Command::Proxy,
             ppp::v2::Protocol::Stream,
-            ppp::v2::IPv4::new([192, 0, 2, 7], [127, 0, 0, 1], 4000, license.addr.port()),
+            ppp::v2::IPv4::new([192, 0, 2, 7], [127, 0, 0, 1], 4000, license.addr().port()),
         )
         .write_tlv(relay_listener::PP2_TYPE_SITE, b"forged")
         .expect("tlv")
         .build()
         .expect("header");
-        let mut stream = TcpStream::connect(license.addr).await.expect("connect");
+        let mut stream = TcpStream::connect(license.addr()).await.expect("connect");
         stream.write_all(&header).await.expect("write");
         // Closed unread (a reset, since the header's rest was never read) or at EOF: no
         // answer, not even the -107 a non-frame would get.
@@ -555,17 +481,17 @@ async fn a_proxy_header_from_an_untrusted_peer_is_refused_and_logged() {
             Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
         }
         assert!(answer.is_empty(), "an answer: {answer:?}");
-        assert_eq!(license.server.proxy_header_stats().refused_untrusted, 1);
+        assert_eq!(license.server().proxy_header_stats().refused_untrusted, 1);
         assert!(license.snapshot().sessions.is_empty());
 
         // A listener that sends headers is refused the same way: its client cannot init.
         let (_relay, _listener, proxies) = tunnel(&license, &["branch-a"]).await;
         let tunnelled = license.client(proxies[0].addr(), "via-untrusted-listener", None);
         assert!(tunnelled.init().await.is_err());
-        assert_eq!(license.server.proxy_header_stats().refused_untrusted, 2);
+        assert_eq!(license.server().proxy_header_stats().refused_untrusted, 2);
 
         // A client without header on the same address is served as before.
-        let direct = license.client(license.addr, "direct", None);
+        let direct = license.client(license.addr(), "direct", None);
         assert_eq!(direct.init().await, Ok(1));
         let sessions = license.snapshot().sessions;
         assert_eq!(sessions.len(), 1);

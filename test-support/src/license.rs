@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use license_client::{ClientConfig, RemoteApi};
 use license_core::SlotRef;
+use license_core::engine::StatusSnapshot;
 use license_server::config::DongleSection;
 use license_server::{LicenseServer, ServerConfig};
 use tokio::net::TcpListener;
@@ -34,7 +35,7 @@ pub struct License {
 impl License {
     /// A server whose AppSlot [`SLOT`] has `seats` seats, with the default settings otherwise.
     pub async fn start(seats: u32) -> Self {
-        let config = ServerConfig {
+        Self::start_with(ServerConfig {
             dongles: vec![DongleSection {
                 number: 1,
                 sernr: Some(1_234_567_890),
@@ -43,7 +44,13 @@ impl License {
             }],
             key_file: None,
             ..ServerConfig::default()
-        };
+        })
+        .await
+    }
+
+    /// A server for `config` (its bind address and port are ignored: it listens on
+    /// `127.0.0.1:0`), started the way `dongle-relay server` starts it.
+    pub async fn start_with(config: ServerConfig) -> Self {
         let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = socket.local_addr().expect("addr");
         let server = LicenseServer::new(&config).expect("server");
@@ -66,12 +73,36 @@ impl License {
         self.addr
     }
 
+    /// The server (snapshot, public key, PROXY header counters, admin actions).
+    pub fn server(&self) -> &LicenseServer {
+        &self.server
+    }
+
+    /// The server's state now.
+    pub fn snapshot(&self) -> StatusSnapshot {
+        self.server.snapshot()
+    }
+
     /// Seats of [`SLOT`] taken now.
     pub fn taken(&self) -> u32 {
-        self.server
-            .snapshot()
-            .slot(SLOT)
-            .map_or(u32::MAX, |s| s.taken)
+        self.snapshot().slot(SLOT).map_or(u32::MAX, |s| s.taken)
+    }
+
+    /// Waits (at most 20 s) until the server's state satisfies `done`. Timeouts run on the
+    /// server's real clock, and it signals nothing, so this polls its snapshot.
+    pub async fn wait_until(&self, what: &str, mut done: impl FnMut(&StatusSnapshot) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if done(&self.snapshot()) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {:?}",
+                self.snapshot()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// A client process called `name` talking to `addr` (the server or a proxy) from `local`
