@@ -72,6 +72,9 @@ impl Refusal {
         if let Some(secs) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        // A refused client gets no second request on this connection: hyper closes it once the
+        // answer is sent, so a reconnect storm cannot park its refused sockets on the relay.
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         if let Ok(reason) = ReasonPhrase::try_from(reason_phrase(&text)) {
             response.extensions_mut().insert(reason);
         }
@@ -126,6 +129,15 @@ pub(crate) fn ok_text(text: &'static str) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_closes_its_connection() {
+        let response = Refusal::new(StatusCode::TOO_MANY_REQUESTS, "back off")
+            .retry_after(3)
+            .into_response("id", None);
+        assert_eq!(response.headers()[header::CONNECTION], "close");
+        assert_eq!(response.headers()[header::RETRY_AFTER], "3");
+    }
 
     #[test]
     fn tracked_close_reasons_fit_a_close_frame() {
