@@ -13,6 +13,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Registry;
 
 use crate::server::LicenseServer;
+use license_core::engine::{AppSlotStatus, StatusSnapshot};
 use license_core::error::ErrorCode;
 use license_core::protocol::Command;
 
@@ -96,165 +97,178 @@ fn label(v: impl Into<Cow<'static, str>>) -> Cow<'static, str> {
 
 impl Collector for LicenseCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let server = &self.server;
-        let snapshot = server.snapshot();
         let e = &mut encoder;
-        let slots: Vec<(Labels, &license_core::engine::AppSlotStatus)> = snapshot
-            .dongles
-            .iter()
-            .flat_map(|d| {
-                d.slots.iter().map(move |s| {
-                    let labels: Labels = vec![
-                        ("dongle", label(d.name.clone())),
-                        ("dongle_key", label(d.key.clone())),
-                        ("slot", label(s.slot.to_string())),
-                        ("appslot", label(s.name.clone())),
-                    ];
-                    (labels, s)
-                })
-            })
-            .collect();
-        let per_slot = |f: fn(&license_core::engine::AppSlotStatus) -> u32| {
-            slots.iter().map(move |(l, s)| (l.clone(), i64::from(f(s))))
-        };
-        gauges(
-            e,
-            "seats_taken",
-            "Seats taken now, per AppSlot.",
-            per_slot(|s| s.taken),
-        )?;
-        gauges(
-            e,
-            "seats_limit",
-            "Seats of the AppSlot.",
-            per_slot(|s| s.limit),
-        )?;
-        gauges(
-            e,
-            "seats_peak",
-            "Most seats taken at once since the server started.",
-            per_slot(|s| s.peak),
-        )?;
-        let present = snapshot
-            .dongles
-            .iter()
-            .filter(|d| d.number.is_some())
-            .count();
-        gauge(
-            e,
-            "dongles_present",
-            "Dongles present and usable.",
-            count(present),
-        )?;
-        gauge(
-            e,
-            "sessions",
-            "Open sessions.",
-            count(snapshot.sessions.len()),
-        )?;
-        gauge(
-            e,
-            "logins",
-            "Login records (a seat may have several in per-IP mode).",
-            count(snapshot.logins.len()),
-        )?;
+        encode_state(e, &self.server.snapshot())?;
+        encode_traffic(e, &self.server)?;
+        encode_health(e, &self.server)
+    }
+}
 
-        let c = &server.shared().counters;
-        counters(
-            e,
-            "requests",
-            "Requests answered, by command.",
-            COMMANDS.iter().zip(&c.answers).map(|(name, n)| {
-                let labels: Labels = vec![("command", label(*name))];
-                (labels, n.load(Ordering::Relaxed))
-            }),
-        )?;
-        counters(
-            e,
-            "errors",
-            "Error answers, by return code (docs/error-codes.md).",
-            ErrorCode::ALL
-                .iter()
-                .zip(&c.errors)
-                .map(|(code, n)| (code, n.load(Ordering::Relaxed)))
-                .filter(|(_, n)| *n > 0)
-                .map(|(code, n)| {
-                    let labels: Labels = vec![("code", label(code.code().to_string()))];
-                    (labels, n)
-                }),
-        )?;
-        counter(
-            e,
-            "connections",
-            "TCP connections accepted.",
-            c.connections.load(Ordering::Relaxed),
-        )?;
-        counter(
-            e,
-            "connections_refused",
-            "TCP connections closed at once: their client address had no room left \
-             (MaxConnectionsPerAddress, MaxConnections).",
-            c.connections_refused.load(Ordering::Relaxed),
-        )?;
-        gauge(
-            e,
-            "connections_open",
-            "TCP connections open now.",
-            i64::try_from(server.open_connections()).unwrap_or(i64::MAX),
-        )?;
-        let proxy = server.proxy_header_stats();
-        counters(
-            e,
-            "proxy_headers",
-            "PROXY v2 headers: accepted from trusted peers, refused from untrusted ones, malformed.",
-            [
-                ("accepted", proxy.accepted),
-                ("untrusted", proxy.refused_untrusted),
-                ("malformed", proxy.malformed),
-            ]
-            .map(|(result, n)| {
-                let labels: Labels = vec![("result", label(result))];
+/// What the engine holds now: seats per AppSlot, dongles, sessions, logins.
+fn encode_state(e: &mut DescriptorEncoder<'_>, snapshot: &StatusSnapshot) -> std::fmt::Result {
+    let slots: Vec<(Labels, &AppSlotStatus)> = snapshot
+        .dongles
+        .iter()
+        .flat_map(|d| {
+            d.slots.iter().map(move |s| {
+                let labels: Labels = vec![
+                    ("dongle", label(d.name.clone())),
+                    ("dongle_key", label(d.key.clone())),
+                    ("slot", label(s.slot.to_string())),
+                    ("appslot", label(s.name.clone())),
+                ];
+                (labels, s)
+            })
+        })
+        .collect();
+    let per_slot =
+        |f: fn(&AppSlotStatus) -> u32| slots.iter().map(move |(l, s)| (l.clone(), i64::from(f(s))));
+    gauges(
+        e,
+        "seats_taken",
+        "Seats taken now, per AppSlot.",
+        per_slot(|s| s.taken),
+    )?;
+    gauges(
+        e,
+        "seats_limit",
+        "Seats of the AppSlot.",
+        per_slot(|s| s.limit),
+    )?;
+    gauges(
+        e,
+        "seats_peak",
+        "Most seats taken at once since the server started.",
+        per_slot(|s| s.peak),
+    )?;
+    let present = snapshot
+        .dongles
+        .iter()
+        .filter(|d| d.number.is_some())
+        .count();
+    gauge(
+        e,
+        "dongles_present",
+        "Dongles present and usable.",
+        count(present),
+    )?;
+    gauge(
+        e,
+        "sessions",
+        "Open sessions.",
+        count(snapshot.sessions.len()),
+    )?;
+    gauge(
+        e,
+        "logins",
+        "Login records (a seat may have several in per-IP mode).",
+        count(snapshot.logins.len()),
+    )
+}
+
+/// What the server answered and accepted: requests, errors, connections, PROXY headers,
+/// administrator actions.
+fn encode_traffic(e: &mut DescriptorEncoder<'_>, server: &LicenseServer) -> std::fmt::Result {
+    let c = &server.shared().counters;
+    counters(
+        e,
+        "requests",
+        "Requests answered, by command.",
+        COMMANDS.iter().zip(&c.answers).map(|(name, n)| {
+            let labels: Labels = vec![("command", label(*name))];
+            (labels, n.load(Ordering::Relaxed))
+        }),
+    )?;
+    counters(
+        e,
+        "errors",
+        "Error answers, by return code (docs/error-codes.md).",
+        ErrorCode::ALL
+            .iter()
+            .zip(&c.errors)
+            .map(|(code, n)| (code, n.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .map(|(code, n)| {
+                let labels: Labels = vec![("code", label(code.code().to_string()))];
                 (labels, n)
             }),
-        )?;
-        counters(
-            e,
-            "admin_actions",
-            "Administrator actions through the admin endpoint or the library.",
-            [("disconnect", &c.admin[0]), ("logout", &c.admin[1])].map(|(action, n)| {
-                let labels: Labels = vec![("action", label(action))];
-                (labels, n.load(Ordering::Relaxed))
-            }),
-        )?;
-        let age = server.heartbeat_age().map_or(-1.0, |a| a.as_secs_f64());
+    )?;
+    counter(
+        e,
+        "connections",
+        "TCP connections accepted.",
+        c.connections.load(Ordering::Relaxed),
+    )?;
+    counter(
+        e,
+        "connections_refused",
+        "TCP connections closed at once: their client address had no room left \
+         (MaxConnectionsPerAddress, MaxConnections).",
+        c.connections_refused.load(Ordering::Relaxed),
+    )?;
+    gauge(
+        e,
+        "connections_open",
+        "TCP connections open now.",
+        i64::try_from(server.open_connections()).unwrap_or(i64::MAX),
+    )?;
+    let proxy = server.proxy_header_stats();
+    counters(
+        e,
+        "proxy_headers",
+        "PROXY v2 headers: accepted from trusted peers, refused from untrusted ones, malformed.",
+        [
+            ("accepted", proxy.accepted),
+            ("untrusted", proxy.refused_untrusted),
+            ("malformed", proxy.malformed),
+        ]
+        .map(|(result, n)| {
+            let labels: Labels = vec![("result", label(result))];
+            (labels, n)
+        }),
+    )?;
+    counters(
+        e,
+        "admin_actions",
+        "Administrator actions through the admin endpoint or the library.",
+        [("disconnect", &c.admin[0]), ("logout", &c.admin[1])].map(|(action, n)| {
+            let labels: Labels = vec![("action", label(action))];
+            (labels, n.load(Ordering::Relaxed))
+        }),
+    )?;
+    Ok(())
+}
+
+/// Whether the server is alive and its state is being written: heartbeat age, store queue.
+fn encode_health(e: &mut DescriptorEncoder<'_>, server: &LicenseServer) -> std::fmt::Result {
+    let age = server.heartbeat_age().map_or(-1.0, |a| a.as_secs_f64());
+    gauge(
+        e,
+        "heartbeat_age_seconds",
+        "Seconds since the engine's periodic sweep last ran (-1 before the first).",
+        age,
+    )?;
+    if let Some(store) = server.store_status() {
         gauge(
             e,
-            "heartbeat_age_seconds",
-            "Seconds since the engine's periodic sweep last ran (-1 before the first).",
-            age,
+            "store_queued",
+            "State changes waiting to be written.",
+            count(store.queued),
         )?;
-        if let Some(store) = server.store_status() {
-            gauge(
-                e,
-                "store_queued",
-                "State changes waiting to be written.",
-                count(store.queued),
-            )?;
-            counter(
-                e,
-                "store_writes",
-                "State changes written to the state database.",
-                store.writes,
-            )?;
-            counter(
-                e,
-                "store_errors",
-                "Failed writes to the state database.",
-                store.errors,
-            )?;
-        }
-        Ok(())
+        counter(
+            e,
+            "store_writes",
+            "State changes written to the state database.",
+            store.writes,
+        )?;
+        counter(
+            e,
+            "store_errors",
+            "Failed writes to the state database.",
+            store.errors,
+        )?;
     }
+    Ok(())
 }
 
 /// A registry (prefix `license`) with the server's metrics.
