@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The Windows part of CI (issue #13), on Linux: installs what it needs (idempotently: Debian's
 # mingw-w64 and Wine, the Rust target), lints the Windows build, builds dongle-relay.exe, runs
-# `dongle-relay.exe demo` under Wine (it must exit 0), and runs the workspace's tests as
-# Windows executables under Wine (the runner in .cargo/config.toml; scripts/wine/). Its last
-# lines sum up the test counts and the time taken. Run from anywhere; uses CARGO_TARGET_DIR if set.
+# `dongle-relay.exe demo` under Wine (it must exit 0), runs the license server as a Windows
+# service under Wine's Service Control Manager (start, stop with a drain, exit 0), and runs
+# the workspace's tests as Windows executables under Wine (the runner in .cargo/config.toml;
+# scripts/wine/). Its last lines sum up the test counts and the time taken. Run from
+# anywhere; uses CARGO_TARGET_DIR if set.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # Cargo finds .cargo/config.toml (linker, Wine runner) from the working directory.
@@ -39,6 +41,26 @@ cargo build --target "$target" --bin dongle-relay
 step "dongle-relay.exe demo under Wine (must exit 0)"
 # --log warn: the walk-through's own lines, not every component's log.
 timeout 300 cargo run -q --target "$target" --bin dongle-relay -- --log warn demo --port 0
+
+step "the server as a service under Wine's SCM: install, net start, net stop drains, uninstall"
+# The service process runs on after this script if a check fails; wineserver -k (with this
+# WINEPREFIX) ends it.
+run() { bash scripts/wine/runner.sh "$@"; }
+exe="$target_dir/$target/debug/dongle-relay.exe"
+system32="$target_dir/wine/x86_64/prefix/drive_c/windows/system32"
+svc=dongle-relay-ci-$$
+run "$exe" service install --name "$svc" -- --log info server --port 0 --dongle simulated \
+  --ephemeral-key
+cleanup_service() { run "$exe" service uninstall --name "$svc" >/dev/null 2>&1 || true; }
+trap cleanup_service EXIT
+timeout 120 bash scripts/wine/runner.sh "$system32/net.exe" start "$svc"
+query=$(run "$exe" service query --name "$svc"); echo "$query"
+grep -q 'state    Running' <<<"$query"
+timeout 120 bash scripts/wine/runner.sh "$system32/net.exe" stop "$svc"
+query=$(run "$exe" service query --name "$svc"); echo "$query"
+grep -q 'state    Stopped' <<<"$query" && grep -q 'exit     Win32(0)' <<<"$query"
+run "$exe" service uninstall --name "$svc"
+trap - EXIT
 
 step "tests under Wine"
 log=$(mktemp)

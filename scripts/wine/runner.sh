@@ -3,8 +3,10 @@
 # Wine, so `cargo run`/`cargo test --target x86_64-pc-windows-gnu` work on Linux.
 #
 # - Wine 8 lacks ProcessPrng, which every Rust program calls at start-up, so a test-only
-#   bcryptprimitives.dll built from scripts/wine/processprng.c is put on the Windows PATH
-#   (WINEPATH) and preferred over Wine's builtin (WINEDLLOVERRIDES).
+#   bcryptprimitives.dll built from scripts/wine/processprng.c goes into the prefix's
+#   system32, preferred over any builtin one (a DllOverrides registry key): in the prefix
+#   rather than in the environment, so that processes Wine starts itself (services started by
+#   its services.exe) load it too.
 # - A private Wine prefix under the target directory, created non-interactively on first use
 #   (no Mono/Gecko prompts), keeps the user's ~/.wine out of it.
 # Everything lands in <target-dir>/wine/<arch>/, so `cargo clean` removes it.
@@ -44,23 +46,24 @@ fi
 
 export WINEPREFIX="$state/prefix"
 export WINEDEBUG="${WINEDEBUG:--all}"
-# One runner initialises the prefix and builds the shim; concurrent ones wait for it.
+# One runner initialises the prefix and installs the shim; concurrent ones wait for it.
 {
   flock 9
   bash "$here/build-shim.sh" "$arch" "$state/shim"
   if [ ! -f "$WINEPREFIX/system.reg" ]; then
     # mscoree/mshtml disabled: no Mono or Gecko installer dialogs. No display is needed.
     WINEDLLOVERRIDES="mscoree=;mshtml=" DISPLAY='' "$wine_bin" wineboot --init >/dev/null 2>&1
+    DISPLAY='' "$wine_bin" reg add 'HKCU\Software\Wine\DllOverrides' \
+      /v bcryptprimitives /d native,builtin /f >/dev/null 2>&1
     # wineboot returns before the registry is flushed; waiting for the wineserver does that.
     wineserver -w
   fi
+  system32="$WINEPREFIX/drive_c/windows/system32"
+  if [ ! "$system32/bcryptprimitives.dll" -nt "$state/shim/bcryptprimitives.dll" ]; then
+    cp "$state/shim/bcryptprimitives.dll" "$system32/bcryptprimitives.dll"
+  fi
 } 9>"$state/.lock"
 
-# The shim's directory leads the Windows PATH, also for child processes (tests that spawn
-# dongle-relay.exe), as a Windows path on drive Z: (the prefix maps Z: to /); n,b: the
-# native (shim) DLL wins over Wine's builtin one.
-export WINEPATH="Z:$state/shim${WINEPATH:+;$WINEPATH}"
-export WINEDLLOVERRIDES="bcryptprimitives=n,b${WINEDLLOVERRIDES:+;$WINEDLLOVERRIDES}"
 export DISPLAY=''
 # Wine starts child processes through WINELOADER (Debian's wrapper sets it the same way).
 export WINELOADER="$wine_bin"
