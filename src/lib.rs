@@ -7,6 +7,8 @@
 //! - [`telemetry`]: the tracing subscriber.
 //! - [`shutdown`]: SIGINT/SIGTERM turned into a cancellation token.
 //! - [`service`]: systemd readiness, watchdog pings while the component is live, stopping.
+//! - `windows_service` (Windows only): `service install|uninstall|query|run`, the SCM's stop
+//!   request cancelling the same token as SIGTERM.
 //! - [`metrics_endpoint`]: `--metrics` (`/metrics`, `/healthz`) of the tunnel commands.
 
 pub mod cli;
@@ -15,3 +17,5 @@ pub mod metrics_endpoint;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
+#[cfg(windows)]
+pub mod windows_service;

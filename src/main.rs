@@ -12,6 +12,15 @@ const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `service` manages or runs a service; the component it runs is loaded there.
+    #[cfg(windows)]
+    let cli = match cli {
+        Cli {
+            command: cli::Command::Service(args),
+            ..
+        } => return dongle_relay::windows_service::main(args),
+        other => other,
+    };
     let loaded = match cli.command.load() {
         Ok(loaded) => loaded,
         Err(err) => {

@@ -197,6 +197,8 @@ fn command_name(cli: &Cli) -> &'static str {
         Command::Demo(_) => "demo",
         Command::Token(_) => "token",
         Command::Client(_) => "client",
+        #[cfg(windows)]
+        Command::Service(_) => "service",
     }
 }
 

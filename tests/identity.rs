@@ -10,8 +10,7 @@
 
 use std::net::SocketAddr;
 
-use relay_listener::identity::{MAX_SITE_LEN, default_loopback_range};
-use relay_listener::loopback::SourceRange;
+use relay_listener::identity::MAX_SITE_LEN;
 use relay_listener::{ClientSource, IdentityMode, ListenerSnapshot, StreamInfo, StreamState};
 use test_support::client::{exchange, random};
 use test_support::targets::{self, Preamble, Recorded, Recording};
@@ -201,11 +200,15 @@ async fn malformed_and_oversized_identity_headers_never_break_a_connection() {
 /// A plain target (one that records each connection's peer address) sees two distinct source
 /// addresses for two clients at different sites, and the same one for repeated connections of
 /// one client; a second client IP at the same site gets its own address too.
+// Linux only: the listener's loopback identity mode binds each target connection to a source
+// in 127.0.0.0/8 (relay-listener's `loopback` module), which it implements only on Linux.
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn loopback_sources_are_stable_per_client_and_distinct_between_clients() {
     use std::net::{IpAddr, Ipv4Addr};
 
+    use relay_listener::identity::default_loopback_range;
+    use relay_listener::loopback::SourceRange;
     use test_support::client::exchange_from;
 
     timeout(LIMIT, async {

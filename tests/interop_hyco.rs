@@ -24,6 +24,10 @@
 //! `DONGLE_RELAY_REQUIRE_INTEROP=1` (CI), which makes that a failure. `docs/interop.md` has
 //! the details.
 
+// Unix only: the peers are Node programs installed for Linux, which a Windows test executable
+// (run under Wine) cannot start.
+#![cfg(unix)]
+
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -9,6 +9,7 @@
 //!
 //! Needs Linux, root and iproute2; skips with a message otherwise.
 
+// Linux only: network namespaces (`ip netns`) are a Linux kernel feature.
 #![cfg(target_os = "linux")]
 
 use std::path::Path;

@@ -5,6 +5,7 @@
 //! `STOPPING=1` at SIGTERM, after which it exits 0 (server, relay, and `demo --keep-running`). That the pings stop when the component is
 //! not live is unit-tested in `src/service.rs` (paused time, a fake notifier).
 
+// Unix only: systemd's notification socket is a Unix datagram socket and the stop is SIGTERM.
 #![cfg(unix)]
 
 use std::net::SocketAddr;

@@ -6,6 +6,10 @@
 //! it. Skipped (with a message) without chromium, node or playwright-core, unless
 //! `DONGLE_RELAY_REQUIRE_BROWSER=1`.
 
+// Unix only: the browser is Debian's /usr/bin/chromium driven by a Node script, which a Windows
+// test executable (run under Wine) cannot start.
+#![cfg(unix)]
+
 mod license_ops;
 
 use std::path::PathBuf;

@@ -30,7 +30,15 @@ pub const SPLIT_SEND: usize = 64 * 1024;
 pub const MESSAGE: usize = SPLIT_SEND + 1024;
 
 /// Largest number of streams on one pooled connection (a cap, not an allocation).
-pub const MAX_STREAMS: usize = 16 * 1024;
+///
+/// Half on 32-bit targets (i686 Windows): the connection window below, and the check yamux
+/// makes of it, is this times 256 KiB, which must fit in a `usize` (16 Ki streams would be
+/// 4 GiB).
+pub const MAX_STREAMS: usize = if usize::BITS < 64 {
+    8 * 1024
+} else {
+    16 * 1024
+};
 
 /// The yamux settings both ends use.
 pub fn config() -> Config {

@@ -11,8 +11,14 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Senders fired at once (the relay's default connection limit, 1024, covers them and their
-/// rendezvous dial-backs).
-const BURST: usize = 300;
+/// rendezvous dial-backs); either way more than a listener's accept queue (64), so the later
+/// ones must wait for room.
+///
+/// Fewer under Windows: the Windows build's tests run under Wine, whose socket emulation slows
+/// down with the number of open sockets (measured with Wine 8: a 60-tunnel burst takes 36 s,
+/// 20 take 3 s), so 300 senders cannot finish within the test's timeout there. Real Windows is
+/// not measured (docs/windows.md).
+const BURST: usize = if cfg!(windows) { 80 } else { 300 };
 
 #[tokio::test]
 async fn a_burst_of_senders_is_absorbed_without_refusals() {
