@@ -224,9 +224,54 @@ pub fn connection_string(
         })
 }
 
+/// Refuses a plain `ws://` relay beyond this machine unless `allow_non_loopback` (the token
+/// and every byte would cross the network in clear). Returns whether the caller must warn:
+/// plain `ws://` was allowed to a remote host.
+///
+/// # Errors
+/// [`SettingError`] for `ws://` to a host that is not loopback, not forced.
+pub fn check_plain_ws(
+    endpoint: &hc_protocol::RelayEndpoint,
+    allow_non_loopback: bool,
+) -> Result<bool, SettingError> {
+    if endpoint.tls || endpoint.is_loopback() {
+        return Ok(false);
+    }
+    if allow_non_loopback {
+        return Ok(true);
+    }
+    Err(SettingError::new(
+        "connection_string",
+        format!(
+            "Endpoint=ws://{} is plain WebSocket to another machine: the token would travel in \
+             clear. Use sb:// or wss:// (TLS), or force it with --insecure-plain-ws-non-loopback",
+            endpoint.authority()
+        ),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_ws_only_to_loopback_unless_forced() {
+        let at = |s: &str| hc_protocol::RelayEndpoint::parse(s).expect("endpoint");
+        for local in [
+            "ws://127.0.0.1:80/",
+            "ws://localhost/",
+            "ws://[::1]:9/",
+            "ws://127.1.2.3/",
+        ] {
+            assert_eq!(check_plain_ws(&at(local), false), Ok(false), "{local}");
+        }
+        assert_eq!(check_plain_ws(&at("sb://relay.example/"), false), Ok(false));
+        let remote = at("ws://relay.example:9443/");
+        let err = check_plain_ws(&remote, false).expect_err("remote ws://");
+        assert!(err.reason.contains("in clear"), "{err}");
+        assert_eq!(check_plain_ws(&remote, true), Ok(true));
+        assert!(check_plain_ws(&at("ws://10.0.0.1/"), false).is_err());
+    }
 
     #[test]
     fn durations() {

@@ -10,11 +10,14 @@
 //!   so a small frame (a license request) goes out at once and bulk data goes out in large
 //!   messages. Sending waits on the sink's readiness, so tungstenite's write buffer stays within
 //!   the dialer's `max_write_buffer_size`: memory per connection is bounded.
-//! - **Keep-alive**: with an interval, a ping is sent that often, and three intervals without
-//!   any frame from the peer fail the stream (`TimedOut`), which ends the yamux session so the
-//!   pool can re-establish it. yamux polls the reader continuously, so the timer runs even when
-//!   no stream is busy.
+//! - **Keep-alive**: with an interval, a ping is sent after that long without a frame from the
+//!   peer, and also with data sent while no ping is outstanding; a ping not answered by any
+//!   frame within [`PONG_DEADLINE`] fails the stream (`TimedOut`), which ends the yamux session
+//!   so the pool can re-establish it. A frozen peer is so noticed within seconds of a call
+//!   being sent to it, not after several intervals. yamux polls the reader continuously, so the
+//!   timers run even when no stream is busy.
 
+use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -28,12 +31,18 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+/// How long a live peer may take to answer a ping (any frame counts). A few seconds: a
+/// WebSocket pong needs no work from the application, only a running peer and a path.
+pub const PONG_DEADLINE: Duration = Duration::from_secs(4);
+
 /// Pings and the silence that counts as a dead peer.
 struct KeepAlive {
     every: Duration,
     timer: Interval,
     last_rx: Instant,
     ping_due: bool,
+    /// The oldest unanswered ping's deadline.
+    answer_by: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// A WebSocket as a byte stream (see the module documentation).
@@ -58,6 +67,7 @@ impl<S> WsIo<S> {
                 timer,
                 last_rx: Instant::now(),
                 ping_due: false,
+                answer_by: None,
             }
         });
         Self {
@@ -84,14 +94,25 @@ impl<S: TokioRead + TokioWrite + Unpin> WsIo<S> {
         let Some(ka) = self.keepalive.as_mut() else {
             return Ok(());
         };
+        if let Some(deadline) = ka.answer_by.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "no answer to a keep-alive ping within {} s",
+                    PONG_DEADLINE.as_secs()
+                ),
+            ));
+        }
         while ka.timer.poll_tick(cx).is_ready() {
-            if ka.last_rx.elapsed() > ka.every.saturating_mul(3) {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "no answer to keep-alive pings",
-                ));
+            if ka.last_rx.elapsed() >= ka.every {
+                ka.ping_due = true;
             }
-            ka.ping_due = true;
+        }
+        if ka.ping_due && ka.answer_by.is_some() {
+            // One ping outstanding at a time: its answer vouches for the peer.
+            ka.ping_due = false;
         }
         if ka.ping_due {
             let mut ws = Pin::new(&mut self.ws);
@@ -101,6 +122,10 @@ impl<S: TokioRead + TokioWrite + Unpin> WsIo<S> {
                     .start_send(Message::Ping(Bytes::new()))
                     .map_err(io_error)?;
                 ka.ping_due = false;
+                let mut deadline = Box::pin(tokio::time::sleep(PONG_DEADLINE));
+                // Registers the timer with this task, so the deadline wakes it.
+                let _ = deadline.as_mut().poll(cx);
+                ka.answer_by = Some(deadline);
                 // The ping leaves with the next flush at the latest; try now.
                 if let Poll::Ready(r) = ws.poll_flush(cx) {
                     r.map_err(io_error)?;
@@ -113,6 +138,7 @@ impl<S: TokioRead + TokioWrite + Unpin> WsIo<S> {
     fn touch(&mut self) {
         if let Some(ka) = self.keepalive.as_mut() {
             ka.last_rx = Instant::now();
+            ka.answer_by = None;
         }
     }
 
@@ -122,6 +148,12 @@ impl<S: TokioRead + TokioWrite + Unpin> WsIo<S> {
         ready!(ws.as_mut().poll_ready(cx)).map_err(io_error)?;
         let message = Message::Binary(self.tx.split().freeze());
         ws.start_send(message).map_err(io_error)?;
+        // Data towards a peer that may have frozen: ask it for a sign of life along with it.
+        if let Some(ka) = self.keepalive.as_mut()
+            && ka.answer_by.is_none()
+        {
+            ka.ping_due = true;
+        }
         Poll::Ready(Ok(()))
     }
 }
@@ -239,7 +271,30 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn silent_peer_fails_the_stream_after_three_intervals() {
+    async fn data_to_a_frozen_peer_fails_the_stream_within_the_pong_deadline() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let ws = WebSocketStream::from_raw_socket(a, Role::Client, None).await;
+        let mut peer = WebSocketStream::from_raw_socket(b, Role::Server, None).await;
+        let mut io = WsIo::new(ws, 4096, Some(Duration::from_secs(30)));
+        // The peer was alive a moment ago...
+        peer.send(Message::binary(b"hi".to_vec()))
+            .await
+            .expect("send");
+        let mut buf = [0u8; 16];
+        assert_eq!(io.read(&mut buf).await.expect("read"), 2);
+        // ...then freezes (never reads, so never pongs). A call is written; the stream fails
+        // a pong deadline later, not 30 s or 90 s later.
+        let frozen = Instant::now();
+        io.write_all(b"call").await.expect("write");
+        io.flush().await.expect("flush");
+        let err = io.read(&mut buf).await.expect_err("frozen peer");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(frozen.elapsed() <= PONG_DEADLINE + Duration::from_millis(10));
+        drop(peer);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silent_peer_fails_the_stream_after_an_interval_and_the_pong_deadline() {
         let (a, b) = tokio::io::duplex(1 << 16);
         let ws = WebSocketStream::from_raw_socket(a, Role::Client, None).await;
         // The peer never reads, so it never answers pings.
@@ -249,6 +304,7 @@ mod tests {
         let mut buf = [0u8; 16];
         let err = io.read(&mut buf).await.expect_err("keep-alive timeout");
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-        assert!(start.elapsed() >= Duration::from_secs(30));
+        assert!(start.elapsed() >= Duration::from_secs(10) + PONG_DEADLINE);
+        assert!(start.elapsed() <= Duration::from_secs(20) + PONG_DEADLINE);
     }
 }

@@ -26,7 +26,7 @@ pub use control::{
     Accept, ControlError, ControlMessage, HttpRequest, HttpResponse, RemoteEndpoint, RenewToken,
 };
 pub use sas::{SasError, SasToken};
-pub use secret::Secret;
+pub use secret::{Secret, redact_for_log};
 pub use uri::{Action, RelayEndpoint, UriError};
 
 /// Header that carries a SAS token on listen and connect upgrades (what the .NET, Java and

@@ -239,6 +239,15 @@ impl Audience {
         &self.host
     }
 
+    /// Whether the token names the host of `authority` (`host[:port]`, as in an HTTP `Host`
+    /// header), compared as [`Audience::parse`] normalises hosts (ports ignored).
+    pub fn names_host_of(&self, authority: &str) -> bool {
+        url::Url::parse(&format!("http://{authority}/"))
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+            .is_some_and(|h| h == self.host)
+    }
+
     /// Whether this audience grants access to the entity at `entity_path` (for example `hyco`
     /// or `a/b`). Entity names are case-insensitive; a namespace-wide token (no path) covers
     /// every entity below it, and a token for `a` covers `a/b`.

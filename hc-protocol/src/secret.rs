@@ -1,4 +1,6 @@
-//! A string that must never appear in logs: SAS keys, tokens and passwords.
+//! Secrets that must never appear in logs: SAS keys, tokens and passwords. [`Secret`] holds
+//! one we know about; [`redact_for_log`] removes those hidden in text we did not expect (a
+//! malformed control message, a parser's error that quotes its input).
 
 use std::fmt;
 
@@ -54,9 +56,67 @@ impl<'de> serde::Deserialize<'de> for Secret {
     }
 }
 
+/// Names whose values are secrets wherever they appear in text: a SAS token's signature
+/// (`sig=`, which is what makes a token usable) and a connection string's key.
+const SECRET_NAMES: [&str; 3] = ["sig=", "sharedaccesskey=", "sharedaccesssignature="];
+
+/// Marks where a secret was removed.
+const REDACTED: &str = "<redacted>";
+
+/// `text` cut to at most `max` bytes (on a character boundary) with the value after every
+/// secret name (`sig=`, `SharedAccessKey=`, `SharedAccessSignature=`; case-insensitive) up to
+/// the next delimiter replaced by `<redacted>`. For logging text that arrived from the
+/// network: a token pasted into the wrong field must not reach a log at any level. The cut
+/// comes after redaction so a secret straddling `max` cannot leave a prefix behind.
+pub fn redact_for_log(text: &str, max: usize) -> String {
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len().min(max) + REDACTED.len());
+    let mut at = 0;
+    while at < text.len() {
+        let next = SECRET_NAMES
+            .iter()
+            .filter_map(|name| lower[at..].find(name).map(|i| (at + i, name.len())))
+            .min();
+        let Some((start, len)) = next else {
+            out.push_str(&text[at..]);
+            break;
+        };
+        let value = start + len;
+        out.push_str(&text[at..value]);
+        out.push_str(REDACTED);
+        at = text[value..]
+            .find(|c: char| {
+                matches!(c, '&' | '"' | '\'' | ';' | ',' | '}' | ']') || c.is_whitespace()
+            })
+            .map_or(text.len(), |i| value + i);
+    }
+    let mut cut = out.len().min(max);
+    while !out.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    out.truncate(cut);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_and_keys_are_redacted_wherever_they_appear() {
+        let token = "SharedAccessSignature sr=http%3a%2f%2fr%2fhc&sig=AbC%2bdEf%3d&se=9&skn=l";
+        let text = format!(
+            "{{\"renew\":{{\"token\":\"{token}\"}}}} Endpoint=sb://r/;SharedAccessKey=k3y;x"
+        );
+        let out = redact_for_log(&text, 4096);
+        assert!(!out.contains("AbC"), "{out}");
+        assert!(!out.contains("k3y"), "{out}");
+        assert!(out.contains("sig=<redacted>&se=9"), "{out}");
+        assert!(out.contains("SharedAccessKey=<redacted>;x"), "{out}");
+        assert_eq!(redact_for_log("SIG=abc", 100), "SIG=<redacted>");
+        assert_eq!(redact_for_log("héllo", 2), "h");
+        assert_eq!(redact_for_log("sig=", 100), "sig=<redacted>");
+    }
 
     #[test]
     fn debug_and_display_mask_the_value() {

@@ -114,6 +114,17 @@ impl RelayEndpoint {
         })
     }
 
+    /// Whether the host is this machine (`localhost` or a loopback address): the only place a
+    /// plain `ws://` relay is accepted by default, since the token would cross a network in
+    /// clear.
+    pub fn is_loopback(&self) -> bool {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+
     /// The scheme of WebSocket URIs to this endpoint.
     pub fn ws_scheme(&self) -> &'static str {
         if self.tls { "wss" } else { "ws" }

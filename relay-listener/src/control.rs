@@ -13,7 +13,8 @@ use hc_client::tokio_tungstenite::WebSocketStream;
 use hc_client::tokio_tungstenite::tungstenite::Message;
 use hc_client::tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use hc_client::tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use hc_protocol::{Accept, ControlMessage, RenewToken};
+use hc_protocol::control::MAX_UNRECOGNIZED_JSON;
+use hc_protocol::{Accept, ControlMessage, RenewToken, redact_for_log};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -103,6 +104,9 @@ where
                     Some(Ok(Message::Text(text))) => match ControlMessage::parse(&text) {
                         Ok(ControlMessage::Accept(accept)) => on_accept(accept),
                         Ok(ControlMessage::Unrecognized { command, text }) => {
+                            // Redacted: text from the network may hold a token.
+                            let command = redact_for_log(&command, MAX_UNRECOGNIZED_JSON);
+                            let text = redact_for_log(&text, MAX_UNRECOGNIZED_JSON);
                             tracing::debug!(command, text, "ignoring unknown control command");
                         }
                         Ok(ControlMessage::RenewToken(_)) => {
@@ -111,7 +115,11 @@ where
                         Ok(ControlMessage::Request(_) | ControlMessage::Response(_)) => {
                             tracing::debug!("ignoring an HTTP-mode message");
                         }
-                        Err(e) => tracing::debug!("ignoring control message: {e}"),
+                        Err(e) => {
+                            // serde quotes what it could not read: redact it.
+                            let error = redact_for_log(&e.to_string(), MAX_UNRECOGNIZED_JSON);
+                            tracing::debug!("ignoring control message: {error}");
+                        }
                     },
                     Some(Ok(Message::Close(frame))) => {
                         return SessionEnd::Closed {

@@ -3,8 +3,9 @@
 //!
 //! - `401`: token missing, malformed, signed with an unknown rule or a wrong key, or expired.
 //! - `403`: a valid token that lacks the right (`Listen` / `Send`; `Manage` implies both), whose
-//!   audience does not cover the hybrid connection, or that names a host outside
-//!   `accepted_hosts`.
+//!   audience does not cover the hybrid connection, or that names another host: one outside
+//!   `accepted_hosts`, or, when that is empty, not the host the request was sent to (its
+//!   `Host`), so a token minted for another relay sharing a key is not accepted here.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -15,6 +16,9 @@ use http::HeaderMap;
 
 use crate::config::{HybridConnectionConfig, Right, SasRule};
 use crate::refusal::Refusal;
+
+/// An `accepted_hosts` entry that accepts a token for any host (the old default).
+pub(crate) const ANY_HOST: &str = "*";
 
 /// A successfully verified token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,13 +35,15 @@ pub(crate) struct Authorizer {
 }
 
 impl Authorizer {
-    /// Checks that `token` grants `right` on `hc` at `now` (Unix seconds).
+    /// Checks that `token` grants `right` on `hc` at `now` (Unix seconds), for a request sent
+    /// to `reached_as` (its `Host` header).
     pub fn authorize(
         &self,
         hc: &HybridConnectionConfig,
         token: Option<&str>,
         right: Right,
         now: u64,
+        reached_as: Option<&str>,
     ) -> Result<Authorized, Refusal> {
         let token = token.ok_or_else(|| {
             Refusal::unauthorized(format!(
@@ -63,12 +69,14 @@ impl Authorizer {
             _ => invalid_signature(),
         })?;
         let audience = parsed.audience();
-        if !self.accepted_hosts.is_empty()
-            && !self
-                .accepted_hosts
+        let host_ok = if self.accepted_hosts.is_empty() {
+            reached_as.is_some_and(|authority| audience.names_host_of(authority))
+        } else {
+            self.accepted_hosts
                 .iter()
-                .any(|h| h.eq_ignore_ascii_case(audience.host()))
-        {
+                .any(|h| h == ANY_HOST || h.eq_ignore_ascii_case(audience.host()))
+        };
+        if !host_ok {
             return Err(Refusal::forbidden(format!(
                 "InvalidAudience: the token is for host '{}', which this relay does not serve",
                 audience.host()
@@ -110,6 +118,13 @@ pub(crate) fn request_token<'a>(
                 .map(|(_, v)| v.as_str())
         })
         .filter(|t| !t.trim().is_empty())
+}
+
+/// The `Host` a request was sent to, which a token's audience must name by default.
+pub(crate) fn request_host(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
 }
 
 /// Wall-clock Unix time in milliseconds (token expiries are wall-clock times).
@@ -157,8 +172,10 @@ mod tests {
     #[test]
     fn statuses() {
         let (auth, hc) = setup();
-        let check =
-            |t: Option<&str>, right| auth.authorize(&hc, t, right, 1000).map_err(|r| r.status);
+        let check = |t: Option<&str>, right| {
+            auth.authorize(&hc, t, right, 1000, Some("relay:9443"))
+                .map_err(|r| r.status)
+        };
         let listen = token("http://relay:9443/license", "listen", "lk", 2000);
         assert_eq!(
             check(Some(&listen), Right::Listen),
@@ -203,12 +220,44 @@ mod tests {
         let (mut auth, hc) = setup();
         auth.accepted_hosts = vec!["relay.example".into()];
         let good = token("http://RELAY.example:443/license", "listen", "lk", 2000);
-        assert!(auth.authorize(&hc, Some(&good), Right::Listen, 1).is_ok());
+        let reached = Some("10.0.0.1:9443");
+        assert!(
+            auth.authorize(&hc, Some(&good), Right::Listen, 1, reached)
+                .is_ok()
+        );
         let bad = token("http://evil.example/license", "listen", "lk", 2000);
         let err = auth
-            .authorize(&hc, Some(&bad), Right::Listen, 1)
+            .authorize(&hc, Some(&bad), Right::Listen, 1, reached)
             .expect_err("host");
         assert_eq!(err.status, StatusCode::FORBIDDEN);
+        auth.accepted_hosts = vec![ANY_HOST.into()];
+        assert!(
+            auth.authorize(&hc, Some(&bad), Right::Listen, 1, None)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn by_default_the_audience_must_name_the_host_the_request_was_sent_to() {
+        let (auth, hc) = setup();
+        let for_here = token("http://relay.example:443/license", "listen", "lk", 2000);
+        let for_elsewhere = token("http://other.example/license", "listen", "lk", 2000);
+        let v6 = token("http://[::1]:9443/license", "listen", "lk", 2000);
+        let status = |t: &str, host: Option<&str>| {
+            auth.authorize(&hc, Some(t), Right::Listen, 1, host)
+                .map(|_| ())
+                .map_err(|r| r.status)
+        };
+        assert_eq!(status(&for_here, Some("Relay.Example:9443")), Ok(()));
+        assert_eq!(status(&for_here, Some("relay.example")), Ok(()));
+        assert_eq!(status(&v6, Some("[::1]:9443")), Ok(()));
+        let forbidden = Err(StatusCode::FORBIDDEN);
+        assert_eq!(
+            status(&for_elsewhere, Some("relay.example:9443")),
+            forbidden
+        );
+        assert_eq!(status(&for_here, Some("127.0.0.1:9443")), forbidden);
+        assert_eq!(status(&for_here, None), forbidden);
     }
 
     #[test]

@@ -68,8 +68,9 @@ pub struct RelayConfig {
     /// Client IP allow and deny lists.
     #[serde(default)]
     pub access: AccessConfig,
-    /// Host names a token's audience (`sr`) may name. Empty: any host (the relay is usually
-    /// reached under several names: `localhost`, an IP, a DNS name).
+    /// Host names a token's audience (`sr`) may name; `"*"` accepts any. Empty (the default):
+    /// the host the request was sent to (its `Host` header), so a token minted for another
+    /// relay or namespace that shares a key is refused.
     #[serde(default)]
     pub accepted_hosts: Vec<String>,
     /// Namespace-wide SAS rules: valid for every hybrid connection (like Azure's

@@ -18,8 +18,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use hc_protocol::control::MAX_UNRECOGNIZED_JSON;
 use hc_protocol::status::{CLOSE_GOING_AWAY, CLOSE_POLICY};
-use hc_protocol::{ControlMessage, HttpResponse};
+use hc_protocol::{ControlMessage, HttpResponse, redact_for_log};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, sleep_until, timeout};
@@ -205,6 +206,9 @@ fn on_command(text: &str, cc: &ControlChannel, expires_at: &mut Instant) -> Comm
         },
         Ok(ControlMessage::Response(response)) => Command::Response(response),
         Ok(ControlMessage::Unrecognized { command, text }) => {
+            // Redacted: a listener may put a token where we do not expect one.
+            let text = redact_for_log(&text, MAX_UNRECOGNIZED_JSON);
+            let command = redact_for_log(&command, MAX_UNRECOGNIZED_JSON);
             tracing::debug!(%command, %text, "control channel: unknown command ignored");
             Command::Done
         }
@@ -213,11 +217,11 @@ fn on_command(text: &str, cc: &ControlChannel, expires_at: &mut Instant) -> Comm
             Command::Done
         }
         Err(err) => {
-            let cut = (0..=hc_protocol::control::MAX_UNRECOGNIZED_JSON.min(text.len()))
-                .rev()
-                .find(|&i| text.is_char_boundary(i))
-                .unwrap_or(0);
-            tracing::debug!(error = %err, text = &text[..cut], "control channel: malformed message ignored");
+            // Redacted, the error too: serde quotes the value it could not read, which may be
+            // a complete token (a renewToken with a field of the wrong type).
+            let error = redact_for_log(&err.to_string(), MAX_UNRECOGNIZED_JSON);
+            let text = redact_for_log(text, MAX_UNRECOGNIZED_JSON);
+            tracing::debug!(%error, %text, "control channel: malformed message ignored");
             Command::Done
         }
     }
@@ -303,7 +307,7 @@ mod tests {
             exchanges: Arc::default(),
             expiry: unix_now() + ttl,
             renew: Box::new(move |t| {
-                auth.authorize(&hc, Some(t), Right::Listen, unix_now())
+                auth.authorize(&hc, Some(t), Right::Listen, unix_now(), Some("relay"))
                     .map(|a| a.expiry)
             }),
             ping_interval: Duration::from_secs(ping),
@@ -456,6 +460,74 @@ mod tests {
             Ended::ByRelay(1001, "no response to pings".into())
         );
         drop(f.listener);
+    }
+
+    /// Log lines captured by a test's subscriber.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("log buffer").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn malformed_messages_carrying_a_valid_token_log_no_token_at_debug() {
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        // The test runtime has one thread, so the channel's task logs to this subscriber.
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let mut f = start(3600, 0).await;
+        let valid = token(3600);
+        let signature = valid
+            .split('&')
+            .find_map(|p| p.strip_prefix("sig="))
+            .expect("signature")
+            .to_owned();
+        let quoted = serde_json::to_string(&valid).expect("json");
+        for text in [
+            format!("{{\"renewToken\":{{\"token\":7,\"stray\":{quoted}}}}}"),
+            format!("{{\"renewToken\":{{\"token\":[{quoted}]}}}}"),
+            // serde's error quotes this string: the error is redacted too.
+            format!("{{\"renewToken\":{quoted}}}"),
+            format!("{{\"oops\":{quoted}}}"),
+            format!("not json {valid}"),
+        ] {
+            f.listener.send(Message::text(text)).await.expect("send");
+        }
+        let renew = ControlMessage::RenewToken(RenewToken { token: valid }).to_json();
+        f.listener.send(Message::text(renew)).await.expect("send");
+        for _ in 0..500 {
+            if logs.text().contains("token renewed") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let text = logs.text();
+        assert!(text.contains("token renewed"), "{text}");
+        assert!(text.contains("malformed message ignored"), "{text}");
+        assert!(text.contains("unknown command ignored"), "{text}");
+        assert!(!text.contains(&signature), "{text}");
+        assert!(text.contains("<redacted>"), "{text}");
+        f.shutdown.cancel();
+        drop(f.listener);
+        f.task.await.expect("task");
     }
 
     #[test]

@@ -33,7 +33,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tracing::Instrument;
 
-use crate::auth::unix_now;
+use crate::auth::{request_host, unix_now};
 use crate::bridge::CLOSE_GRACE;
 use crate::config::Right;
 use crate::handshake::{self, Ws, switching_protocols, upgrade_key};
@@ -113,9 +113,13 @@ pub(crate) async fn serve(
     } = *at;
     let (token, in_authorization) = http_token(req.headers(), &query.pairs);
     if hc.config.requires_client_authorization {
-        relay
-            .auth
-            .authorize(&hc.config, token, Right::Send, unix_now())?;
+        relay.auth.authorize(
+            &hc.config,
+            token,
+            Right::Send,
+            unix_now(),
+            request_host(req.headers()),
+        )?;
     }
     if !hc.has_listeners() {
         return Err(no_listener(&hc.name));

@@ -59,7 +59,8 @@ impl Relay {
     pub fn system_name(&self, conn: &ConnInfo) -> String {
         self.auth
             .accepted_hosts
-            .first()
+            .iter()
+            .find(|h| *h != crate::auth::ANY_HOST)
             .cloned()
             .unwrap_or_else(|| conn.local.to_string())
     }

@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use tracing::Instrument;
 
 use crate::admission::ConnectionSlot;
-use crate::auth::{request_token, unix_now};
+use crate::auth::{request_host, request_token, unix_now};
 use crate::bridge::{BridgeSettings, bridge};
 use crate::config::Right;
 use crate::control_channel::{self, ControlChannel, Ended};
@@ -214,9 +214,14 @@ fn listen(at: &Target<'_>, mut req: Request<Incoming>) -> Result<Response<Body>,
         .retry_after(relay.admission.listen_retry_after()));
     }
     let token = request_token(req.headers(), &query.pairs);
-    let authorized = relay
-        .auth
-        .authorize(&hc.config, token, Right::Listen, unix_now())?;
+    let reached_as = request_host(req.headers()).map(str::to_owned);
+    let authorized = relay.auth.authorize(
+        &hc.config,
+        token,
+        Right::Listen,
+        unix_now(),
+        reached_as.as_deref(),
+    )?;
     conn.slot.authenticated();
     let key = upgrade_key(&req)?;
     let mut slot = relay.hub.reserve_listener(hc)?;
@@ -254,8 +259,15 @@ fn listen(at: &Target<'_>, mut req: Request<Incoming>) -> Result<Response<Body>,
                     exchanges: relay2.hub.exchanges.clone(),
                     expiry: authorized.expiry,
                     renew: Box::new(move |t| {
-                        auth.authorize(&hc_config, Some(t), Right::Listen, unix_now())
-                            .map(|a| a.expiry)
+                        // A renewed token must name the host the channel was opened to.
+                        auth.authorize(
+                            &hc_config,
+                            Some(t),
+                            Right::Listen,
+                            unix_now(),
+                            reached_as.as_deref(),
+                        )
+                        .map(|a| a.expiry)
                     }),
                     ping_interval: relay2.limits.control_ping_interval,
                     shutdown: relay2.shutdown.clone(),
@@ -292,9 +304,13 @@ async fn connect(
     } = *at;
     if hc.config.requires_client_authorization {
         let token = request_token(req.headers(), &query.pairs);
-        relay
-            .auth
-            .authorize(&hc.config, token, Right::Send, unix_now())?;
+        relay.auth.authorize(
+            &hc.config,
+            token,
+            Right::Send,
+            unix_now(),
+            request_host(req.headers()),
+        )?;
     }
     conn.slot.authenticated();
     let key = upgrade_key(&req)?;

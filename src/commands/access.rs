@@ -61,6 +61,10 @@ pub struct RelayArgs {
     /// TLS + WebSocket handshake timeout [default: 20s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub handshake_timeout: Option<Duration>,
+    /// Accept `Endpoint=ws://…` (no TLS) to a relay that is not on this machine. The token
+    /// and all data then cross the network in clear; refused without this flag.
+    #[arg(long)]
+    pub insecure_plain_ws_non_loopback: bool,
 }
 
 impl RelayArgs {
@@ -71,6 +75,12 @@ impl RelayArgs {
     pub fn access(&self, file: AccessKeys<'_>) -> anyhow::Result<AccessConfig> {
         let connection =
             settings::connection_string(self.connection_string.as_ref(), file.connection_string)?;
+        if settings::check_plain_ws(&connection.endpoint, self.insecure_plain_ws_non_loopback)? {
+            tracing::warn!(
+                relay = %connection.endpoint.authority(),
+                "plain ws:// to another machine (forced): the token and all data cross the network in clear"
+            );
+        }
         let mut access = AccessConfig::new(connection);
         access.entity_path = self
             .hybrid_connection
