@@ -203,7 +203,7 @@ impl Recorder {
 
     /// Writes one event and updates its aggregates.
     pub(super) fn apply(&mut self, tx: &Transaction<'_>, e: &UsageEvent) -> rusqlite::Result<()> {
-        tx.prepare(
+        tx.prepare_cached(
             "INSERT INTO usage_events (at_ms, kind, dongle_key, slot, slot_name, session, \
              client_addr, site, code, taken, seat_limit) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -247,7 +247,7 @@ impl Recorder {
             (slot_key, slot_before, e.taken),
             (site_key, site_before, site_after),
         ] {
-            tx.prepare(
+            tx.prepare_cached(
                 "INSERT INTO usage_minutes (dongle_key, slot, all_sites, site, minute, \
                  slot_name, seat_limit, peak, end_level, refusals) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
