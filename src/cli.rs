@@ -44,6 +44,8 @@ pub enum Command {
     Server(commands::server::Args),
     /// Talk to a license server: init, login, refresh, logout, status.
     Client(commands::client::Args),
+    /// Report seat usage and refusals per AppSlot and site from a state database.
+    Usage(commands::usage::Args),
     /// Run a component as a Windows service: install, uninstall, query (and `run`, the
     /// Service Control Manager's entry point).
     #[cfg(windows)]
@@ -83,6 +85,7 @@ impl Command {
             Self::Token(a) => Loaded::Token(commands::token::load(a)?),
             Self::Server(a) => Loaded::Server(commands::server::load(a)?),
             Self::Client(a) => Loaded::Client(commands::client::load(a)?),
+            Self::Usage(a) => Loaded::Usage(commands::usage::load(a)?),
             // `main` hands `service` to `windows_service::main` before loading anything.
             #[cfg(windows)]
             Self::Service(_) => anyhow::bail!("`service` has no configuration to load"),

@@ -197,6 +197,7 @@ fn command_name(cli: &Cli) -> &'static str {
         Command::Demo(_) => "demo",
         Command::Token(_) => "token",
         Command::Client(_) => "client",
+        Command::Usage(_) => "usage",
         #[cfg(windows)]
         Command::Service(_) => "service",
     }

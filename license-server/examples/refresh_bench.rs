@@ -1,7 +1,8 @@
 //! License-engine benchmark: login-refresh operations per second, in-process on the engine
 //! and over real TCP on loopback (persistent connections) with 1 and 64 concurrent clients;
 //! then seat changes (a login that takes a seat, a logout that frees it) per second with a
-//! state database (`StateDb=`, in a temporary folder), with 1 and 64 clients: every one is
+//! state database (`StateDb=`, in a temporary folder; refreshes with it too: they must write
+//! nothing, usage history included), with 1 and 64 clients: every one is
 //! answered only once committed, so this measures group commit.
 //! Run with `bash bench/license.sh` (release build). `--seconds N` sets each phase's length.
 
@@ -77,6 +78,9 @@ fn engine_phase(sessions: usize, seconds: f64) -> f64 {
 enum Work {
     /// Refresh its login (nothing durable changes).
     Refresh,
+    /// The same with a state database (and so usage history) in use: refreshes must not
+    /// write.
+    RefreshWithDb,
     /// Log out and in again (two durable seat changes per round).
     SeatChanges,
 }
@@ -89,7 +93,8 @@ async fn tcp_phase(clients: usize, seconds: f64, work: Work) -> f64 {
     let shutdown = CancellationToken::new();
     let dir = std::env::temp_dir().join(format!("refresh_bench-{}", std::process::id()));
     let mut config = config();
-    if work == Work::SeatChanges {
+    let with_db = work != Work::Refresh;
+    if with_db {
         std::fs::create_dir_all(&dir).expect("temporary folder");
         let _ = std::fs::remove_file(dir.join("state.db"));
         let _ = std::fs::remove_file(dir.join("state.db-wal"));
@@ -115,7 +120,7 @@ async fn tcp_phase(clients: usize, seconds: f64, work: Work) -> f64 {
             let at = SlotRef::first_dongle(SLOT);
             while !stop.load(Ordering::Relaxed) {
                 match work {
-                    Work::Refresh => {
+                    Work::Refresh | Work::RefreshWithDb => {
                         api.refresh(at).await.expect("refresh");
                         n += 1;
                     }
@@ -139,7 +144,7 @@ async fn tcp_phase(clients: usize, seconds: f64, work: Work) -> f64 {
     }
     shutdown.cancel();
     serving.await.expect("server task").expect("server");
-    if work == Work::SeatChanges {
+    if with_db {
         let _ = std::fs::remove_dir_all(&dir);
     }
     total.load(Ordering::Relaxed) as f64 / elapsed
@@ -169,6 +174,10 @@ fn main() {
     for clients in [1, 64] {
         let rate = runtime.block_on(tcp_phase(clients, seconds, Work::Refresh));
         println!("tcp loopback,      {clients:>2} client(s):  {rate:>12.0} refreshes/s");
+    }
+    for clients in [1, 64] {
+        let rate = runtime.block_on(tcp_phase(clients, seconds, Work::RefreshWithDb));
+        println!("tcp + StateDb,     {clients:>2} client(s):  {rate:>12.0} refreshes/s");
     }
     for clients in [1, 64] {
         let rate = runtime.block_on(tcp_phase(clients, seconds, Work::SeatChanges));

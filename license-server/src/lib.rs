@@ -4,7 +4,9 @@
 //! - [`server`]: the tokio server (connections, dispatch, PROXY v2 identity, heartbeat).
 //! - [`config`]: `mxnet2.ini` / TOML server configuration.
 //! - [`backends`]: dongle backends (simulated, USB).
-//! - [`store`]: sessions and logins persisted in SQLite, so seats survive a restart.
+//! - [`store`]: sessions and logins persisted in SQLite, so seats survive a restart, and the
+//!   usage history.
+//! - [`usage`]: usage reports (summary and events) from that history.
 //! - [`admin`]: the admin endpoint's routes: status JSON, actions, status page, metrics.
 //! - [`logs`]: the daily `mxnetYYYY-MM-DD.log` writer.
 //! - [`metrics`]: the Prometheus metrics (counters on the request path, state read at scrape).
@@ -18,6 +20,7 @@ pub mod logs;
 pub mod metrics;
 pub mod server;
 pub mod store;
+pub mod usage;
 
 pub use config::{DEFAULT_PORT, ServerConfig};
 pub use server::{LicenseServer, Peer, ServerError, run};

@@ -31,7 +31,7 @@ mod server;
 mod token;
 
 pub use bind::{BindError, DEFAULT_ADMIN_PORT, check_bind, is_loopback_only};
-pub use reply::{Asset, Reply, error_reply, json_reply};
+pub use reply::{Asset, Reply, csv_reply, error_reply, json_reply};
 pub use router::{Access, Request, Router};
 pub use server::{MAX_BODY, OpsError, SHUTDOWN_GRACE, bind, serve};
 pub use token::{BearerToken, MIN_TOKEN_LEN, TokenError};

@@ -36,6 +36,17 @@ pub fn json_reply<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Reply
     }
 }
 
+/// `body` as CSV (200), offered as the download `filename`.
+pub fn csv_reply(body: String, filename: &str) -> Reply {
+    let mut reply = with_body(StatusCode::OK, "text/csv; charset=utf-8", Bytes::from(body));
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
+        reply
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, value);
+    }
+    reply
+}
+
 /// `{"error": message}` with `status`.
 pub fn error_reply(status: StatusCode, message: &str) -> Reply {
     let body = serde_json::json!({ "error": message }).to_string();

@@ -18,6 +18,7 @@ pub mod server;
 pub mod supervised;
 pub mod tasks;
 pub mod token;
+pub mod usage;
 
 /// A subcommand with its configuration loaded and validated.
 pub enum Loaded {
@@ -35,6 +36,8 @@ pub enum Loaded {
     Server(server::Loaded),
     /// `client`
     Client(client::Loaded),
+    /// `usage`
+    Usage(usage::Loaded),
 }
 
 impl Loaded {
@@ -65,6 +68,7 @@ impl Loaded {
             Self::Token(l) => token::run(l, shutdown).await,
             Self::Server(l) => server::run(l, shutdown).await,
             Self::Client(l) => client::run(l, shutdown).await,
+            Self::Usage(l) => usage::run(l, shutdown).await,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! What the engine reports as it changes: seat events (a seat taken or freed, for logs and
-//! metrics) to a [`SeatObserver`], and state changes (sessions opened and closed, login records
+//! What the engine reports as it changes: seat events (a seat taken or freed, a login refused
+//! for want of a seat: for logs, metrics and usage history) to a [`SeatObserver`], and state changes (sessions opened and closed, login records
 //! added and removed: what a restart must restore) to a [`StateObserver`] — the persistence
 //! layer (the server's state store). Refreshing a login or a session changes neither, so a refresh never
 //! causes a write.
@@ -15,6 +15,9 @@ pub enum SeatEventKind {
     Taken,
     /// An identity's last login record went.
     Freed,
+    /// A login was refused with -31: the AppSlot does not exist or has no seat left (nothing
+    /// changed; usage history counts these).
+    Refused,
 }
 
 /// Why a login record went.
@@ -51,6 +54,8 @@ pub struct SeatEvent {
     pub identity: Identity,
     /// The session whose login caused it.
     pub session: SessionId,
+    /// That session's client (address and site), when the session is known.
+    pub client: Option<ClientInfo>,
     /// For `Freed`: why.
     pub reason: Option<RemovalReason>,
     /// Seats taken after the change.

@@ -243,15 +243,16 @@ impl Engine {
             }
             self.remove_login(key, RemovalReason::LoginTimeout);
         }
-        if !self.dongles.entries[dongle].slots.contains_key(&at.slot) {
-            return Err(ErrorCode::NoLicense);
-        }
         let identity = self.settings.mode.identity(id, ip);
         let seat_key = SeatKey {
             dongle,
             slot: at.slot,
             identity,
         };
+        if !self.dongles.entries[dongle].slots.contains_key(&at.slot) {
+            self.emit(SeatEventKind::Refused, seat_key, id, None);
+            return Err(ErrorCode::NoLicense);
+        }
         if let Some(seat) = self.seats.get_mut(&seat_key) {
             // IP licence: another process of this address holds the seat; keep this one's
             // record too (section 6.7b).
@@ -260,6 +261,7 @@ impl Engine {
             if !self.take_seat(dongle, at.slot, now) {
                 tracing::info!(session = %id, dongle = %self.dongle_name(dongle),
                     slot = %self.slot_name(dongle, at.slot), "login refused: no licence left");
+                self.emit(SeatEventKind::Refused, seat_key, id, None);
                 return Err(ErrorCode::NoLicense);
             }
             self.seats.insert(seat_key, Seat { sessions: vec![id] });
@@ -661,22 +663,25 @@ impl Engine {
             slot_name: self.slot_name(seat.dongle, seat.slot),
             identity: seat.identity,
             session,
+            client: self.sessions.get(&session).map(|s| s.client.clone()),
             reason,
             taken,
             limit,
         };
         // Who, behind the seat holder: the client address and site (from a PROXY header when
         // the relay carried the connection).
-        let client =
-            self.sessions
-                .get(&session)
-                .map_or_else(String::new, |s| match &s.client.site {
-                    Some(site) => format!(" (client {} at site {site})", s.client.addr),
-                    None => format!(" (client {})", s.client.addr),
-                });
+        let client = event
+            .client
+            .as_ref()
+            .map_or_else(String::new, |c| match &c.site {
+                Some(site) => format!(" (client {} at site {site})", c.addr),
+                None => format!(" (client {})", c.addr),
+            });
         // The manual's server log shows `AppSlot x(y)` with y the seats taken.
-        match reason {
-            None => tracing::info!(
+        match (kind, reason) {
+            // Already logged where it was refused.
+            (SeatEventKind::Refused, _) => {}
+            (_, None) => tracing::info!(
                 "{} {}({}/{}) seat taken by {}{client}",
                 event.dongle,
                 event.slot_name,
@@ -684,7 +689,7 @@ impl Engine {
                 limit,
                 event.identity
             ),
-            Some(reason) => tracing::info!(
+            (_, Some(reason)) => tracing::info!(
                 ?reason,
                 "{} {}({}/{}) seat freed by {}{client}",
                 event.dongle,

@@ -9,12 +9,14 @@
 //! | `GET /api/status` | token | [`AdminStatus`] |
 //! | `POST /api/sessions/{id}/disconnect` | token | ends a session and its logins |
 //! | `POST /api/logins/logout` | token | body `{"session", "dongle_key", "slot"}`: removes one login |
+//! | `GET /api/usage` | token | usage history: summary or events, JSON or CSV ([`usage`]) |
 //! | `GET /metrics` | token | [`crate::metrics`] |
 //!
 //! The relay-listener usually runs as another process; when the same process runs it, an
 //! [`InProcessListener`] adds its live state to the status and its metrics to `/metrics`.
 
 mod page;
+mod usage;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -190,6 +192,7 @@ pub fn router(server: &LicenseServer, listener: Option<InProcessListener>) -> Ro
     let for_health = server.clone();
     let for_disconnect = server.clone();
     let for_logout = server.clone();
+    let for_usage = server.clone();
     page::routes(Router::new())
         .route(
             http::Method::GET,
@@ -218,6 +221,10 @@ pub fn router(server: &LicenseServer, listener: Option<InProcessListener>) -> Ro
         .post("/api/logins/logout", move |req| {
             let reply = logout(&for_logout, &req);
             async move { reply }
+        })
+        .get("/api/usage", move |req| {
+            let server = for_usage.clone();
+            async move { usage::reply(&server, &req).await }
         })
         .metrics_of("/metrics", registries)
 }

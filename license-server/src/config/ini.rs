@@ -73,6 +73,13 @@ fn option(config: &mut ServerConfig, key: &str, value: &str) -> Result<(), Confi
             .parse::<usize>()
             .map_err(|_| bad(S, key, value, "a whole number"))
     };
+    let days = |key: &str, value: &str| {
+        value
+            .parse::<u32>()
+            .ok()
+            .filter(|d| *d > 0)
+            .ok_or_else(|| bad(S, key, value, "a whole number of days, at least 1"))
+    };
     let flag = |value: &str| match value {
         "0" => Ok(false),
         "1" => Ok(true),
@@ -147,6 +154,8 @@ fn option(config: &mut ServerConfig, key: &str, value: &str) -> Result<(), Confi
         "relaylistener" => {
             config.relay_listener = (!value.is_empty()).then(|| PathBuf::from(value));
         }
+        "historydays" => config.history_days = days(key, value)?,
+        "historyeventdays" => config.history_event_days = days(key, value)?,
         "maxsessions" => config.max_sessions = count(key, value)?,
         "maxsessionsperaddress" => config.max_sessions_per_address = count(key, value)?,
         "maxsessionspersite" => config.max_sessions_per_site = count(key, value)?,

@@ -140,6 +140,11 @@ pub struct ServerConfig {
     /// `StateDb=` (extension): the SQLite file where sessions and logins are persisted so seats
     /// survive a restart (`docs/operations.md`); `None` (the default): nothing is persisted.
     pub state_db: Option<PathBuf>,
+    /// `HistoryDays=` (extension, default 400): days the usage history's per-minute figures
+    /// are kept in the state database (`docs/usage-reports.md`).
+    pub history_days: u32,
+    /// `HistoryEventDays=` (extension, default 90): days its raw events are kept.
+    pub history_event_days: u32,
     /// `AdminBind=` (extension): where the admin endpoint (status page, JSON, actions,
     /// metrics) listens; `None` (the default): no admin endpoint.
     pub admin_bind: Option<SocketAddr>,
@@ -180,6 +185,8 @@ impl Default for ServerConfig {
             max_connections_per_address: crate::server::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
             trusted_proxies: TrustedProxies::loopback(),
             state_db: None,
+            history_days: crate::store::DEFAULT_HISTORY_DAYS,
+            history_event_days: crate::store::DEFAULT_EVENT_DAYS,
             admin_bind: None,
             admin_token_file: None,
             relay_listener: None,
@@ -252,6 +259,14 @@ impl ServerConfig {
             }
         }
         Ok(config)
+    }
+
+    /// How long the state database keeps usage history.
+    pub fn retention(&self) -> crate::store::Retention {
+        crate::store::Retention {
+            history_days: self.history_days,
+            event_days: self.history_event_days,
+        }
     }
 
     /// The engine settings of this configuration.

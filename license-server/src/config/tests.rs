@@ -348,3 +348,24 @@ fn operations_keys_from_both_formats_relative_to_the_file() {
     assert_eq!(c.admin_token_file, Some(dir.path().join("admin.token")));
     assert_eq!(c.relay_listener, Some(dir.path().join("l.toml")));
 }
+
+#[test]
+fn history_retention_is_read_from_ini_and_toml() {
+    let d = ServerConfig::default();
+    assert_eq!((d.history_days, d.history_event_days), (400, 90));
+    let ini = ServerConfig::from_ini_str("[Option]\nHistoryDays=730\nHistoryEventDays=14\n")
+        .expect("ini");
+    assert_eq!(
+        ini.retention(),
+        crate::store::Retention {
+            history_days: 730,
+            event_days: 14
+        }
+    );
+    let toml = ServerConfig::from_toml_str("history_days = 30\n").expect("toml");
+    assert_eq!((toml.history_days, toml.history_event_days), (30, 90));
+    let err = ServerConfig::from_ini_str("[Option]\nHistoryDays=0\n").expect_err("zero");
+    assert!(err.to_string().contains("HistoryDays"), "{err}");
+    let err = ServerConfig::from_toml_str("history_event_days = 0\n").expect_err("zero");
+    assert!(err.to_string().contains("history_event_days"), "{err}");
+}

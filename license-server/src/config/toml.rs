@@ -49,6 +49,8 @@ struct File {
     max_connections_per_address: Option<usize>,
     trusted_proxies: Option<Vec<String>>,
     state_db: Option<PathBuf>,
+    history_days: Option<u32>,
+    history_event_days: Option<u32>,
     admin_bind: Option<String>,
     admin_token_file: Option<PathBuf>,
     relay_listener: Option<PathBuf>,
@@ -175,6 +177,12 @@ pub(super) fn parse(text: &str) -> Result<ServerConfig, ConfigError> {
             .unwrap_or(d.max_connections_per_address),
         trusted_proxies,
         state_db: nonempty(file.state_db),
+        history_days: positive_days("history_days", file.history_days, d.history_days)?,
+        history_event_days: positive_days(
+            "history_event_days",
+            file.history_event_days,
+            d.history_event_days,
+        )?,
         admin_bind,
         admin_token_file: nonempty(file.admin_token_file),
         relay_listener: nonempty(file.relay_listener),
@@ -211,4 +219,13 @@ fn dongle_section(number: u32, d: Dongle) -> Result<DongleSection, ConfigError> 
         }
     }
     Ok(out)
+}
+
+/// A retention in days: at least one (zero would keep nothing and is surely a mistake).
+fn positive_days(key: &str, given: Option<u32>, default: u32) -> Result<u32, ConfigError> {
+    match given {
+        None => Ok(default),
+        Some(0) => Err(bad("", key, "0", "a whole number of days, at least 1")),
+        Some(n) => Ok(n),
+    }
 }

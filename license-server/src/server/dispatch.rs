@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::Shared;
 use super::connection::Peer;
+use super::{Shared, history};
 use crate::store::StateStore;
 use license_core::clock::Instant;
 use license_core::engine::{ClientInfo, Engine, SessionId, SessionSecret};
@@ -130,6 +130,14 @@ pub(super) fn handle(shared: &Shared, frame: &Frame, peer: &Peer) -> Handled {
     };
     let after = queued(shared);
     drop(engine);
+    // The engine reports its own -31 refusals as seat events; the history also wants a login
+    // refused for another reason (no such dongle).
+    if let (Ok(()), Request::Login(at), Some(store)) = (checked, &request, &shared.store)
+        && let Some(code) = ErrorCode::from_code(reply.value)
+        && code != ErrorCode::NoLicense
+    {
+        history::refusal(store, &shared.wall, peer, Some(id), at.slot, code);
+    }
     // Refusals (-31 and the rest) are what `LogLevel=0` exists for: an administrator reads
     // the daily file to learn who was turned away and why.
     match ErrorCode::from_code(reply.value) {
@@ -173,7 +181,14 @@ fn init(
     let (id, durable) = {
         let mut engine = shared.engine();
         let before = queued(shared);
-        let id = engine.open_session(client, secret.clone(), h.packet, now)?;
+        let id = engine
+            .open_session(client, secret.clone(), h.packet, now)
+            .inspect_err(|code| {
+                // A session refused (quotas) is a refusal the usage history counts.
+                if let Some(store) = &shared.store {
+                    history::refusal(store, &shared.wall, peer, None, 0, *code);
+                }
+            })?;
         let after = queued(shared);
         (id, (after > before).then_some(after))
     };

@@ -12,6 +12,7 @@ pub mod admission;
 mod connection;
 mod dispatch;
 mod heartbeat;
+mod history;
 mod persist;
 mod poller;
 pub mod proxy_header;
@@ -150,10 +151,10 @@ impl LicenseServer {
             }
         }
         let started_ms = wall.unix_millis();
-        let restored = config
-            .state_db
-            .as_deref()
-            .map(|path| persist::attach(path, &mut engine, started_ms, Instant::now(), dynamic));
+        let restored = config.state_db.as_deref().map(|path| {
+            let retention = config.retention();
+            persist::attach(path, retention, &mut engine, started_ms, dynamic)
+        });
         let (store, store_error, pending) = match restored {
             None => (None, None, None),
             Some(Ok((store, pending))) => (Some(store), None, pending),
@@ -162,6 +163,13 @@ impl LicenseServer {
                 (None, Some(e), None)
             }
         };
+        if let Some(store) = &store {
+            engine.set_observer(Box::new(history::Recorder {
+                store: store.clone(),
+                wall: wall.clone(),
+                next: None,
+            }));
+        }
         let shared = Shared {
             engine: Mutex::new(engine),
             identity,
@@ -282,9 +290,28 @@ impl LicenseServer {
         &self.shared
     }
 
-    /// Reports seat changes to `observer`.
+    /// Reports seat changes to `observer` (as well as to the usage history, when there is a
+    /// state database).
     pub fn set_observer(&self, observer: Box<dyn SeatObserver>) {
+        let observer = match &self.shared.store {
+            Some(store) => Box::new(history::Recorder {
+                store: store.clone(),
+                wall: self.shared.wall.clone(),
+                next: Some(observer),
+            }),
+            None => observer,
+        };
         self.shared.engine().set_observer(observer);
+    }
+
+    /// The state database, when `StateDb=` is set and usable (usage reports read it).
+    pub fn store(&self) -> Option<&StateStore> {
+        self.shared.store.as_ref()
+    }
+
+    /// The server's wall clock now (Unix ms).
+    pub fn wall_millis(&self) -> u64 {
+        self.shared.wall.unix_millis()
     }
 
     /// Runs `f` with the engine locked (for embedding and tests).

@@ -1,12 +1,13 @@
 //! Wiring the state database to the engine at start: open it, restore sessions (fresh session
 //! timeouts), restore logins once the dongles are known (at once for simulated dongles, after
 //! the first USB scan otherwise), forget what cannot be restored, then let the engine report
-//! every later change to it.
+//! every later change to it (and, through the server's seat observer, every seat event to its
+//! usage history).
 
 use std::path::Path;
 use std::time::Duration;
 
-use crate::store::{PersistedLogin, StateStore, StoreError};
+use crate::store::{PersistedLogin, Retention, StateStore, StoreError};
 use license_core::clock::Instant;
 use license_core::engine::{Engine, RestoredSession, StateChange};
 
@@ -21,12 +22,13 @@ fn instant_of(wall_ms: u64, now: Instant, now_ms: u64) -> Instant {
 /// first dongle scan).
 pub(super) fn attach(
     path: &Path,
+    retention: Retention,
     engine: &mut Engine,
     now_ms: u64,
-    now: Instant,
     dongles_later: bool,
 ) -> Result<(StateStore, Option<Vec<PersistedLogin>>), StoreError> {
-    let (store, persisted) = StateStore::open(path)?;
+    let now = Instant::now();
+    let (store, persisted) = StateStore::open_with(path, retention)?;
     let mut sessions = 0;
     let mut dropped = u64::try_from(persisted.skipped).unwrap_or(u64::MAX);
     for s in persisted.sessions {

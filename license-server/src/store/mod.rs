@@ -16,7 +16,13 @@
 //! cannot be written, leaves the server running without persistence (one error line, and the
 //! admin status says so).
 
+mod history;
 mod schema;
+mod writer;
+
+pub use history::{
+    DEFAULT_EVENT_DAYS, DEFAULT_HISTORY_DAYS, MAX_EVENTS, Retention, UsageEvent, UsageKind,
+};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,14 +36,13 @@ use serde::{Deserialize, Serialize};
 
 use license_core::clock::system_unix_millis;
 use license_core::engine::{ClientInfo, SessionId, SessionSecret, StateChange, StateObserver};
+use writer::{Op, Read};
+
+pub(crate) use schema::{from_sql, to_sql};
 
 /// How long opening waits for a previous owner of the file (this process's previous server,
 /// or a process that is exiting) to let go of it.
 const OPEN_WAIT: Duration = Duration::from_secs(3);
-/// The writer applies at most this many changes per transaction: in practice everything
-/// queued while the previous commit ran (group commit); the bound only keeps one transaction
-/// from growing without limit under a flood.
-const MAX_BATCH: usize = 65_536;
 /// How long a caller waits for its change to be committed before it is answered anyway (a
 /// stalled disk must not hang every client; the error is logged).
 pub const DURABLE_WAIT_LIMIT: Duration = Duration::from_secs(10);
@@ -149,12 +154,6 @@ impl Stats {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
-
-enum Op {
-    /// A change, its time (Unix ms) and its sequence number.
-    Change(StateChange, u64, u64),
-    Flush(mpsc::SyncSender<()>),
 }
 
 /// The channel to the writer and the last sequence number given out, under one lock so that
@@ -285,12 +284,20 @@ impl StateStore {
     /// # Errors
     /// The file cannot be created or opened at all, or another process holds it.
     pub fn open(path: &Path) -> Result<(Self, Persisted), StoreError> {
+        Self::open_with(path, Retention::default())
+    }
+
+    /// [`StateStore::open`], keeping usage history for `retention`.
+    ///
+    /// # Errors
+    /// As [`StateStore::open`].
+    pub fn open_with(path: &Path, retention: Retention) -> Result<(Self, Persisted), StoreError> {
         let unavailable = |reason: String| StoreError {
             path: path.display().to_string(),
             reason,
         };
         let existed = path.exists();
-        let (conn, persisted, opened, moved_aside, problem) = match open_db(path) {
+        let (conn, persisted, opened, moved_aside, problem) = match open_db(path, retention) {
             Ok((conn, persisted)) => {
                 let opened = if existed {
                     OpenedAs::Existing
@@ -312,7 +319,7 @@ impl StateStore {
                     path.display(),
                     aside.display()
                 );
-                let (conn, persisted) = open_db(path).map_err(|f| match f {
+                let (conn, persisted) = open_db(path, retention).map_err(|f| match f {
                     OpenFailure::Unusable(r) | OpenFailure::Unavailable(r) => unavailable(r),
                 })?;
                 (
@@ -333,7 +340,7 @@ impl StateStore {
             let committed = committed.clone();
             std::thread::Builder::new()
                 .name("state-db".to_owned())
-                .spawn(move || write_loop(conn, &rx, &stats, &path, &committed))
+                .spawn(move || writer::run(conn, &rx, &stats, &path, &committed))
                 .map_err(|e| unavailable(format!("cannot start its writer: {e}")))?
         };
         let store = Self {
@@ -391,6 +398,29 @@ impl StateStore {
     pub fn observer(&self) -> Box<dyn StateObserver> {
         let store = self.clone();
         Box::new(move |change: StateChange| store.record(change))
+    }
+
+    /// Queues one usage-history event, written with the next batch of changes. Nobody waits
+    /// for it: history is not what an answer must wait for.
+    pub fn record_usage(&self, event: UsageEvent) {
+        self.inner.send(Op::Usage(event));
+    }
+
+    /// Runs `read` on the database, on the writer's thread (the only connection: the file is
+    /// locked exclusively) after everything queued before it is written. `None` when the store
+    /// is closed.
+    pub async fn read<R: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Connection) -> R + Send + 'static,
+    ) -> Option<R> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let op: Read = Box::new(move |conn| {
+            let _ = tx.send(read(conn));
+        });
+        if !self.inner.send(Op::Read(op)) {
+            return None;
+        }
+        rx.await.ok()
     }
 
     /// Waits until everything queued so far is written, at most `limit`. False when it was
@@ -455,7 +485,7 @@ fn create_private(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn open_db(path: &Path) -> Result<(Connection, Persisted), OpenFailure> {
+fn open_db(path: &Path, retention: Retention) -> Result<(writer::Db, Persisted), OpenFailure> {
     create_private(path).map_err(|e| OpenFailure::Unavailable(e.to_string()))?;
     let mut conn = Connection::open_with_flags(
         path,
@@ -477,6 +507,7 @@ fn open_db(path: &Path) -> Result<(Connection, Persisted), OpenFailure> {
     match version {
         0 => schema::create(&tx)?,
         1 => schema::upgrade_from_1(&tx)?,
+        2 => schema::upgrade_from_2(&tx)?,
         schema::VERSION => {}
         other => {
             return Err(OpenFailure::Unusable(format!(
@@ -486,8 +517,9 @@ fn open_db(path: &Path) -> Result<(Connection, Persisted), OpenFailure> {
         }
     }
     let persisted = schema::load(&tx)?;
+    let history = history::Recorder::load(&tx, retention)?;
     tx.commit()?;
-    Ok((conn, persisted))
+    Ok((writer::Db { conn, history }, persisted))
 }
 
 /// Renames `path` (and its write-ahead log) to `<path>.corrupt-<unix seconds>`.
@@ -506,73 +538,6 @@ fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
     }
     let _ = std::fs::remove_file(with("-shm"));
     Ok(aside)
-}
-
-fn write_loop(
-    mut conn: Connection,
-    rx: &mpsc::Receiver<Op>,
-    stats: &Stats,
-    path: &Path,
-    committed: &tokio::sync::watch::Sender<u64>,
-) {
-    while let Ok(first) = rx.recv() {
-        let mut changes = Vec::new();
-        let mut flushes = Vec::new();
-        let mut last_seq = None;
-        let mut next = Some(first);
-        while let Some(op) = next {
-            match op {
-                Op::Change(change, at, seq) => {
-                    changes.push((change, at));
-                    last_seq = Some(seq);
-                }
-                Op::Flush(done) => flushes.push(done),
-            }
-            next = if changes.len() < MAX_BATCH {
-                rx.try_recv().ok()
-            } else {
-                None
-            };
-        }
-        if !changes.is_empty() {
-            let result = conn.transaction().and_then(|tx| {
-                for (change, at) in &changes {
-                    schema::apply(&tx, change, *at)?;
-                }
-                tx.commit()
-            });
-            let n = u64::try_from(changes.len()).unwrap_or(u64::MAX);
-            stats.queued.fetch_sub(n, Ordering::Relaxed);
-            let mut last = stats.last_error();
-            match result {
-                Ok(()) => {
-                    stats.writes.fetch_add(n, Ordering::Relaxed);
-                    if last.take().is_some() {
-                        tracing::info!("state database {}: writing again", path.display());
-                    }
-                }
-                Err(e) => {
-                    stats.errors.fetch_add(1, Ordering::Relaxed);
-                    let message = e.to_string();
-                    // One line per distinct problem, not one per change.
-                    if last.as_deref() != Some(message.as_str()) {
-                        tracing::error!(
-                            "state database {}: cannot write {n} change(s): {message}; seats \
-                             changed since may not survive a restart",
-                            path.display()
-                        );
-                    }
-                    *last = Some(message);
-                }
-            }
-        }
-        if let Some(seq) = last_seq {
-            committed.send_replace(seq);
-        }
-        for done in flushes {
-            let _ = done.send(());
-        }
-    }
 }
 
 #[cfg(test)]

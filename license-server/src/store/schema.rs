@@ -1,6 +1,8 @@
-//! The state database's schema (version 2) and its rows: `sessions` (id, key material,
+//! The state database's schema (version 3) and its seat rows: `sessions` (id, key material,
 //! client, highest packet number, start, whether it ever logged in) and `logins` (session,
-//! dongle key, AppSlot, first login). Version 1 (without `logged_in`) is upgraded in place. Reading turns rows back into [`Persisted`]; writing applies a batch of
+//! dongle key, AppSlot, first login); version 3 adds the usage history's tables
+//! ([`super::history`]). Versions 1 (without `logged_in`) and 2 (without history) are upgraded
+//! in place. Reading turns rows back into [`Persisted`]; writing applies a batch of
 //! [`StateChange`]s in one transaction.
 
 use std::net::SocketAddr;
@@ -11,7 +13,7 @@ use super::{Persisted, PersistedLogin, PersistedSession};
 use license_core::engine::{ClientInfo, SessionId, SessionSecret, StateChange};
 
 /// The schema version written in `PRAGMA user_version`.
-pub(super) const VERSION: i64 = 2;
+pub(super) const VERSION: i64 = 3;
 
 const CREATE: &str = "
 CREATE TABLE IF NOT EXISTS sessions (
@@ -45,22 +47,29 @@ PRAGMA user_version = 2;
 
 /// SQLite integers are signed 64-bit: unsigned values (session ids, packet numbers, times) are
 /// stored with the same bits and read back the same way.
-fn to_sql(v: u64) -> i64 {
+pub(crate) fn to_sql(v: u64) -> i64 {
     i64::from_ne_bytes(v.to_ne_bytes())
 }
 
-fn from_sql(v: i64) -> u64 {
+pub(crate) fn from_sql(v: i64) -> u64 {
     u64::from_ne_bytes(v.to_ne_bytes())
 }
 
 /// Creates the tables of a new database.
 pub(super) fn create(tx: &Transaction<'_>) -> rusqlite::Result<()> {
-    tx.execute_batch(CREATE)
+    tx.execute_batch(CREATE)?;
+    upgrade_from_2(tx)
 }
 
 /// Upgrades a version 1 database.
 pub(super) fn upgrade_from_1(tx: &Transaction<'_>) -> rusqlite::Result<()> {
-    tx.execute_batch(UPGRADE_1_TO_2)
+    tx.execute_batch(UPGRADE_1_TO_2)?;
+    upgrade_from_2(tx)
+}
+
+/// Upgrades a version 2 database: adds the (empty) history.
+pub(super) fn upgrade_from_2(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(super::history::CREATE)
 }
 
 /// Reads every row. A row that does not decode (it cannot come from this program) is counted

@@ -172,3 +172,35 @@ fn unavailable_files_are_reported_and_left_alone() {
     let (_, persisted) = StateStore::open(&path).expect("free again");
     assert_eq!(persisted.sessions.len(), 1);
 }
+
+#[test]
+fn a_version_2_database_gains_an_empty_history_and_keeps_its_seats() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("state.db");
+    {
+        let conn = Connection::open(&path).expect("sqlite");
+        conn.execute_batch(
+            "CREATE TABLE sessions (id INTEGER PRIMARY KEY, secret BLOB NOT NULL, \
+             client_addr TEXT NOT NULL, site TEXT, name TEXT NOT NULL, \
+             last_packet INTEGER NOT NULL, started_ms INTEGER NOT NULL, \
+             logged_in INTEGER NOT NULL DEFAULT 0); \
+             CREATE TABLE logins (session INTEGER NOT NULL, dongle_key TEXT NOT NULL, \
+             slot INTEGER NOT NULL, first_ms INTEGER NOT NULL, \
+             PRIMARY KEY (session, dongle_key, slot)); \
+             INSERT INTO logins VALUES (5, 'sim:1', 1, 0); PRAGMA user_version = 2;",
+        )
+        .expect("version 2");
+    }
+    let (store, persisted) = StateStore::open(&path).expect("upgraded");
+    assert_eq!(persisted.logins.len(), 1, "seats kept");
+    assert_eq!(store.status().opened, OpenedAs::Existing);
+    store.close();
+    let conn = Connection::open(&path).expect("sqlite");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    let events: i64 = conn
+        .query_row("SELECT count(*) FROM usage_events", [], |r| r.get(0))
+        .expect("history table");
+    assert_eq!((version, events), (3, 0));
+}

@@ -1,0 +1,130 @@
+use std::time::Duration;
+
+use super::*;
+use crate::store::{StateStore, UsageEvent, UsageKind};
+
+const DAY: u64 = 86_400_000;
+const MIN: u64 = 60_000;
+
+fn event(minute: u64, kind: UsageKind, site: Option<&str>, taken: u32) -> UsageEvent {
+    UsageEvent {
+        at_ms: 20_000 * DAY + minute * MIN,
+        kind,
+        dongle_key: "sim:1".to_owned(),
+        slot: 1,
+        slot_name: "CAD".to_owned(),
+        session: 7,
+        client_addr: "10.0.0.1:5000".to_owned(),
+        site: site.map(str::to_owned),
+        code: (kind == UsageKind::Refused).then_some(-31),
+        taken,
+        limit: 2,
+    }
+}
+
+#[test]
+fn summary_has_peaks_averages_time_at_limit_and_refusals() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("state.db");
+    let (store, _) = StateStore::open(&path).expect("open");
+    let script = [
+        event(0, UsageKind::Login, Some("a"), 1),
+        event(10, UsageKind::Login, None, 2),
+        event(20, UsageKind::Refused, Some("a"), 2),
+        event(30, UsageKind::Logout, Some("a"), 1),
+        event(60, UsageKind::LoginTimeout, None, 0),
+    ];
+    for e in &script {
+        store.record_usage(e.clone());
+    }
+    assert!(store.flush(Duration::from_secs(10)), "flushed");
+    store.close();
+
+    let conn = open_file(&path).expect("open for reports");
+    let q = UsageQuery {
+        from_ms: 20_000 * DAY,
+        to_ms: 20_000 * DAY + 120 * MIN,
+        slot: None,
+        site: None,
+        now_ms: 30_000 * DAY,
+    };
+    assert_eq!(events(&conn, &q).expect("events"), script);
+    let s = summary(&conn, &q).expect("summary");
+    assert_eq!(s.slots.len(), 1, "{s:?}");
+    let slot = &s.slots[0];
+    assert_eq!((slot.peak, slot.limit, slot.refusals), (2, 2, 1));
+    // Minutes 10 to 30 inclusive at the limit; 82 seat-minutes over 120 minutes.
+    assert!((slot.hours_at_limit - 0.35).abs() < 1e-9, "{slot:?}");
+    assert!((slot.average - 0.68).abs() < 1e-9, "{slot:?}");
+    let sites: Vec<_> = slot
+        .sites
+        .iter()
+        .map(|s| (s.site.clone(), s.peak, s.refusals))
+        .collect();
+    assert_eq!(sites, [(None, 1, 0), (Some("a".to_owned()), 1, 1)]);
+
+    // Seats carry into a later period; a filter on the site keeps the AppSlot's total.
+    let later = UsageQuery {
+        from_ms: q.from_ms + 40 * MIN,
+        site: Some(String::new()),
+        ..q.clone()
+    };
+    let s = summary(&conn, &later).expect("later");
+    assert_eq!(s.slots[0].peak, 1);
+    assert_eq!(s.slots[0].sites.len(), 1);
+    assert_eq!(s.slots[0].sites[0].site, None);
+
+    let csv = render::events_csv(&events(&conn, &q).expect("events")).expect("csv");
+    assert_eq!(csv.lines().count(), 6, "{csv}");
+    assert!(
+        csv.lines()
+            .nth(3)
+            .is_some_and(|l| l.contains(",refused,") && l.ends_with(",-31,2,2")),
+        "{csv}"
+    );
+    let table = render::summary_table(&summary(&conn, &q).expect("summary"));
+    assert!(
+        table.contains("(direct)") && table.contains("(all)"),
+        "{table}"
+    );
+}
+
+#[test]
+fn old_history_is_pruned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("state.db");
+    let retention = crate::store::Retention {
+        history_days: 10,
+        event_days: 2,
+    };
+    let (store, _) = StateStore::open_with(&path, retention).expect("open");
+    store.record_usage(event(0, UsageKind::Login, None, 1));
+    let mut late = event(0, UsageKind::Logout, None, 0);
+    late.at_ms += 5 * DAY;
+    store.record_usage(late.clone());
+    assert!(store.flush(Duration::from_secs(10)), "flushed");
+    store.close();
+    let conn = open_file(&path).expect("open");
+    let all = UsageQuery {
+        from_ms: 0,
+        to_ms: u64::MAX / 2,
+        slot: None,
+        site: None,
+        now_ms: u64::MAX / 2,
+    };
+    // The first event is older than 2 days when the second is written; its minute is not.
+    assert_eq!(events(&conn, &all).expect("events"), [late]);
+    assert_eq!(summary(&conn, &all).expect("summary").slots[0].peak, 1);
+}
+
+#[test]
+fn a_file_without_history_or_in_use_is_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = open_file(&dir.path().join("none.db")).expect_err("missing");
+    assert!(missing.to_string().contains("none.db"), "{missing}");
+    let path = dir.path().join("state.db");
+    let (store, _) = StateStore::open(&path).expect("open");
+    let busy = open_file(&path).expect_err("held by the store");
+    assert!(matches!(busy, UsageError::Busy(_)), "{busy}");
+    store.close();
+}
