@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ListenerConfig;
-use crate::control::{SessionEnd, session};
+use crate::control::{Handlers, SessionEnd, session};
+use crate::http_mode::{self, HttpContext, HttpForward};
 use crate::identity::{IdentityError, IdentityMode};
 use crate::rendezvous;
 use crate::status::ListenerStatus;
@@ -38,6 +39,7 @@ pub struct RelayListener<C: TargetConnector = ConfiguredTarget> {
     connector: Arc<C>,
     status: ListenerStatus,
     id: String,
+    http: Option<Arc<HttpForward>>,
 }
 
 impl RelayListener<ConfiguredTarget> {
@@ -55,12 +57,14 @@ impl RelayListener<ConfiguredTarget> {
                 "loopback identity mode needs Linux; every connection will be rejected with 502"
             );
         }
+        let http = forward_of(&config, &access);
         Ok(Self {
             config: Arc::new(config),
             access: Arc::new(access),
             connector: Arc::new(connector),
             status: ListenerStatus::default(),
             id: uuid::Uuid::new_v4().to_string(),
+            http,
         })
     }
 }
@@ -75,7 +79,18 @@ impl<C: TargetConnector> RelayListener<C> {
             connector: Arc::new(connector),
             status: self.status,
             id: self.id,
+            http: self.http,
         }
+    }
+
+    /// Forwards HTTP-mode requests to `target` (`host:port`), for an endpoint whose address is
+    /// known only once it is bound (the server's admin endpoint).
+    pub fn with_http_target(mut self, target: &str) -> Self {
+        let mut config = (*self.config).clone();
+        config.http_target = Some(target.to_owned());
+        self.http = forward_of(&config, &self.access);
+        self.config = Arc::new(config);
+        self
     }
 
     /// A handle on the live state.
@@ -144,6 +159,12 @@ impl<C: TargetConnector> RelayListener<C> {
                 }
                 Ok((stream, token)) => {
                     self.status.connected();
+                    let (replies, queued) = tokio::sync::mpsc::channel(16);
+                    let http = HttpContext {
+                        forward: self.http.clone(),
+                        access: self.access.clone(),
+                        replies,
+                    };
                     tracing::info!("control channel open on {}", self.access.describe());
                     let started = Instant::now();
                     let end = session(
@@ -153,17 +174,23 @@ impl<C: TargetConnector> RelayListener<C> {
                         self.config.control_ping,
                         &self.status,
                         shutdown,
-                        |accept| {
-                            let task = rendezvous::handle(
-                                accept,
-                                self.access.clone(),
-                                self.connector.clone(),
-                                self.config.clone(),
-                                self.status.clone(),
-                                shutdown.clone(),
-                                abort.child_token(),
-                            );
-                            streams.spawn(task);
+                        Handlers {
+                            on_accept: |accept| {
+                                let task = rendezvous::handle(
+                                    accept,
+                                    self.access.clone(),
+                                    self.connector.clone(),
+                                    self.config.clone(),
+                                    self.status.clone(),
+                                    shutdown.clone(),
+                                    abort.child_token(),
+                                );
+                                streams.spawn(task);
+                            },
+                            on_request: |request, body| {
+                                streams.spawn(http_mode::handle(request, body, http.clone()));
+                            },
+                            replies: queued,
                         },
                     )
                     .await;
@@ -201,4 +228,11 @@ impl<C: TargetConnector> RelayListener<C> {
             ),
         }
     }
+}
+
+/// The HTTP-mode forwarder of `config`, if it names an endpoint.
+fn forward_of(config: &ListenerConfig, access: &RelayAccess) -> Option<Arc<HttpForward>> {
+    let target = config.http_target.as_deref()?;
+    let forward = HttpForward::new(target, access.entity_path(), &access.endpoint().host);
+    Some(Arc::new(forward))
 }
