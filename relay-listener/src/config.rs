@@ -141,6 +141,9 @@ pub struct ListenerFile {
     /// Forward HTTP-mode requests to this `host:port` (the admin endpoint; its token is still
     /// required).
     pub http_target: Option<String>,
+    /// More relays serving the same hybrid connection (replicas, or another Azure namespace):
+    /// `["sb://relay-b.example.net/"]`, same credentials as the connection string's.
+    pub relays: Option<Vec<String>>,
     /// Trust of the relay's certificate.
     #[serde(default)]
     pub tls: TlsSection,
@@ -168,6 +171,7 @@ impl ListenerFile {
             handshake_timeout: self.handshake_timeout,
             tls: &self.tls,
             egress: &self.egress,
+            relays: self.relays.as_deref(),
         }
     }
 }

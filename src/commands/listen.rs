@@ -243,6 +243,16 @@ mod tests {
             .to_string();
         assert!(err.contains("proxy-v3"), "{err}");
         assert_eq!(parse(&[]).expect("defaults").config.http_target, None);
+        let l = parse(&[
+            "--relay",
+            "sb://relay-b.test/",
+            "--relay",
+            "wss://c.test:8443",
+        ])
+        .expect("relays");
+        assert_eq!(l.config.access.replicas().len(), 3);
+        let err = parse(&["--relay", "ftp://x"]).err().expect("bad relay");
+        assert!(format!("{err:#}").contains("relays"), "{err:#}");
         let l = parse(&["--http-target", "127.0.0.1:12380"]).expect("http target");
         assert_eq!(l.config.http_target.as_deref(), Some("127.0.0.1:12380"));
         let l = parse(&["--no-mux", "--azbridge-port-name", "license"]).expect("mux flags");
