@@ -528,10 +528,13 @@ fn kubernetes_relay_runs_the_relay_unprivileged_with_secrets_mounted() {
         .parse()
         .expect("seconds");
     assert!(Duration::from_secs(grace) > expected("relay"));
+    // Replicas share no state: listeners keep a control channel to each (issue 16).
+    let replicas: u32 = field("replicas:")[0].parse().expect("replicas");
+    assert!(replicas >= 2, "{replicas}");
     assert_eq!(
-        field("replicas:"),
-        ["1"],
-        "rendezvous state is in one process"
+        field("clusterIP:"),
+        ["None"],
+        "a headless Service for listeners"
     );
     assert_eq!(field("runAsNonRoot:"), ["true"]);
     assert_eq!(field("readOnlyRootFilesystem:"), ["true"]);
@@ -543,7 +546,17 @@ fn kubernetes_relay_runs_the_relay_unprivileged_with_secrets_mounted() {
         assert!(field("secretName:").contains(&secret), "{secret}");
     }
     assert_eq!(field("containerPort:"), ["9443", "9464"]);
-    assert_eq!(field("kind:"), ["Deployment", "Service"]);
+    assert_eq!(
+        field("kind:"),
+        ["StatefulSet", "Service", "Service", "Service", "Service"]
+    );
+    for replica in 0..replicas {
+        let per_replica = format!("dongle-relay-{replica}");
+        assert!(
+            field("name:").contains(&per_replica.as_str()),
+            "{per_replica}"
+        );
+    }
 }
 
 #[test]

@@ -17,8 +17,7 @@ use std::process::Stdio;
 
 use dongle_relay::commands::server::ops;
 use license_core::SlotRef;
-use license_ops::{LIMIT, Ops, TOKEN, client_of, config};
-use relay_listener::IdentityMode;
+use license_ops::{LIMIT, Ops, TOKEN, client_of, dongle_host};
 use test_support::{Listener, Proxy, Relay};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::Command;
@@ -64,16 +63,7 @@ async fn the_page_shows_a_tunnelled_client_and_disconnects_it() {
     // The license server with its admin endpoint and, in the same process, the relay-listener
     // that bridges the relay to it (what `dongle-relay server --relay-listener` runs).
     let relay = Relay::start_tls().await;
-    let license_socket = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let license_addr = license_socket.local_addr().expect("addr");
-    drop(license_socket);
-    let mut listener_config = relay.listener_config(license_addr);
-    listener_config.identity.mode = IdentityMode::ProxyV2;
-    let relay_name = ops::relay_name(&listener_config.access);
-    let mut server_config = config();
-    server_config.port = license_addr.port();
+    let (license_addr, listener_config, relay_name, server_config) = dongle_host(&relay).await;
     let listener = Listener::connected(listener_config).await;
     let in_process = ops::in_process_listener(listener.status().clone(), relay_name);
     let ops = Ops::start_on(&server_config, license_addr, Some(TOKEN), Some(in_process)).await;

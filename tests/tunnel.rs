@@ -329,3 +329,28 @@ async fn local_policy_denies_limits_and_serves_tls_clients() {
     .await
     .expect("timed out");
 }
+
+/// Transparent close (issue 16, item 3): a client behind our proxy half-closes after its
+/// request; our proxy (raw framing: the listener is foreign) sends Close; the relay forwards
+/// it instead of answering it, and the foreign listener, which half-closes as .NET does, still
+/// sends its whole reply, then its Close. The client receives everything, each of 20 times.
+#[tokio::test]
+async fn a_foreign_listener_replies_after_the_clients_half_close() {
+    timeout(LIMIT, async {
+        let relay = Relay::start_tls().await;
+        let foreign = test_support::foreign::half_closing_listener(&relay).await;
+        let proxy = Proxy::spawn(relay.proxy_config()).await;
+        for i in 0..20 {
+            let request = format!("request {i}").into_bytes();
+            let reply = round_trip(proxy.addr(), &request).await;
+            let expected = [&test_support::foreign::REPLY_PARTS.concat()[..], &request].concat();
+            assert_eq!(
+                String::from_utf8_lossy(&reply),
+                String::from_utf8_lossy(&expected)
+            );
+        }
+        foreign.abort();
+    })
+    .await
+    .expect("within the limit");
+}

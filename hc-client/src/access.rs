@@ -97,6 +97,10 @@ pub struct AccessConfig {
     pub token_ttl: Duration,
     /// Largest WebSocket message sent (the pump's `max_frame`), which sizes buffers.
     pub max_frame: usize,
+    /// More relays serving the same hybrid connection (replicas, or Azure namespaces), besides
+    /// the connection string's endpoint; same credentials and settings (see
+    /// [`crate::replicas`]).
+    pub relays: Vec<RelayEndpoint>,
 }
 
 impl AccessConfig {
@@ -110,7 +114,26 @@ impl AccessConfig {
             timeouts: DialTimeouts::default(),
             token_ttl: TokenSource::DEFAULT_TTL,
             max_frame: 64 * 1024,
+            relays: Vec::new(),
         }
+    }
+
+    /// One configuration per relay: this one, then one per entry of `relays` (each with that
+    /// endpoint and no further relays). Duplicates are left out.
+    pub fn replicas(&self) -> Vec<AccessConfig> {
+        let mut out = vec![AccessConfig {
+            relays: Vec::new(),
+            ..self.clone()
+        }];
+        for endpoint in &self.relays {
+            if out.iter().any(|c| &c.connection.endpoint == endpoint) {
+                continue;
+            }
+            let mut replica = out[0].clone();
+            replica.connection.endpoint = endpoint.clone();
+            out.push(replica);
+        }
+        out
     }
 }
 

@@ -83,6 +83,8 @@ pub struct AccessKeys<'a> {
     pub tls: &'a TlsSection,
     /// `[egress]`.
     pub egress: &'a EgressSection,
+    /// `relays`: more relays of the same hybrid connection.
+    pub relays: Option<&'a [String]>,
 }
 
 /// `[tls]`: how the relay's certificate is trusted.

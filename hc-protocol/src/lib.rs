@@ -9,6 +9,7 @@
 //! - [`uri`]: the `/$hc/{path}` URIs and the relay-owned `sb-hc-*` query parameters.
 //! - [`control`]: the JSON control-channel messages (`accept`, `renewToken`, and HTTP mode's
 //!   `request` and `response`).
+//! - [`headers`]: HTTP headers as the JSON maps of control messages, and back.
 //! - [`status`]: HTTP status codes and WebSocket close codes the protocol assigns meaning to.
 //! - [`secret`]: a string wrapper that never prints its content.
 //!
@@ -16,6 +17,7 @@
 
 pub mod connection_string;
 pub mod control;
+pub mod headers;
 pub mod sas;
 pub mod secret;
 pub mod status;

@@ -124,6 +124,9 @@ pub struct ProxyConfig {
     pub pool_size: usize,
     /// WebSocket ping interval on pooled connections (keep-alive, dead-peer detection).
     pub pool_ping: Duration,
+    /// How long a pooled connection that failed over to another relay replica serves there
+    /// before it returns to its own (see [`crate::pool`]); default 10 s.
+    pub pool_rehome: Duration,
     /// Port name sent in `azbridge` mode (default: the local port number, as `azbridge -L`).
     pub azbridge_port_name: Option<String>,
 }
@@ -146,6 +149,7 @@ impl ProxyConfig {
             mode: TunnelMode::Auto,
             pool_size: DEFAULT_POOL_SIZE,
             pool_ping: Duration::from_secs(30),
+            pool_rehome: crate::pool::REHOME_AFTER,
             azbridge_port_name: None,
         }
     }
@@ -217,6 +221,9 @@ pub struct ProxyFile {
     /// TLS for local clients.
     #[serde(default)]
     pub local_tls: LocalTlsSection,
+    /// More relays serving the same hybrid connection (replicas, or another Azure namespace):
+    /// `["sb://relay-b.example.net/"]`, same credentials as the connection string's.
+    pub relays: Option<Vec<String>>,
     /// Trust of the relay's certificate.
     #[serde(default)]
     pub tls: TlsSection,
@@ -244,6 +251,7 @@ impl ProxyFile {
             handshake_timeout: self.handshake_timeout,
             tls: &self.tls,
             egress: &self.egress,
+            relays: self.relays.as_deref(),
         }
     }
 }

@@ -7,6 +7,12 @@
 //! again at once, then at most 1.5 s apart while the relay cannot be reached
 //! (`hc_client::Reconnect`), with exponential back-off and full jitter after refusals.
 //!
+//! With several relay replicas (`hc_client::replicas`) slot `i` lives on replica `i mod n`, so
+//! the pool is spread over them; when that replica cannot be reached the slot fails over to
+//! the next, and after `pool_rehome` ([`REHOME_AFTER`]) there it stops taking streams, lets its open ones
+//! finish and dials its own replica again (falling back again while that is still down), so a
+//! replica that comes back takes its share without a restart.
+//!
 //! When the listener answers `raw` or nothing it is a plain Hybrid Connections peer (a foreign
 //! listener, or ours with multiplexing turned off): the slot closes that connection, the pool
 //! is marked **1:1 only** — in `auto` mode tunnels then use one relay connection each, as
@@ -23,7 +29,7 @@ use hc_client::identity::SITE_HEADER;
 use hc_client::mux::{self, MuxHandle, MuxMode};
 use hc_client::subprotocol::{MUX_OFFER, is_mux};
 use hc_client::ws_io::WsIo;
-use hc_client::{Backoff, Reconnect, RelayAccess};
+use hc_client::{Backoff, Reconnect, RelayStream, Replicas};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +41,9 @@ use crate::status::ProxyStatus;
 /// First and longest re-probe delay after a listener answered without multiplexing.
 const PROBE_FIRST: Duration = Duration::from_secs(30);
 const PROBE_MAX: Duration = Duration::from_secs(600);
+/// How long a slot serves on another replica than its own before it tries its own again
+/// (the default of `ProxyConfig::pool_rehome`).
+pub const REHOME_AFTER: Duration = Duration::from_secs(10);
 
 /// One open pooled connection.
 #[derive(Debug)]
@@ -78,7 +87,7 @@ impl Pool {
     /// Starts the slots' tasks on `tasks`; they stop when `stop` is cancelled.
     pub(crate) fn start(
         config: Arc<ProxyConfig>,
-        access: Arc<RelayAccess>,
+        relays: Arc<Replicas>,
         status: ProxyStatus,
         tasks: &TaskTracker,
         stop: CancellationToken,
@@ -94,7 +103,7 @@ impl Pool {
                 index,
                 pool.clone(),
                 config.clone(),
-                access.clone(),
+                relays.clone(),
                 status.clone(),
                 stop.clone(),
             ));
@@ -131,6 +140,18 @@ impl Pool {
         *self.single_only.borrow()
     }
 
+    /// Takes slot `index`'s connection out of use (no new streams) if it is still `conn`.
+    fn retire(&self, index: usize, conn: &Arc<Pooled>) {
+        let mut slot = self.slots[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn)) {
+            *slot = None;
+            drop(slot);
+            self.up.send_modify(|n| *n = n.saturating_sub(1));
+        }
+    }
+
     fn publish(&self, index: usize, conn: Option<Arc<Pooled>>) {
         let up = conn.is_some();
         *self.slots[index]
@@ -151,10 +172,11 @@ async fn maintain(
     index: usize,
     pool: Arc<Pool>,
     config: Arc<ProxyConfig>,
-    access: Arc<RelayAccess>,
+    relays: Arc<Replicas>,
     status: ProxyStatus,
     stop: CancellationToken,
 ) {
+    let home = index % relays.len().max(1);
     let mut backoff = Reconnect::new(Duration::from_secs(30));
     let mut probe = Backoff::new(PROBE_FIRST, PROBE_MAX);
     let mut failures = 0u32;
@@ -168,8 +190,10 @@ async fn maintain(
         let dial_started = tokio::time::Instant::now();
         let dialled = tokio::select! {
             _ = stop.cancelled() => break,
-            r = access.connect(&id, &headers, &MUX_OFFER) => r,
+            r = connect_any(&relays, home, &id, &headers) => r,
         };
+        let (used, dialled) = dialled;
+        let access = relays.get(used);
         if dialled.is_ok() {
             status
                 .relay_dial_latency()
@@ -181,7 +205,9 @@ async fn maintain(
                 probe.reset();
                 pool.single_only.send_replace(false);
                 let started = Instant::now();
-                let end = run_connection(index, &pool, &config, &status, stream.ws, &stop).await;
+                let away = (used != home).then_some(config.pool_rehome);
+                let at = Slot { index, away };
+                let end = run_connection(at, &pool, &config, &status, stream.ws, &stop).await;
                 if stop.is_cancelled() {
                     break;
                 }
@@ -224,9 +250,38 @@ async fn maintain(
     }
 }
 
-/// Runs one pooled connection until it ends; returns why, for the log.
-async fn run_connection(
+/// Dials a pooled connection on replica `home`, or the next reachable one; returns the
+/// replica used (the last one tried when none could be reached).
+async fn connect_any(
+    relays: &Replicas,
+    home: usize,
+    id: &str,
+    headers: &[(String, String)],
+) -> (usize, Result<RelayStream, AccessError>) {
+    let mut last = (home, Err(AccessError::NoEntityPath));
+    for index in relays.order(Some(home)) {
+        let dialled = relays.get(index).connect(id, headers, &MUX_OFFER).await;
+        let unreachable = dialled.as_ref().is_err_and(AccessError::relay_unreachable);
+        relays.report(index, !unreachable);
+        if !unreachable {
+            return (index, dialled);
+        }
+        last = (index, dialled);
+    }
+    last
+}
+
+/// A pool slot and, when its connection is on another replica than its own, how long it may
+/// serve there.
+struct Slot {
     index: usize,
+    away: Option<Duration>,
+}
+
+/// Runs one pooled connection until it ends (or, away from its replica, until it has been
+/// retired and its streams have finished); returns why, for the log.
+async fn run_connection(
+    Slot { index, away }: Slot,
     pool: &Pool,
     config: &ProxyConfig,
     status: &ProxyStatus,
@@ -236,25 +291,38 @@ async fn run_connection(
     let io = WsIo::new(ws, mux::MESSAGE, Some(config.pool_ping));
     let conn = mux::connection(io, MuxMode::Client);
     let (handle, opens) = mux::channel();
-    pool.publish(
-        index,
-        Some(Arc::new(Pooled {
-            handle,
-            streams: AtomicUsize::new(0),
-        })),
-    );
+    let pooled = Arc::new(Pooled {
+        handle,
+        streams: AtomicUsize::new(0),
+    });
+    pool.publish(index, Some(pooled.clone()));
     status.update(|s| {
         s.pooled += 1;
         s.mux_fallback = false;
     });
     tracing::info!("pooled relay connection {index} open (dongle-relay.mux.v1)");
     // The listener never opens streams towards us; dropping one resets it.
-    let ended = mux::drive(conn, Some(opens), drop, stop).await;
-    pool.publish(index, None);
+    let drive = mux::drive(conn, Some(opens), drop, stop);
+    let retire = async {
+        let Some(away) = away else {
+            return std::future::pending().await;
+        };
+        tokio::time::sleep(away).await;
+        pool.retire(index, &pooled);
+        // Bounded: the streams' own idle deadline ends them at the latest.
+        while pooled.streams.load(Ordering::Relaxed) > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let ended = tokio::select! {
+        ended = drive => ended.map_err(|e| e.to_string()),
+        () = retire => Err("retired to return to its own relay".to_owned()),
+    };
+    pool.retire(index, &pooled);
     status.update(|s| s.pooled = s.pooled.saturating_sub(1));
     match ended {
         Ok(()) => "closed by the peer".to_owned(),
-        Err(e) => e.to_string(),
+        Err(e) => e,
     }
 }
 

@@ -26,7 +26,7 @@ use hc_client::pump::pump;
 use hc_client::slots::{FairSlots, Held, Slot, SlotLimits};
 use hc_client::splice::splice;
 use hc_client::subprotocol::{Framing, SENDER_OFFER};
-use hc_client::{RelayAccess, RelayStream};
+use hc_client::{RelayStream, Replicas};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -73,7 +73,8 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
 /// A configured local-proxy.
 pub struct LocalProxy {
     config: Arc<ProxyConfig>,
-    access: Arc<RelayAccess>,
+    /// The relay replicas (one, unless `access.relays` names more).
+    relays: Arc<Replicas>,
     tls: Option<TlsAcceptor>,
     status: ProxyStatus,
 }
@@ -84,7 +85,7 @@ impl LocalProxy {
     /// # Errors
     /// [`ProxyError`] naming the unusable setting.
     pub fn new(config: ProxyConfig) -> Result<Self, ProxyError> {
-        let access = RelayAccess::new(config.access.clone())?;
+        let relays = Replicas::new(&config.access)?;
         if let Some(name) = &config.azbridge_port_name {
             azbridge::preamble(name)?;
         }
@@ -94,7 +95,7 @@ impl LocalProxy {
         };
         Ok(Self {
             config: Arc::new(config),
-            access: Arc::new(access),
+            relays: Arc::new(relays),
             tls,
             status: ProxyStatus::default(),
         })
@@ -120,8 +121,8 @@ impl LocalProxy {
         tracing::info!(
             "local-proxy on {local}{} forwarding to {} ({}); at most {} live tunnels",
             if self.tls.is_some() { " (TLS)" } else { "" },
-            self.access.describe(),
-            self.access.dialer().egress().label(),
+            self.relays.describe(),
+            self.relays.primary().dialer().egress().label(),
             self.config.max_connections,
         );
         let pool_tasks = TaskTracker::new();
@@ -129,7 +130,7 @@ impl LocalProxy {
         let pool = matches!(self.config.mode, TunnelMode::Auto | TunnelMode::Mux).then(|| {
             Pool::start(
                 self.config.clone(),
-                self.access.clone(),
+                self.relays.clone(),
                 self.status.clone(),
                 &pool_tasks,
                 pool_stop.clone(),
@@ -248,7 +249,7 @@ impl Accepting<'_> {
         });
         let tunnel = Tunnel {
             config: config.clone(),
-            access: proxy.access.clone(),
+            relays: proxy.relays.clone(),
             tls: proxy.tls.clone(),
             status: proxy.status.clone(),
             abort: self.abort.child_token(),
@@ -265,7 +266,7 @@ impl Accepting<'_> {
 /// One local client's tunnel.
 struct Tunnel {
     config: Arc<ProxyConfig>,
-    access: Arc<RelayAccess>,
+    relays: Arc<Replicas>,
     tls: Option<TlsAcceptor>,
     status: ProxyStatus,
     abort: CancellationToken,
@@ -450,29 +451,43 @@ impl Tunnel {
         });
     }
 
-    /// Opens the sender WebSocket. A listener that ignores our offer makes a strict client
-    /// refuse the 101; the connection is then retried once without an offer (raw framing).
+    /// Opens the sender WebSocket on the next relay replica in round robin, failing over to
+    /// the others while a replica cannot be reached (a refusal is the answer). A listener
+    /// that ignores our offer makes a strict client refuse the 101; the connection is then
+    /// retried once without an offer (raw framing).
     async fn dial(&self) -> Result<RelayStream, AccessError> {
         let mut headers = vec![(CLIENT_HEADER.to_owned(), self.peer.to_string())];
         if let Some(site) = &self.config.site {
             headers.push((SITE_HEADER.to_owned(), site.clone()));
         }
-        let id = uuid::Uuid::new_v4().to_string();
         let started = tokio::time::Instant::now();
-        let dialled = match self.access.connect(&id, &headers, &SENDER_OFFER).await {
-            Err(AccessError::Dial(DialError::NoSubprotocol { .. })) => {
-                tracing::debug!(peer = %self.peer, "listener chose no subprotocol; retrying without offer");
-                let id = uuid::Uuid::new_v4().to_string();
-                self.access.connect(&id, &headers, &[]).await
+        let mut last = None;
+        for index in self.relays.order(None) {
+            let access = self.relays.get(index);
+            let id = uuid::Uuid::new_v4().to_string();
+            let dialled = match access.connect(&id, &headers, &SENDER_OFFER).await {
+                Err(AccessError::Dial(DialError::NoSubprotocol { .. })) => {
+                    tracing::debug!(peer = %self.peer, "listener chose no subprotocol; retrying without offer");
+                    let id = uuid::Uuid::new_v4().to_string();
+                    access.connect(&id, &headers, &[]).await
+                }
+                other => other,
+            };
+            let unreachable = dialled.as_ref().is_err_and(AccessError::relay_unreachable);
+            self.relays.report(index, !unreachable);
+            if !unreachable {
+                if dialled.is_ok() {
+                    self.status
+                        .relay_dial_latency()
+                        .observe(started.elapsed().as_secs_f64());
+                }
+                return dialled;
             }
-            other => other,
-        };
-        if dialled.is_ok() {
-            self.status
-                .relay_dial_latency()
-                .observe(started.elapsed().as_secs_f64());
+            tracing::debug!(peer = %self.peer, relay = %access.describe(), "relay unreachable; trying the next");
+            last = Some(dialled);
         }
-        dialled
+        // `order` always names at least the connection string's relay, so `last` is set.
+        last.unwrap_or(Err(AccessError::NoEntityPath))
     }
 
     /// Waits until the client has sent something (or closed), within the idle deadline: only

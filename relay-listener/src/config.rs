@@ -64,6 +64,10 @@ pub struct ListenerConfig {
     /// When not empty, every 1:1 rendezvous must start with Azure Relay Bridge's preamble
     /// naming one of these ports (`azbridge -L` senders; see `hc_client::azbridge`).
     pub azbridge_port_names: Vec<String>,
+    /// Where HTTP-mode requests (`https://relay/{hc}/…`) go: a plain-HTTP `host:port` on this
+    /// host, the admin endpoint (see [`crate::http_mode`]). None (the default): they are
+    /// answered 404.
+    pub http_target: Option<String>,
 }
 
 impl ListenerConfig {
@@ -83,6 +87,7 @@ impl ListenerConfig {
             identity: IdentityConfig::default(),
             mux: true,
             azbridge_port_names: Vec::new(),
+            http_target: None,
         }
     }
 }
@@ -133,6 +138,12 @@ pub struct ListenerFile {
     pub mux: Option<bool>,
     /// Serve Azure Relay Bridge senders: the port names they may ask for.
     pub azbridge_port_names: Option<Vec<String>>,
+    /// Forward HTTP-mode requests to this `host:port` (the admin endpoint; its token is still
+    /// required).
+    pub http_target: Option<String>,
+    /// More relays serving the same hybrid connection (replicas, or another Azure namespace):
+    /// `["sb://relay-b.example.net/"]`, same credentials as the connection string's.
+    pub relays: Option<Vec<String>>,
     /// Trust of the relay's certificate.
     #[serde(default)]
     pub tls: TlsSection,
@@ -160,6 +171,7 @@ impl ListenerFile {
             handshake_timeout: self.handshake_timeout,
             tls: &self.tls,
             egress: &self.egress,
+            relays: self.relays.as_deref(),
         }
     }
 }

@@ -1,10 +1,12 @@
-//! One control-channel session: reads `accept` messages and hands them on, renews the token
+//! One control-channel session: reads `accept` and `request` messages (with a request's inline
+//! body) and hands them on, sends the `response`s queued for it, renews the token
 //! with `renewToken` before it expires, pings the relay (NATs drop idle connections after a few
 //! minutes) and declares the channel dead when nothing arrived for three ping intervals.
 
 use std::fmt;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
 use hc_client::TokenSource;
 use hc_client::pump::{sleep_until, tick};
@@ -14,12 +16,26 @@ use hc_client::tokio_tungstenite::tungstenite::Message;
 use hc_client::tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use hc_client::tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use hc_protocol::control::MAX_UNRECOGNIZED_JSON;
-use hc_protocol::{Accept, ControlMessage, RenewToken, redact_for_log};
+use hc_protocol::{Accept, ControlMessage, HttpRequest, RenewToken, redact_for_log};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use crate::http_mode::Outgoing;
 use crate::status::ListenerStatus;
+
+/// What a session hands on and sends: `on_accept` is called for each `accept`, `on_request`
+/// for each complete `request` (its inline body, or empty); both must not block (they spawn).
+/// `replies` are the `response`s to send on this channel.
+pub struct Handlers<A, R> {
+    /// Called for each `accept`.
+    pub on_accept: A,
+    /// Called for each `request` with its inline body.
+    pub on_request: R,
+    /// Answers to send on the control channel.
+    pub replies: mpsc::Receiver<Outgoing>,
+}
 
 /// Why a session ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -69,20 +85,23 @@ impl fmt::Display for SessionEnd {
     }
 }
 
-/// Runs one session on an open control channel until it ends. `on_accept` is called for each
-/// `accept` message and must not block (it spawns).
-pub async fn session<S>(
+/// Runs one session on an open control channel until it ends.
+pub async fn session<S, A, R>(
     mut ws: WebSocketStream<S>,
     tokens: &TokenSource,
     token: &IssuedToken,
     ping: Option<Duration>,
     status: &ListenerStatus,
     shutdown: &CancellationToken,
-    mut on_accept: impl FnMut(Accept),
+    mut handlers: Handlers<A, R>,
 ) -> SessionEnd
 where
     S: AsyncRead + AsyncWrite + Unpin,
+    A: FnMut(Accept),
+    R: FnMut(HttpRequest, Bytes),
 {
+    // A `request` whose body is the next binary message.
+    let mut awaiting_body: Option<HttpRequest> = None;
     let mut renew_at = token.renew_after.map(|d| Instant::now() + d);
     let mut pinger = ping.filter(|d| !d.is_zero()).map(|every| {
         let mut t = tokio::time::interval_at(Instant::now() + every, every);
@@ -98,11 +117,32 @@ where
                 let _ = tokio::time::timeout(Duration::from_secs(5), ws.close(Some(frame))).await;
                 return SessionEnd::Shutdown;
             }
+            Some(reply) = handlers.replies.recv() => {
+                if let Err(e) = send_reply(&mut ws, reply).await {
+                    return SessionEnd::Failed(e.to_string());
+                }
+            }
             msg = ws.next() => {
                 last_rx = Instant::now();
+                if let Some(request) = awaiting_body.take() {
+                    match msg {
+                        Some(Ok(Message::Binary(body))) => {
+                            (handlers.on_request)(request, body);
+                            continue;
+                        }
+                        // Anything else where a body was announced: the request has none.
+                        _ => (handlers.on_request)(request, Bytes::new()),
+                    }
+                }
                 match msg {
                     Some(Ok(Message::Text(text))) => match ControlMessage::parse(&text) {
-                        Ok(ControlMessage::Accept(accept)) => on_accept(accept),
+                        Ok(ControlMessage::Accept(accept)) => (handlers.on_accept)(accept),
+                        Ok(ControlMessage::Request(request)) if request.body == Some(true) => {
+                            awaiting_body = Some(request);
+                        }
+                        Ok(ControlMessage::Request(request)) => {
+                            (handlers.on_request)(request, Bytes::new());
+                        }
                         Ok(ControlMessage::Unrecognized { command, text }) => {
                             // Redacted: text from the network may hold a token.
                             let command = redact_for_log(&command, MAX_UNRECOGNIZED_JSON);
@@ -112,8 +152,8 @@ where
                         Ok(ControlMessage::RenewToken(_)) => {
                             tracing::debug!("ignoring renewToken sent by the relay");
                         }
-                        Ok(ControlMessage::Request(_) | ControlMessage::Response(_)) => {
-                            tracing::debug!("ignoring an HTTP-mode message");
+                        Ok(ControlMessage::Response(_)) => {
+                            tracing::debug!("ignoring a response sent by the relay");
                         }
                         Err(e) => {
                             // serde quotes what it could not read: redact it.
@@ -160,4 +200,19 @@ where
             }
         }
     }
+}
+
+/// Sends one answer: its text, then its body as a binary message.
+async fn send_reply<S>(
+    ws: &mut WebSocketStream<S>,
+    reply: Outgoing,
+) -> Result<(), hc_client::tokio_tungstenite::tungstenite::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    ws.feed(Message::text(reply.text)).await?;
+    if let Some(body) = reply.body {
+        ws.feed(Message::binary(body)).await?;
+    }
+    ws.flush().await
 }

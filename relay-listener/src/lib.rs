@@ -9,7 +9,10 @@
 //!   [`TcpTarget`] and [`ConfiguredTarget`] (the connector of the configured identity mode).
 //! - [`proxy_v2`]: [`ProxyV2Target`], a PROXY protocol v2 header naming the client and site.
 //! - [`loopback`]: [`LoopbackTarget`], a per-client loopback source address (Linux).
-//! - [`control`]: one control-channel session (accepts, token renewal, keep-alive pings).
+//! - [`control`]: one control-channel session (accepts, HTTP requests and their inline
+//!   answers, token renewal, keep-alive pings).
+//! - [`http_mode`]: [`HttpForward`], HTTP-mode requests forwarded to the dongle host's admin
+//!   endpoint and answered inline or on the request's rendezvous.
 //! - [`rendezvous`]: one accepted connection: connect the target, then accept or reject.
 //! - [`mux_session`]: a local-proxy's pooled connection, many streams over yamux.
 //! - [`listener`]: [`RelayListener`], the reconnect loop and graceful shutdown.
@@ -17,6 +20,7 @@
 
 pub mod config;
 pub mod control;
+pub mod http_mode;
 pub mod identity;
 pub mod listener;
 pub mod loopback;
@@ -28,6 +32,7 @@ pub mod status;
 pub mod target;
 
 pub use config::{ListenerConfig, ListenerFile};
+pub use http_mode::HttpForward;
 pub use identity::{ClientSource, IdentityConfig, IdentityMode, RemoteClient};
 pub use listener::{ListenerError, RelayListener};
 pub use loopback::LoopbackTarget;

@@ -1,5 +1,6 @@
 //! The relay-listener's main loop: open the control channel, run a session, and when it is
-//! lost reconnect (`hc_client::Reconnect`: at most 1.5 s apart while the relay cannot be
+//! lost reconnect — one such loop per relay replica (`hc_client::replicas`: replicas share no
+//! state, so a sender on any of them must find a listener there); each loop may (`hc_client::Reconnect`: at most 1.5 s apart while the relay cannot be
 //! reached, exponential back-off with full jitter after refusals), forever, until shutdown. Each
 //! failure is one log line saying what the relay said. On shutdown the control channel is
 //! closed first (no new senders), then open streams get a grace period to finish.
@@ -8,13 +9,14 @@ use std::sync::Arc;
 
 use hc_client::access::AccessError;
 use hc_client::dial::DialError;
-use hc_client::{Reconnect, RelayAccess};
+use hc_client::{Reconnect, RelayAccess, Replicas};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ListenerConfig;
-use crate::control::{SessionEnd, session};
+use crate::control::{Handlers, SessionEnd, session};
+use crate::http_mode::{self, HttpContext, HttpForward};
 use crate::identity::{IdentityError, IdentityMode};
 use crate::rendezvous;
 use crate::status::ListenerStatus;
@@ -35,9 +37,12 @@ pub enum ListenerError {
 pub struct RelayListener<C: TargetConnector = ConfiguredTarget> {
     config: Arc<ListenerConfig>,
     access: Arc<RelayAccess>,
+    /// Every relay replica, `access` first: one control channel each.
+    replicas: Arc<Replicas>,
     connector: Arc<C>,
     status: ListenerStatus,
     id: String,
+    http: Option<Arc<HttpForward>>,
 }
 
 impl RelayListener<ConfiguredTarget> {
@@ -47,7 +52,8 @@ impl RelayListener<ConfiguredTarget> {
     /// [`ListenerError`] for unusable relay settings (hybrid connection name, TLS trust) or
     /// identity settings (default site, loopback range).
     pub fn new(config: ListenerConfig) -> Result<Self, ListenerError> {
-        let access = RelayAccess::new(config.access.clone())?;
+        let replicas = Replicas::new(&config.access)?;
+        let access = replicas.primary().clone();
         config.identity.validate()?;
         let connector = ConfiguredTarget::new(&config)?;
         if connector.mode() == IdentityMode::Loopback && !cfg!(target_os = "linux") {
@@ -55,12 +61,15 @@ impl RelayListener<ConfiguredTarget> {
                 "loopback identity mode needs Linux; every connection will be rejected with 502"
             );
         }
+        let http = forward_of(&config, &access);
         Ok(Self {
             config: Arc::new(config),
-            access: Arc::new(access),
+            access,
+            replicas: Arc::new(replicas),
             connector: Arc::new(connector),
             status: ListenerStatus::default(),
             id: uuid::Uuid::new_v4().to_string(),
+            http,
         })
     }
 }
@@ -72,10 +81,22 @@ impl<C: TargetConnector> RelayListener<C> {
         RelayListener {
             config: self.config,
             access: self.access,
+            replicas: self.replicas,
             connector: Arc::new(connector),
             status: self.status,
             id: self.id,
+            http: self.http,
         }
+    }
+
+    /// Forwards HTTP-mode requests to `target` (`host:port`), for an endpoint whose address is
+    /// known only once it is bound (the server's admin endpoint).
+    pub fn with_http_target(mut self, target: &str) -> Self {
+        let mut config = (*self.config).clone();
+        config.http_target = Some(target.to_owned());
+        self.http = forward_of(&config, &self.access);
+        self.config = Arc::new(config);
+        self
     }
 
     /// A handle on the live state.
@@ -90,17 +111,20 @@ impl<C: TargetConnector> RelayListener<C> {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ListenerError> {
         let streams = TaskTracker::new();
         let abort = CancellationToken::new();
-        let mut backoff = Reconnect::new(self.config.reconnect_max);
         tracing::info!(
             "relay-listener for {} ({} credentials, {}) bridging to {}",
-            self.access.describe(),
+            self.replicas.describe(),
             self.access.credentials_kind(),
             self.access.dialer().egress().label(),
             self.connector.describe()
         );
         // The main loop and its heartbeat share this task: a stuck loop stops the beats.
+        let loops = self.replicas.all().iter().map(|access| {
+            let backoff = Reconnect::new(self.config.reconnect_max);
+            self.main_loop(access, &streams, &abort, backoff, &shutdown)
+        });
         tokio::select! {
-            () = self.main_loop(&streams, &abort, &mut backoff, &shutdown) => {}
+            _ = futures_util::future::join_all(loops) => {}
             () = self.status.heartbeat().beat_forever() => {}
         }
         streams.close();
@@ -115,23 +139,25 @@ impl<C: TargetConnector> RelayListener<C> {
         Ok(())
     }
 
-    /// Connects, serves the control channel and reconnects, until `shutdown`.
+    /// Connects to `access`'s relay, serves the control channel and reconnects, until
+    /// `shutdown`.
     async fn main_loop(
         &self,
+        access: &Arc<RelayAccess>,
         streams: &TaskTracker,
         abort: &CancellationToken,
-        backoff: &mut Reconnect,
+        mut backoff: Reconnect,
         shutdown: &CancellationToken,
     ) {
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
             let dialled = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                r = self.access.listen(&self.id) => r,
+                r = access.listen(&self.id) => r,
             };
             let delay = match dialled {
                 Err(e) => {
-                    let line = self.describe_failure(&e);
+                    let line = self.describe_failure(access, &e);
                     // One warning per outage; retries while the relay stays away at debug.
                     if failures == 0 || !e.relay_unreachable() {
                         tracing::warn!("{line}");
@@ -139,31 +165,43 @@ impl<C: TargetConnector> RelayListener<C> {
                         tracing::debug!("{line}");
                     }
                     failures += 1;
-                    self.status.disconnected(Some(line));
+                    self.status.dial_failed(line);
                     backoff.after_failure(e.relay_unreachable())
                 }
                 Ok((stream, token)) => {
                     self.status.connected();
-                    tracing::info!("control channel open on {}", self.access.describe());
+                    let (replies, queued) = tokio::sync::mpsc::channel(16);
+                    let http = HttpContext {
+                        forward: self.http.clone(),
+                        access: access.clone(),
+                        replies,
+                    };
+                    tracing::info!("control channel open on {}", access.describe());
                     let started = Instant::now();
                     let end = session(
                         stream.ws,
-                        self.access.tokens(),
+                        access.tokens(),
                         &token,
                         self.config.control_ping,
                         &self.status,
                         shutdown,
-                        |accept| {
-                            let task = rendezvous::handle(
-                                accept,
-                                self.access.clone(),
-                                self.connector.clone(),
-                                self.config.clone(),
-                                self.status.clone(),
-                                shutdown.clone(),
-                                abort.child_token(),
-                            );
-                            streams.spawn(task);
+                        Handlers {
+                            on_accept: |accept| {
+                                let task = rendezvous::handle(
+                                    accept,
+                                    access.clone(),
+                                    self.connector.clone(),
+                                    self.config.clone(),
+                                    self.status.clone(),
+                                    shutdown.clone(),
+                                    abort.child_token(),
+                                );
+                                streams.spawn(task);
+                            },
+                            on_request: |request, body| {
+                                streams.spawn(http_mode::handle(request, body, http.clone()));
+                            },
+                            replies: queued,
                         },
                     )
                     .await;
@@ -171,7 +209,10 @@ impl<C: TargetConnector> RelayListener<C> {
                         self.status.disconnected(None);
                         break;
                     }
-                    let line = format!("control channel {}; reconnecting", end);
+                    let line = format!(
+                        "control channel to {} {end}; reconnecting",
+                        access.describe()
+                    );
                     tracing::warn!("{line}");
                     self.status.disconnected(Some(line));
                     failures = 0;
@@ -185,10 +226,10 @@ impl<C: TargetConnector> RelayListener<C> {
         }
     }
 
-    fn describe_failure(&self, e: &AccessError) -> String {
+    fn describe_failure(&self, access: &RelayAccess, e: &AccessError) -> String {
         match e {
             AccessError::Dial(DialError::Refused { .. }) => {
-                let hint = if self.access.credentials_renewable() {
+                let hint = if access.credentials_renewable() {
                     ""
                 } else {
                     " (a fixed SharedAccessSignature cannot be renewed)"
@@ -197,8 +238,15 @@ impl<C: TargetConnector> RelayListener<C> {
             }
             other => format!(
                 "cannot open control channel to {}: {other}",
-                self.access.describe()
+                access.describe()
             ),
         }
     }
+}
+
+/// The HTTP-mode forwarder of `config`, if it names an endpoint.
+fn forward_of(config: &ListenerConfig, access: &RelayAccess) -> Option<Arc<HttpForward>> {
+    let target = config.http_target.as_deref()?;
+    let forward = HttpForward::new(target, access.entity_path(), &access.endpoint().host);
+    Some(Arc::new(forward))
 }

@@ -74,6 +74,8 @@ impl StreamInfo {
 pub struct ListenerSnapshot {
     /// The control channel is open.
     pub connected: bool,
+    /// Control channels open now: one per relay replica when all are reachable.
+    pub control_channels: u64,
     /// Times the control channel was opened.
     pub connections: u64,
     /// Times it was re-opened after being lost (`connections − 1` once up).
@@ -293,6 +295,7 @@ impl ListenerStatus {
 
     pub(crate) fn connected(&self) {
         self.update(|s| {
+            s.control_channels += 1;
             s.connected = true;
             s.connections += 1;
             s.reconnects = s.connections - 1;
@@ -300,13 +303,20 @@ impl ListenerStatus {
         });
     }
 
+    /// A control channel that was open ended (`error`: why, unless on shutdown).
     pub(crate) fn disconnected(&self, error: Option<String>) {
         self.update(|s| {
-            s.connected = false;
+            s.control_channels = s.control_channels.saturating_sub(1);
+            s.connected = s.control_channels > 0;
             if error.is_some() {
                 s.last_error = error;
             }
         });
+    }
+
+    /// A control channel could not be opened.
+    pub(crate) fn dial_failed(&self, error: String) {
+        self.update(|s| s.last_error = Some(error));
     }
 }
 

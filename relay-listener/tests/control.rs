@@ -1,5 +1,6 @@
 //! The control-channel session against an in-process fake relay (WebSocket over
-//! `tokio::io::duplex`), with paused time: accepts are dispatched, unknown commands ignored,
+//! `tokio::io::duplex`), with paused time: accepts and HTTP requests (with their inline body)
+//! are dispatched, queued responses sent with their body, unknown commands ignored,
 //! pings sent, the token renewed at its renewal time, and shutdown closes with 1000.
 
 use std::time::Duration;
@@ -12,7 +13,8 @@ use hc_client::tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCod
 use hc_protocol::connection_string::Credentials;
 use hc_protocol::{ControlMessage, SasToken, Secret};
 use relay_listener::ListenerStatus;
-use relay_listener::control::{SessionEnd, session};
+use relay_listener::control::{Handlers, SessionEnd, session};
+use relay_listener::http_mode::Outgoing;
 use tokio::io::DuplexStream;
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
@@ -54,6 +56,8 @@ async fn session_dispatches_accepts_pings_and_renews_the_token() {
     let status = ListenerStatus::default();
     let shutdown = CancellationToken::new();
     let (accepts_tx, mut accepts) = tokio::sync::mpsc::unbounded_channel();
+    let (requests_tx, mut requests) = tokio::sync::mpsc::unbounded_channel();
+    let (replies_tx, replies) = tokio::sync::mpsc::channel(4);
     let start = Instant::now();
     let listener = session(
         listener_ws,
@@ -62,8 +66,14 @@ async fn session_dispatches_accepts_pings_and_renews_the_token() {
         Some(Duration::from_secs(30)),
         &status,
         &shutdown,
-        move |a| {
-            let _ = accepts_tx.send(a);
+        Handlers {
+            on_accept: move |a| {
+                let _ = accepts_tx.send(a);
+            },
+            on_request: move |r, body| {
+                let _ = requests_tx.send((r, body));
+            },
+            replies,
         },
     );
     let relay = async {
@@ -80,6 +90,37 @@ async fn session_dispatches_accepts_pings_and_renews_the_token() {
             .expect("accept");
         let accept = accepts.recv().await.expect("accept dispatched");
         assert_eq!(accept.id, "1");
+        // An HTTP request with its body in the next binary message, answered inline.
+        relay_ws
+            .send(Message::text(
+                r#"{"request":{"address":"wss://relay.test/$hc/hyco?sb-hc-action=request&sb-hc-id=2","id":"2","requestTarget":"/hyco/x","method":"POST","body":true}}"#,
+            ))
+            .await
+            .expect("request");
+        relay_ws
+            .send(Message::binary(&b"hello"[..]))
+            .await
+            .expect("body");
+        let (request, body) = requests.recv().await.expect("request dispatched");
+        assert_eq!((request.id.as_str(), &body[..]), ("2", &b"hello"[..]));
+        let answer = r#"{"response":{"requestId":"2","statusCode":200,"body":true}}"#;
+        replies_tx
+            .send(Outgoing {
+                text: answer.to_owned(),
+                body: Some(bytes::Bytes::from_static(b"world")),
+            })
+            .await
+            .expect("queued");
+        let mut answered = Vec::new();
+        while answered.len() < 2 {
+            match relay_ws.next().await {
+                Some(Ok(Message::Ping(_))) => {}
+                Some(Ok(m)) => answered.push(m),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(answered[0], Message::text(answer));
+        assert_eq!(answered[1], Message::binary(&b"world"[..]));
         let mut pings = 0;
         let renewed = loop {
             match relay_ws.next().await {
@@ -138,7 +179,11 @@ async fn a_silent_relay_is_detected_by_keepalive() {
             Some(Duration::from_secs(30)),
             &status,
             &shutdown,
-            |_| {},
+            Handlers {
+                on_accept: |_| {},
+                on_request: |_, _| {},
+                replies: tokio::sync::mpsc::channel(1).1,
+            },
         ),
     )
     .await

@@ -279,7 +279,8 @@ pub struct Limits {
     /// Listeners per hybrid connection (Azure: 25); one more is answered `429`.
     #[serde(rename = "max_listeners_per_hybrid_connection")]
     pub max_listeners_per_hc: usize,
-    /// Largest WebSocket message accepted on a bridged connection.
+    /// Largest WebSocket message of HTTP request mode (bodies, request rendezvous). Bridged
+    /// connections forward frames without reassembling messages; `max_frame_size` bounds them.
     #[serde(rename = "max_message_bytes")]
     pub max_message_size: usize,
     /// Largest WebSocket frame accepted on a bridged connection.

@@ -21,10 +21,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use hc_protocol::SERVICE_BUS_AUTHORIZATION;
+use hc_protocol::headers::{header_fields, header_map, is_hop_by_hop};
 use hc_protocol::sas::TOKEN_PREFIX;
 use hc_protocol::uri::{Action, HC_PATH_PREFIX, PARAM_ACTION, PARAM_ID, PARAM_TOKEN};
 use hc_protocol::{ControlMessage, HttpRequest, RemoteEndpoint};
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderMap, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::ext::ReasonPhrase;
@@ -40,7 +41,6 @@ use crate::handshake::{self, Ws, switching_protocols, upgrade_key};
 use crate::http_exchange::{ListenerReply, Rendezvous};
 use crate::hub::{ListenerHandle, Outbound};
 use crate::refusal::{Body, Refusal};
-use crate::request_parts::header_fields;
 use crate::router::{Target, Unanswered, hand_over};
 
 /// How long the listener has to answer (and a streamed answer may idle), per the guide.
@@ -50,32 +50,9 @@ const MAX_INLINE_BODY: usize = 64 << 10;
 /// Largest header metadata sent inline on the control channel.
 const MAX_INLINE_HEADERS: usize = 32 << 10;
 
-/// Request headers that never reach the listener: hop-by-hop headers (RFC 7230) and the
-/// relay's own token header.
-const REQUEST_HOP_BY_HOP: [&str; 10] = [
-    "connection",
-    "content-length",
-    "host",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "servicebusauthorization",
-];
-
-/// Response headers the relay sets itself (framing) rather than copying.
-const RESPONSE_HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "content-length",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
+/// Request headers that never reach the listener besides the hop-by-hop ones: the client's
+/// `Host` (the relay's own) and the relay's token header.
+const REQUEST_RELAY_ONLY: [&str; 2] = ["host", "servicebusauthorization"];
 
 /// The Send token of an HTTP request, and whether it came in `Authorization` (which is then
 /// the relay's and is not forwarded).
@@ -127,7 +104,8 @@ pub(crate) async fn serve(
     let (parts, body) = req.into_parts();
     let body = read_body(body, relay.limits.max_message_size).await?;
     let mut headers = header_fields(&parts.headers, |name| {
-        REQUEST_HOP_BY_HOP.contains(&name)
+        is_hop_by_hop(name)
+            || REQUEST_RELAY_ONLY.contains(&name)
             || (in_authorization && name == header::AUTHORIZATION.as_str())
     });
     let via = format!("1.1 {}", relay.system_name(conn));
@@ -253,19 +231,7 @@ fn into_response(reply: ListenerReply) -> Result<Response<Body>, Refusal> {
         })?;
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
-    let headers = response.headers_mut();
-    for (name, value) in &head.response_headers {
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) else {
-            tracing::debug!(%name, "listener response header dropped (invalid)");
-            continue;
-        };
-        if !RESPONSE_HOP_BY_HOP.contains(&name.as_str()) {
-            headers.append(name, value);
-        }
-    }
+    *response.headers_mut() = header_map(&head.response_headers, is_hop_by_hop);
     if let Some(reason) = head
         .status_description
         .as_deref()

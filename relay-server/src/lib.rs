@@ -26,7 +26,8 @@
 //!
 //! Modules: [`config`] (TOML and code configuration), [`tls`] (PEM, self-signed, fingerprint),
 //! [`stats`] (counters, readiness, liveness), [`metrics`] (Prometheus, read from the stats),
-//! [`quickstart`] (the embedded default configuration).
+//! [`quickstart`] (the embedded default configuration), [`frames`] (WebSocket frames below
+//! the message layer, for the bridge's transparent close).
 //! Internals: `server` (accept loop, handshakes, shutdown), `router` (the protocol actions),
 //! `request_parts` (paths, queries, header maps), `http_mode` and `http_exchange` (HTTP
 //! request mode), `hub` (hybrid connections, listeners, rendezvous), `control_channel`,
@@ -37,6 +38,7 @@ mod auth;
 mod bridge;
 pub mod config;
 mod control_channel;
+pub mod frames;
 mod handshake;
 mod http_exchange;
 mod http_mode;

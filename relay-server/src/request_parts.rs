@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use hc_protocol::SERVICE_BUS_AUTHORIZATION;
+use hc_protocol::headers::header_fields;
 use hc_protocol::uri::{HC_PATH_PREFIX, is_relay_param};
 use http::HeaderMap;
 
@@ -63,55 +64,6 @@ pub(crate) fn connect_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
     header_fields(headers, |name| {
         name.eq_ignore_ascii_case(SERVICE_BUS_AUTHORIZATION)
     })
-}
-
-/// Headers as the JSON maps of control messages: names in their usual spelling, repeated
-/// values joined with `, `, and the (lower-case) names `skip` picks left out.
-pub(crate) fn header_fields(
-    headers: &HeaderMap,
-    skip: impl Fn(&str) -> bool,
-) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for name in headers.keys() {
-        if skip(name.as_str()) {
-            continue;
-        }
-        let values: Vec<&str> = headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        if !values.is_empty() {
-            out.insert(display_name(name.as_str()), values.join(", "));
-        }
-    }
-    out
-}
-
-/// hyper lower-cases header names; give them their usual spelling back (Node clients
-/// lower-case them anyway, .NET compares case-insensitively).
-fn display_name(lower: &str) -> String {
-    const KNOWN: [&str; 5] = [
-        "Sec-WebSocket-Key",
-        "Sec-WebSocket-Version",
-        "Sec-WebSocket-Protocol",
-        "Sec-WebSocket-Extensions",
-        "WWW-Authenticate",
-    ];
-    if let Some(known) = KNOWN.iter().find(|k| k.eq_ignore_ascii_case(lower)) {
-        return (*known).to_owned();
-    }
-    lower
-        .split('-')
-        .map(|part| {
-            let mut chars = part.chars();
-            chars
-                .next()
-                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
-                .unwrap_or_default()
-        })
-        .collect::<Vec<_>>()
-        .join("-")
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use hc_protocol::uri::{
 use hc_protocol::{Accept, ControlMessage, RemoteEndpoint};
 use http::{HeaderMap, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 use tracing::Instrument;
 
 use crate::admission::ConnectionSlot;
@@ -420,11 +421,8 @@ async fn run_bridge(
     (listener_upgrade, listener_slot): Side,
     arrived: tokio::time::Instant,
 ) {
-    let config = handshake::data_ws_config(&relay.limits);
-    let both = futures_util::future::join(
-        handshake::upgraded(sender_upgrade, config),
-        handshake::upgraded(listener_upgrade, config),
-    );
+    // The bridge speaks frames (crate::frames), not messages: it takes the raw connections.
+    let both = futures_util::future::join(sender_upgrade, listener_upgrade);
     match tokio::time::timeout(relay.limits.handshake_timeout, both).await {
         Ok((Ok(sender), Ok(listener))) => {
             relay
@@ -438,10 +436,11 @@ async fn run_bridge(
             tracing::debug!("bridged");
             let settings = BridgeSettings {
                 idle_timeout: relay.limits.idle_timeout,
+                max_frame: relay.limits.max_frame_size,
                 drain: relay.drain.clone(),
                 stats: relay.stats.clone(),
             };
-            bridge(sender, listener, settings).await;
+            bridge(TokioIo::new(sender), TokioIo::new(listener), settings).await;
             relay
                 .stats
                 .update(|s| s.bridged = s.bridged.saturating_sub(1));

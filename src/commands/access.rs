@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use hc_client::access::AccessConfig;
 use hc_client::dial::DialTimeouts;
 use hc_client::settings::{self, AccessKeys, parse_duration};
-use hc_protocol::Secret;
+use hc_protocol::{RelayEndpoint, Secret};
 
 /// Environment variable holding the connection string (keeps the key off the command line).
 pub const CONNECTION_STRING_ENV: &str = "DONGLE_RELAY_CONNECTION_STRING";
@@ -52,6 +52,12 @@ pub struct RelayArgs {
     /// `DONGLE_RELAY_PROXY_PASSWORD`.
     #[arg(long, env = "DONGLE_RELAY_PROXY_USER", value_name = "USER")]
     pub proxy_user: Option<String>,
+    /// Another relay serving the same hybrid connection, with the connection string's
+    /// credentials (`sb://relay-b.example.net/`; repeatable): a listener keeps a control
+    /// channel to every relay, a proxy spreads its connections over them and fails over
+    /// [default: the file's `relays`, else only the connection string's endpoint].
+    #[arg(long = "relay", value_name = "ENDPOINT")]
+    pub relays: Vec<String>,
     /// Lifetime of the SAS tokens signed with the key [default: 1h].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub token_ttl: Option<Duration>,
@@ -108,6 +114,15 @@ impl RelayArgs {
         if let Some(ttl) = self.token_ttl.or(file.token_ttl) {
             access.token_ttl = ttl;
         }
+        let relays = if self.relays.is_empty() {
+            file.relays.unwrap_or_default()
+        } else {
+            &self.relays[..]
+        };
+        access.relays = relays
+            .iter()
+            .map(|r| RelayEndpoint::parse(r).map_err(|e| anyhow::anyhow!("relays: {e}")))
+            .collect::<anyhow::Result<_>>()?;
         Ok(access)
     }
 }

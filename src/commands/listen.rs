@@ -85,6 +85,12 @@ pub struct Args {
     /// numeric port name is accepted too (as azbridge does).
     #[arg(long = "azbridge-port-name", value_name = "NAME")]
     pub azbridge_port_names: Vec<String>,
+    /// Forward HTTP-mode requests (`https://RELAY/HC/PATH` with a Send token) to this plain
+    /// HTTP address on this host, without `/HC`: the license server's admin endpoint (status
+    /// page, /api/status, /metrics), whose bearer token is still required [default: none, such
+    /// requests are answered 404].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub http_target: Option<String>,
     /// Prometheus metrics and health check.
     #[command(flatten)]
     pub metrics: MetricsArgs,
@@ -150,6 +156,7 @@ pub fn listener_config(args: &Args, file: ListenerFile) -> anyhow::Result<Listen
     } else {
         args.azbridge_port_names.clone()
     };
+    config.http_target = args.http_target.clone().or(file.http_target);
     for name in &config.azbridge_port_names {
         hc_client::azbridge::preamble(name)
             .map_err(|e| anyhow::anyhow!("azbridge_port_names: {e}"))?;
@@ -235,6 +242,19 @@ mod tests {
             .expect("bad mode")
             .to_string();
         assert!(err.contains("proxy-v3"), "{err}");
+        assert_eq!(parse(&[]).expect("defaults").config.http_target, None);
+        let l = parse(&[
+            "--relay",
+            "sb://relay-b.test/",
+            "--relay",
+            "wss://c.test:8443",
+        ])
+        .expect("relays");
+        assert_eq!(l.config.access.replicas().len(), 3);
+        let err = parse(&["--relay", "ftp://x"]).err().expect("bad relay");
+        assert!(format!("{err:#}").contains("relays"), "{err:#}");
+        let l = parse(&["--http-target", "127.0.0.1:12380"]).expect("http target");
+        assert_eq!(l.config.http_target.as_deref(), Some("127.0.0.1:12380"));
         let l = parse(&["--no-mux", "--azbridge-port-name", "license"]).expect("mux flags");
         assert!(!l.config.mux);
         assert_eq!(l.config.azbridge_port_names, ["license"]);

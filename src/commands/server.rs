@@ -124,6 +124,12 @@ pub struct Args {
     /// The in-process relay-listener also trusts the CA certificates in this PEM file.
     #[arg(long, value_name = "PEM")]
     pub relay_ca_file: Option<PathBuf>,
+    /// Expose the admin endpoint through the relay too: the in-process relay-listener
+    /// forwards HTTP-mode requests (`https://RELAY/HC/api/status` with a Send token) to it.
+    /// Needs the in-process relay-listener and an admin endpoint with a token, which such
+    /// requests must still carry (`Authorization: Bearer …`).
+    #[arg(long)]
+    pub relay_admin: bool,
 }
 
 fn parse_backend(s: &str) -> Result<BackendChoice, String> {
@@ -143,6 +149,8 @@ pub struct Loaded {
     config: ServerConfig,
     print_key: bool,
     admin: Option<AdminSettings>,
+    /// Whether the in-process relay-listener forwards HTTP-mode requests to the admin endpoint.
+    relay_admin: bool,
     /// The in-process relay-listener (its target is set once the license port is bound);
     /// boxed: it is large and rarely there.
     listener: Option<Box<ListenerConfig>>,
@@ -182,6 +190,18 @@ pub fn load(args: Args) -> anyhow::Result<Loaded> {
     }
     let admin = admin_settings(&args, &config)?;
     let listener = listener_config(&args, &mut config)?;
+    if args.relay_admin {
+        anyhow::ensure!(
+            listener.is_some(),
+            "--relay-admin needs the in-process relay-listener (--relay-listener or \
+             --relay-connection-string)"
+        );
+        anyhow::ensure!(
+            admin.as_ref().is_some_and(|a| a.token.is_some()),
+            "--relay-admin needs an admin endpoint with a bearer token (--admin and \
+             $DONGLE_RELAY_ADMIN_TOKEN or --admin-token-file)"
+        );
+    }
     if args.ephemeral_key {
         config.key_file = None;
     } else if let Some(key) = args.key_file {
@@ -197,6 +217,7 @@ pub fn load(args: Args) -> anyhow::Result<Loaded> {
         config,
         print_key: args.print_key,
         admin,
+        relay_admin: args.relay_admin,
         listener,
     })
 }
@@ -319,15 +340,18 @@ pub async fn run(loaded: Loaded, shutdown: CancellationToken) -> anyhow::Result<
     );
     print_store(&server, &config);
     let mut tasks = Tasks::default();
+    // The listener is built first (the admin endpoint shows its state) and runs once the
+    // admin endpoint is bound (it may forward HTTP-mode requests there).
+    let mut relay_listener = None;
     let in_process = match loaded.listener {
         Some(mut listener_config) => {
             let target = ops::loopback_target(local);
             listener_config.target = target.to_string();
             let relay = ops::relay_name(&listener_config.access);
-            let relay_listener = RelayListener::new(*listener_config)?;
-            let status = relay_listener.status();
-            tasks.spawn("relay-listener", relay_listener.run(shutdown.clone()));
+            let built = RelayListener::new(*listener_config)?;
+            let status = built.status();
             println!("relay-listener in this process: {relay} -> {target} (PROXY v2)");
+            relay_listener = Some(built);
             Some(ops::in_process_listener(status, relay))
         }
         None => None,
@@ -351,6 +375,14 @@ pub async fn run(loaded: Loaded, shutdown: CancellationToken) -> anyhow::Result<
             "admin endpoint (status page, /api/status, /metrics): {} ({auth})",
             ops::page_url(admin_addr, None, false)
         );
+        if loaded.relay_admin {
+            let target = ops::loopback_target(admin_addr).to_string();
+            relay_listener = relay_listener.map(|l| l.with_http_target(&target));
+            println!("admin endpoint also served through the relay (HTTP mode, token required)");
+        }
+    }
+    if let Some(relay_listener) = relay_listener {
+        tasks.spawn("relay-listener", relay_listener.run(shutdown.clone()));
     }
     // READY once the accept loop beats; watchdog pings while it keeps beating.
     let supervision = crate::service::Service::from_env().supervise(
@@ -541,5 +573,20 @@ mod tests {
             "{:?}",
             l.config.warnings
         );
+
+        // --relay-admin needs the in-process listener and an admin token.
+        let err = parse(&["--relay-admin", "--admin"])
+            .err()
+            .expect("no listener");
+        assert!(
+            format!("{err:#}").contains("in-process relay-listener"),
+            "{err:#}"
+        );
+        let with_listener = ["--relay-connection-string", cs, "--relay-admin", "--admin"];
+        let err = parse(&with_listener).err().expect("no token");
+        assert!(format!("{err:#}").contains("bearer token"), "{err:#}");
+        let l = parse(&[&with_listener[..], &["--admin-token-file", token]].concat())
+            .expect("relay admin");
+        assert!(l.relay_admin);
     }
 }

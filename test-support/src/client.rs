@@ -86,13 +86,19 @@ pub async fn refused_client(proxy: SocketAddr) {
 
 /// Connects to a proxy serving local TLS with `cert` (pinned; server name `localhost`).
 pub async fn connect_tls(proxy: SocketAddr, cert: &SelfSigned) -> TlsStream<TcpStream> {
+    connect_tls_pinned(proxy, &cert.sha256_fingerprint).await
+}
+
+/// Connects over TLS to `addr`, trusting exactly the certificate with SHA-256 `fingerprint`
+/// (server name `localhost`).
+pub async fn connect_tls_pinned(addr: SocketAddr, fingerprint: &str) -> TlsStream<TcpStream> {
     hc_client::install_crypto_provider();
     let trust = TrustConfig {
-        pins: vec![cert.sha256_fingerprint.parse::<Fingerprint>().expect("fp")],
+        pins: vec![fingerprint.parse::<Fingerprint>().expect("fp")],
         ..TrustConfig::default()
     };
     let connector = tokio_rustls::TlsConnector::from(trust.client_config().expect("client config"));
-    let tcp = TcpStream::connect(proxy).await.expect("connect");
+    let tcp = TcpStream::connect(addr).await.expect("connect");
     let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
     connector.connect(name, tcp).await.expect("tls")
 }

@@ -11,6 +11,7 @@
 //!   [`targets::recording`] (peer addresses, PROXY v2 headers, payload), [`targets::dead_port`].
 //! - [`client`]: license-client stand-ins: [`client::round_trip`], [`client::exchange`],
 //!   [`client::refused_client`], [`client::connect_tls`], [`client::random`].
+//! - [`foreign`]: a foreign listener that half-closes as .NET's does (frames, not messages).
 //! - [`sender`]: a raw Hybrid Connections sender with hand-picked headers.
 //! - [`http`]: a plain HTTPS client for HTTP request mode, [`http::https_request`].
 //! - [`license`]: [`license::License`], a license server with a seat count, and its clients.
@@ -29,6 +30,7 @@
 //! Fixtures stop what they started when dropped; keep them in a binding for the whole test.
 
 pub mod client;
+pub mod foreign;
 pub mod http;
 pub mod license;
 pub mod listener;

@@ -34,7 +34,9 @@ impl Listener {
         Self::run(listener)
     }
 
-    fn run<C: TargetConnector>(listener: RelayListener<C>) -> Self {
+    /// Runs a listener built by the test (one configured after it was built, such as
+    /// [`RelayListener::with_http_target`]).
+    pub fn run<C: TargetConnector>(listener: RelayListener<C>) -> Self {
         let status = listener.status();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(listener.run(shutdown.clone()));

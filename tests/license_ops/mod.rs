@@ -143,6 +143,31 @@ pub fn config() -> ServerConfig {
     }
 }
 
+/// A dongle host as `dongle-relay server --relay-listener` runs it, before it starts: the
+/// license address (a free port chosen beforehand), the in-process relay-listener's
+/// configuration for `relay` (PROXY v2 towards that address), the name of its relay, and the
+/// server's configuration on that port.
+pub async fn dongle_host(
+    relay: &test_support::Relay,
+) -> (
+    SocketAddr,
+    relay_listener::ListenerConfig,
+    String,
+    ServerConfig,
+) {
+    let license_socket = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let license_addr = license_socket.local_addr().expect("addr");
+    drop(license_socket);
+    let mut listener_config = relay.listener_config(license_addr);
+    listener_config.identity.mode = relay_listener::IdentityMode::ProxyV2;
+    let relay_name = ops::relay_name(&listener_config.access);
+    let mut server_config = config();
+    server_config.port = license_addr.port();
+    (license_addr, listener_config, relay_name, server_config)
+}
+
 /// A `dongle-relay server --admin …` process, started once it printed its admin endpoint line
 /// (it does so once the license port and the admin endpoint are both bound).
 pub struct ServerProcess {
