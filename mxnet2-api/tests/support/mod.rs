@@ -30,20 +30,26 @@ pub fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The folder cargo put `libmxnet2_api.so` in: the test binary sits in its `deps/`.
+/// The folder holding `libmxnet2_api.so`: `cargo test` leaves it beside the test binary in
+/// `target/<profile>/deps/` (a plain `cargo build` also copies it to `target/<profile>/`).
 pub fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .to_path_buf();
-    assert!(
-        dir.join("libmxnet2_api.so").is_file(),
-        "libmxnet2_api.so is not in {} (cargo builds it with this crate's tests)",
-        dir.display()
-    );
-    dir
+    let deps = exe.parent().expect("target/<profile>/deps").to_path_buf();
+    let candidates = [
+        deps.clone(),
+        deps.parent().map(Path::to_path_buf).unwrap_or_default(),
+    ];
+    candidates
+        .iter()
+        .find(|dir| dir.join("libmxnet2_api.so").is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "libmxnet2_api.so is in neither {} nor its parent (cargo builds it with this \
+                 crate's tests)",
+                deps.display()
+            )
+        })
 }
 
 /// Runs a tool that the test needs; fails the test (never skips it) when it is missing.
