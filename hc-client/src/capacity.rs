@@ -25,7 +25,16 @@ pub fn somaxconn() -> u32 {
         .unwrap_or(FALLBACK_BACKLOG)
 }
 
+/// The process' soft limit on open files (`RLIMIT_NOFILE`, from `/proc/self/limits`). Windows
+/// has no such limit for sockets (handles are bounded by memory), so there the callers'
+/// ceilings apply.
+#[cfg(windows)]
+pub fn open_files_limit() -> u64 {
+    u64::MAX
+}
+
 /// The process' soft limit on open files (`RLIMIT_NOFILE`, from `/proc/self/limits`).
+#[cfg(not(windows))]
 pub fn open_files_limit() -> u64 {
     std::fs::read_to_string("/proc/self/limits")
         .ok()
@@ -34,6 +43,7 @@ pub fn open_files_limit() -> u64 {
 }
 
 /// The soft "Max open files" of a `/proc/self/limits` text (`unlimited` → `u64::MAX`).
+#[cfg(any(not(windows), test))]
 fn parse_open_files(text: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("Max open files"))?;
     let soft = line

@@ -2,6 +2,11 @@
 //! built `libmxnet2_api.so`, run against a real license server: the manual's life cycle and its
 //! error cases (`tests/c/walk.c`), settings from `mxnetapi.ini` beside the program, and sixteen
 //! threads whose reference counts and seat counts are exact (`tests/c/threads.c`).
+//!
+//! Unix only: these build C with `cc` and read exports with `nm -D` against the `.so`. The
+//! Windows DLL and its C programs are built and run by `mxnet2-api/build-windows.sh` and
+//! `mxnet2-api/run-windows-tests.sh`.
+#![cfg(unix)]
 
 mod support;
 

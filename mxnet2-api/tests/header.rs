@@ -1,6 +1,11 @@
 //! `include/mxnet2_api.h` against the real exports of the built `libmxnet2_api.so`: every
 //! function the header declares is exported, and nothing else is; the header compiles as C and
 //! as C++.
+//!
+//! Unix only: these build C with `cc` and read exports with `nm -D` against the `.so`. The
+//! Windows DLL and its C programs are built and run by `mxnet2-api/build-windows.sh` and
+//! `mxnet2-api/run-windows-tests.sh`.
+#![cfg(unix)]
 
 mod support;
 

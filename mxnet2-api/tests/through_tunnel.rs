@@ -2,6 +2,11 @@
 //! declarations, linked with `libmxnet2_api.so`, takes and returns a seat on our server
 //! through the whole tunnel as the demo wires it — program → local-proxy → relay (TLS) →
 //! relay-listener → license server — with nothing but `mxnetapi.ini` naming the proxy.
+//!
+//! Unix only: these build C with `cc` and read exports with `nm -D` against the `.so`. The
+//! Windows DLL and its C programs are built and run by `mxnet2-api/build-windows.sh` and
+//! `mxnet2-api/run-windows-tests.sh`.
+#![cfg(unix)]
 
 mod support;
 
