@@ -76,22 +76,6 @@ fn connection(port: u16, rule: &str, key: &str) -> ConnectionString {
         .expect("connection string")
 }
 
-/// How long after `since` a call first succeeds through `proxy` (bounded: 20 s).
-async fn first_success_after(license: &License, proxy: SocketAddr, since: Instant) -> Duration {
-    let api = license.client(proxy, "recovering", None);
-    let deadline = since + Duration::from_secs(20);
-    loop {
-        if api.init().await.is_ok() {
-            let took = since.elapsed();
-            assert!(api.release().await.is_ok());
-            return took;
-        }
-        assert!(Instant::now() < deadline, "no call succeeded within 20 s");
-        api.reset().await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// A seat taken and returned through `proxy`, with the server's count checked at each step.
 async fn exact_seat(license: &License, proxy: SocketAddr, round: usize) {
     let api = license.client(proxy, "counting", None);
@@ -124,7 +108,7 @@ async fn a_call_succeeds_within_two_seconds_of_a_killed_relay_restarting() {
             listener.status().wait_for(|s| !s.connected).await;
             relay = start_relay(port, dir.path()).await;
             let back = Instant::now();
-            let took = first_success_after(&license, proxy.addr(), back).await;
+            let took = license.first_success_after(proxy.addr(), back).await;
             eprintln!("kill -9 {round}: first call {took:?} after the relay was back");
             assert!(took < Duration::from_secs(2), "round {round}: {took:?}");
             exact_seat(&license, proxy.addr(), round).await;

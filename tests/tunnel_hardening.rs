@@ -260,22 +260,6 @@ async fn eleven_hundred_unauthenticated_connections_at_the_relay_leave_a_good_cl
     .expect("within the limit");
 }
 
-/// How long after `since` a good client's call first succeeds through `proxy` (bounded).
-async fn first_success_after(license: &License, proxy: SocketAddr, since: Instant) -> Duration {
-    let api = license.client(proxy, "recovering", None);
-    let deadline = since + Duration::from_secs(20);
-    loop {
-        if api.init().await.is_ok() {
-            let took = since.elapsed();
-            assert!(api.release().await.is_ok());
-            return took;
-        }
-        assert!(Instant::now() < deadline, "no call succeeded within 20 s");
-        api.reset().await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn calls_succeed_within_two_seconds_of_each_relay_restart() {
     timeout(LIMIT * 2, async {
@@ -288,7 +272,7 @@ async fn calls_succeed_within_two_seconds_of_each_relay_restart() {
             tokio::time::sleep(Duration::from_secs(3)).await;
             relay.restart().await;
             let back = Instant::now();
-            let took = first_success_after(&license, proxy.addr(), back).await;
+            let took = license.first_success_after(proxy.addr(), back).await;
             eprintln!("restart {round}: first call {took:?} after the relay was back");
             assert!(took < Duration::from_secs(2), "restart {round}: {took:?}");
             // The pool re-dials as well, without waiting for a 30 s back-off.

@@ -121,6 +121,30 @@ impl License {
         RemoteApi::new(c)
     }
 
+    /// How long after `since` a call through `proxy` first succeeds (an init then a release;
+    /// polled every 20 ms, at most 20 s): the recovery time after an outage.
+    pub async fn first_success_after(
+        &self,
+        proxy: SocketAddr,
+        since: tokio::time::Instant,
+    ) -> Duration {
+        let api = self.client(proxy, "recovering", None);
+        let deadline = since + Duration::from_secs(20);
+        loop {
+            if api.init().await.is_ok() {
+                let took = since.elapsed();
+                assert!(api.release().await.is_ok());
+                return took;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no call succeeded within 20 s"
+            );
+            api.reset().await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Stops the server and waits for it.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
