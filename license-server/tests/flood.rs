@@ -16,8 +16,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use common::{LIMIT, Running, SLOT, at, config, start};
-use license_core::protocol::frame::{Frame, Header, TAG_LEN};
-use license_core::protocol::{ClientHandshake, Command, Request};
+use license_core::protocol::frame::Frame;
 use license_server::server::DEFAULT_CONNECTION_IDLE_TIMEOUT;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
@@ -67,26 +66,9 @@ async fn good_client_takes_and_returns_a_seat(run: &Running) {
     );
 }
 
-/// One Init frame (the same bytes every time: an attacker need not vary them).
+/// One Init frame's bytes (an attacker need not vary them).
 fn init_frame(timestamp: u64) -> Vec<u8> {
-    let hs = ClientHandshake::new().expect("handshake");
-    let request = Request::Init {
-        client_public: hs.public(),
-        client_name: "flood".into(),
-    };
-    Frame {
-        header: Header {
-            response: false,
-            command: Command::Init.code(),
-            session: 0,
-            packet: 1,
-            timestamp,
-        },
-        payload: request.encode_payload(),
-        tag: [0; TAG_LEN],
-    }
-    .to_bytes()
-    .to_vec()
+    common::init_frame("flood", timestamp).1.to_bytes().to_vec()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

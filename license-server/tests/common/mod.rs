@@ -159,22 +159,7 @@ impl Raw {
 
     /// Init by hand; returns the session.
     pub async fn init(&mut self, timestamp: u64) -> ClientSession {
-        let hs = ClientHandshake::new().expect("handshake");
-        let request = Request::Init {
-            client_public: hs.public(),
-            client_name: "raw".into(),
-        };
-        let frame = Frame {
-            header: Header {
-                response: false,
-                command: Command::Init.code(),
-                session: 0,
-                packet: 1,
-                timestamp,
-            },
-            payload: request.encode_payload(),
-            tag: [0; TAG_LEN],
-        };
+        let (hs, frame) = init_frame("raw", timestamp);
         let answer = self.call(&frame).await;
         let reply = Reply::decode(Command::Init, &answer.payload).expect("init reply");
         let license_core::protocol::command::ReplyBody::Init {
@@ -216,4 +201,26 @@ impl Raw {
 /// The answer's value, read without authentication.
 pub fn value_of(frame: &Frame) -> i32 {
     i32::from_be_bytes(frame.payload[..4].try_into().expect("4 bytes"))
+}
+
+/// An Init request frame from a fresh key pair named `client_name`, and the handshake that can
+/// finish it.
+pub fn init_frame(client_name: &str, timestamp: u64) -> (ClientHandshake, Frame) {
+    let hs = ClientHandshake::new().expect("handshake");
+    let request = Request::Init {
+        client_public: hs.public(),
+        client_name: client_name.into(),
+    };
+    let frame = Frame {
+        header: Header {
+            response: false,
+            command: Command::Init.code(),
+            session: 0,
+            packet: 1,
+            timestamp,
+        },
+        payload: request.encode_payload(),
+        tag: [0; TAG_LEN],
+    };
+    (hs, frame)
 }
