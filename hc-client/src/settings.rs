@@ -1,14 +1,13 @@
 //! Configuration-file settings shared by `dongle-relay listen` and `dongle-relay proxy`: the
 //! relay-access keys both files have ([`AccessKeys`]: connection string, hybrid connection,
-//! timeouts, token lifetime, `[tls]` trust of the relay's certificate, `[egress]` proxy), and
-//! the duration syntax of every file and flag (`500ms`, `30s`, `5m`, `1h`; a bare number means
-//! seconds).
+//! timeouts, token lifetime, `[tls]` trust of the relay's certificate, `[egress]` proxy).
+//! Durations use `config_syntax`'s one syntax.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use hc_protocol::Secret;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::egress::{Egress, ProxyAuth};
 use crate::trust::{Fingerprint, TrustConfig};
@@ -31,37 +30,6 @@ impl SettingError {
             reason: reason.into(),
         }
     }
-}
-
-/// Parses `500ms`, `30s`, `5m`, `1h` or a bare number of seconds.
-///
-/// # Errors
-/// A message saying what is expected.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 500ms, 30s, 5m or 1h"))?;
-    let d = match unit.trim() {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" | "min" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return Err(format!("{text:?} has an unknown unit (use ms, s, m or h)")),
-    };
-    Ok(d)
-}
-
-/// Serde helper for an optional duration string.
-///
-/// # Errors
-/// The string is not a duration.
-pub fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    Option::<String>::deserialize(d)?
-        .map(|s| parse_duration(&s).map_err(serde::de::Error::custom))
-        .transpose()
 }
 
 /// The relay-access keys of a `listen` or `proxy` configuration file, borrowed from it. Each file
@@ -273,16 +241,6 @@ mod tests {
         assert!(err.reason.contains("in clear"), "{err}");
         assert_eq!(check_plain_ws(&remote, true), Ok(true));
         assert!(check_plain_ws(&at("ws://10.0.0.1/"), false).is_err());
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        assert!(parse_duration("5 parsecs").is_err());
-        assert!(parse_duration("").is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use hc_client::access::AccessConfig;
 use hc_client::pump::PumpConfig;
-use hc_client::settings::{AccessKeys, EgressSection, TlsSection, de_opt_duration};
+use hc_client::settings::{AccessKeys, EgressSection, TlsSection};
 use hc_protocol::Secret;
 use hc_protocol::connection_string::ConnectionString;
 use serde::Deserialize;
@@ -184,13 +184,22 @@ pub struct ProxyFile {
     /// Open the relay side only once the client has sent something (default true).
     pub open_on_first_byte: Option<bool>,
     /// Close tunnels idle this long (`5m`; `0` turns it off).
-    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[serde(
+        default,
+        deserialize_with = "config_syntax::duration::deserialize_option"
+    )]
     pub idle_timeout: Option<Duration>,
     /// TCP keepalive on local connections (`60s`; `0` turns it off).
-    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[serde(
+        default,
+        deserialize_with = "config_syntax::duration::deserialize_option"
+    )]
     pub tcp_keepalive: Option<Duration>,
     /// WebSocket ping interval per tunnel (default: none).
-    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[serde(
+        default,
+        deserialize_with = "config_syntax::duration::deserialize_option"
+    )]
     pub keepalive_interval: Option<Duration>,
     /// Allowed clients (CIDR or addresses); empty allows all.
     #[serde(default)]
@@ -201,16 +210,28 @@ pub struct ProxyFile {
     /// Site name sent to the listener.
     pub site: Option<String>,
     /// Token lifetime (`1h`).
-    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[serde(
+        default,
+        deserialize_with = "config_syntax::duration::deserialize_option"
+    )]
     pub token_ttl: Option<Duration>,
     /// Relay TCP connect timeout (`10s`).
-    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[serde(
+        default,
+        deserialize_with = "config_syntax::duration::deserialize_option"
+    )]
     pub connect_timeout: Option<Duration>,
     /// TLS + WebSocket handshake timeout (`20s`).
-    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[serde(
+        default,
+        deserialize_with = "config_syntax::duration::deserialize_option"
+    )]
     pub handshake_timeout: Option<Duration>,
     /// Drain time on shutdown (`10s`).
-    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[serde(
+        default,
+        deserialize_with = "config_syntax::duration::deserialize_option"
+    )]
     pub shutdown_grace: Option<Duration>,
     /// `auto` (default), `mux`, `single` or `azbridge`.
     pub mode: Option<TunnelMode>,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use hc_client::access::AccessConfig;
 use hc_client::pump::PumpConfig;
-use hc_client::settings::{AccessKeys, EgressSection, TlsSection, de_opt_duration};
+use hc_client::settings::{AccessKeys, EgressSection, TlsSection};
 use hc_protocol::Secret;
 use hc_protocol::connection_string::ConnectionString;
 use ipnet::Ipv4Net;
@@ -103,29 +103,50 @@ pub struct ListenerFile {
     /// TCP target `host:port`.
     pub target: Option<String>,
     /// Target connect timeout (`5s`).
-    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[serde(
+        default,
+        deserialize_with = "config_syntax::duration::deserialize_option"
+    )]
     pub target_timeout: Option<Duration>,
     /// Control-channel ping interval (`30s`; `0` turns pings off).
-    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[serde(
+        default,
+        deserialize_with = "config_syntax::duration::deserialize_option"
+    )]
     pub keepalive_interval: Option<Duration>,
     /// Close streams idle this long (`5m`; `0` turns it off).
-    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[serde(
+        default,
+        deserialize_with = "config_syntax::duration::deserialize_option"
+    )]
     pub idle_timeout: Option<Duration>,
     /// Token lifetime (`1h`).
-    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[serde(
+        default,
+        deserialize_with = "config_syntax::duration::deserialize_option"
+    )]
     pub token_ttl: Option<Duration>,
     /// Relay TCP connect timeout (`10s`).
-    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[serde(
+        default,
+        deserialize_with = "config_syntax::duration::deserialize_option"
+    )]
     pub connect_timeout: Option<Duration>,
     /// TLS + WebSocket handshake timeout (`20s`).
-    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[serde(
+        default,
+        deserialize_with = "config_syntax::duration::deserialize_option"
+    )]
     pub handshake_timeout: Option<Duration>,
     /// Most live streams (default: what the open-file limit holds, at most 16384).
     pub max_streams: Option<u64>,
     /// Most live streams of one client, site and address (default: `max_streams`).
     pub max_streams_per_client: Option<u64>,
     /// Drain time on shutdown (`5s`).
-    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[serde(
+        default,
+        deserialize_with = "config_syntax::duration::deserialize_option"
+    )]
     pub shutdown_grace: Option<Duration>,
     /// How the target learns the real client: `none`, `proxy-v2` or `loopback`.
     pub identity: Option<IdentityMode>,

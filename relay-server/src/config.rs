@@ -4,8 +4,9 @@
 //! A [`RelayConfig`] is built in code (tests) or read from TOML ([`RelayConfig::from_toml_str`],
 //! [`RelayConfig::from_file`]). Every table refuses unknown keys, and [`RelayConfig::validate`]
 //! rejects contradictions with a message naming the key (`hybrid_connection[0].rule[1].key`),
-//! before any socket is bound. Durations are given in seconds (`*_secs`, fractions allowed),
-//! sizes in bytes (`*_bytes`).
+//! before any socket is bound. Durations use the one syntax of every dongle-relay file and flag
+//! (`config_syntax`: `"30s"`, `"5m"`, or a number of seconds; the older `*_secs` key names
+//! are still read), sizes are in bytes (`*_bytes`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -298,23 +299,38 @@ pub struct Limits {
     #[serde(rename = "max_write_buffer_bytes")]
     pub max_write_buffer_size: Option<usize>,
     /// TLS handshake plus reading the HTTP upgrade request.
-    #[serde(rename = "handshake_timeout_secs", with = "secs")]
+    #[serde(
+        alias = "handshake_timeout_secs",
+        deserialize_with = "config_syntax::duration::deserialize"
+    )]
     pub handshake_timeout: Duration,
     /// How long a sender waits for its listener to dial the rendezvous address; also how
     /// long that address stays valid. Then the sender gets `504`.
-    #[serde(rename = "rendezvous_timeout_secs", with = "secs")]
+    #[serde(
+        alias = "rendezvous_timeout_secs",
+        deserialize_with = "config_syntax::duration::deserialize"
+    )]
     pub rendezvous_timeout: Duration,
     /// A bridged connection without data messages in either direction for this long is
     /// closed with 1001 (`0`: never).
-    #[serde(rename = "idle_timeout_secs", with = "secs")]
+    #[serde(
+        alias = "idle_timeout_secs",
+        deserialize_with = "config_syntax::duration::deserialize"
+    )]
     pub idle_timeout: Duration,
     /// Ping a control channel that was quiet this long; close it (1001) when the ping is not
     /// answered within two more intervals (`0`: never). The 2 s default drops a frozen or
     /// vanished listener within about 8 s.
-    #[serde(rename = "control_ping_interval_secs", with = "secs")]
+    #[serde(
+        alias = "control_ping_interval_secs",
+        deserialize_with = "config_syntax::duration::deserialize"
+    )]
     pub control_ping_interval: Duration,
     /// On shutdown, how long bridged connections may drain before they are closed.
-    #[serde(rename = "shutdown_grace_secs", with = "secs")]
+    #[serde(
+        alias = "shutdown_grace_secs",
+        deserialize_with = "config_syntax::duration::deserialize"
+    )]
     pub shutdown_grace: Duration,
     /// Listen attempts one client IP may make in a burst (hyco-ws reconnects without
     /// back-off); further attempts are answered `429` (`0`: no limit).
@@ -401,19 +417,6 @@ impl TryFrom<String> for IpRange {
 
     fn try_from(s: String) -> Result<Self, Self::Error> {
         s.parse()
-    }
-}
-
-/// Durations as (fractional) seconds in TOML.
-mod secs {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, de::Error};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(secs)
-            .map_err(|_| D::Error::custom(format!("{secs} is not a duration in seconds")))
     }
 }
 
@@ -562,8 +565,8 @@ impl Limits {
             ));
         }
         let required = [
-            ("limits.handshake_timeout_secs", self.handshake_timeout),
-            ("limits.rendezvous_timeout_secs", self.rendezvous_timeout),
+            ("limits.handshake_timeout", self.handshake_timeout),
+            ("limits.rendezvous_timeout", self.rendezvous_timeout),
         ];
         for (key, value) in required {
             if value.is_zero() {
@@ -650,6 +653,39 @@ mod tests {
         assert!(matches!(c.tls, TlsConfig::SelfSigned { .. }));
         assert_eq!(c.limits.max_listeners_per_hc, 25);
         assert_eq!(c.limits.rendezvous_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn durations_in_the_shared_syntax_or_the_older_seconds_keys() {
+        let c = RelayConfig::from_toml_str(&format!(
+            "{MINIMAL}\n[limits]\nidle_timeout = \"90m\"\nrendezvous_timeout = \"1500ms\"\nshutdown_grace = 4\n"
+        ))
+        .expect("durations");
+        assert_eq!(c.limits.idle_timeout, Duration::from_secs(5400));
+        assert_eq!(c.limits.rendezvous_timeout, Duration::from_millis(1500));
+        assert_eq!(c.limits.shutdown_grace, Duration::from_secs(4));
+        let c = RelayConfig::from_toml_str(&format!(
+            "{MINIMAL}\n[limits]\nidle_timeout_secs = 0\nrendezvous_timeout_secs = 20.5\n"
+        ))
+        .expect("older keys");
+        assert_eq!(c.limits.idle_timeout, Duration::ZERO);
+        assert_eq!(c.limits.rendezvous_timeout, Duration::from_millis(20_500));
+        let err = RelayConfig::from_toml_str(&format!(
+            "{MINIMAL}\n[limits]\nhandshake_timeout = \"soon\"\n"
+        ))
+        .expect_err("not a duration");
+        assert!(
+            err.to_string().contains("\"soon\" is not a duration"),
+            "{err}"
+        );
+        let err = RelayConfig::from_toml_str(&format!(
+            "{MINIMAL}\n[limits]\nhandshake_timeout = \"0s\"\n"
+        ))
+        .expect_err("zero");
+        assert!(
+            err.to_string().starts_with("limits.handshake_timeout"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!
 //! Shutdown, once the token is cancelled: stop accepting; control channels close with 1001;
 //! waiting senders get `503`; idle or handshaking HTTP connections finish via hyper's
-//! graceful shutdown; bridged connections may drain for `shutdown_grace_secs`, then are
+//! graceful shutdown; bridged connections may drain for `shutdown_grace`, then are
 //! closed with 1001. hyper-util's `GracefulShutdown` cannot watch an HTTP/1 connection with
 //! upgrades (only its `auto` connections, which would pull in HTTP/2), so each connection
 //! calls hyper's own `graceful_shutdown` on the token and a `TaskTracker` does the waiting.

@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use config_syntax::parse_duration;
 use hc_client::access::AccessConfig;
 use hc_client::dial::DialTimeouts;
-use hc_client::settings::{self, AccessKeys, parse_duration};
+use hc_client::settings::{self, AccessKeys};
 use hc_protocol::{RelayEndpoint, Secret};
 
 /// Environment variable holding the connection string (keeps the key off the command line).

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hc_client::settings::parse_duration;
+use config_syntax::parse_duration;
 use relay_listener::identity::{IdentityMode, Ipv4Net};
 use relay_listener::{ListenerConfig, ListenerFile};
 use tokio_util::sync::CancellationToken;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use hc_client::settings::parse_duration;
+use config_syntax::parse_duration;
 use local_proxy::access_list::parse_net;
 use local_proxy::config::{DEFAULT_BIND, LocalTlsSection, default_backlog};
 use local_proxy::local_tls::LocalTls;

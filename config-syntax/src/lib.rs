@@ -1,0 +1,8 @@
+//! The value syntax shared by every configuration surface of dongle-relay: command-line
+//! flags, environment variables, TOML files. One parser per kind of value, so `--idle-timeout
+//! 90s`, `DONGLE_RELAY_IDLE_TIMEOUT=90s` and `idle_timeout = "90s"` mean the same thing in the
+//! relay, the listener and the proxy alike.
+
+pub mod duration;
+
+pub use duration::{DurationError, parse_duration};
