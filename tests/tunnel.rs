@@ -286,8 +286,7 @@ async fn local_policy_denies_limits_and_serves_tls_clients() {
 
         // Deny list.
         let mut denied = relay.proxy_config_at(SITE);
-        denied.access_list.deny =
-            vec![local_proxy::access_list::parse_net("127.0.0.0/8").expect("net")];
+        denied.access_list.deny = vec![config_syntax::parse_net("127.0.0.0/8").expect("net")];
         let proxy = Proxy::spawn(denied).await;
         refused_client(proxy.addr()).await;
         assert_eq!(proxy.status().wait_for(|s| s.denied == 1).await.accepted, 0);

@@ -11,8 +11,8 @@ use hc_protocol::Secret;
 use hc_protocol::connection_string::ConnectionString;
 use serde::Deserialize;
 
-use crate::access_list::AccessList;
 use crate::local_tls::LocalTls;
+use config_syntax::AccessList;
 
 /// Where legacy license clients expect the license server.
 pub const DEFAULT_BIND: &str = "127.0.0.1:12300";

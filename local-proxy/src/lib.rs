@@ -6,14 +6,12 @@
 //! Azure Relay Bridge's preamble.
 //!
 //! - [`config`]: [`ProxyConfig`] and the `proxy` configuration file.
-//! - [`access_list`]: allow and deny lists of client addresses.
 //! - [`local_tls`]: TLS for local clients (PEM certificate and key).
 //! - [`status`]: [`ProxyStatus`], live counters, dial latency, accept-loop heartbeat.
 //! - [`metrics`]: Prometheus metrics read from the [`ProxyStatus`].
 //! - [`pool`]: the pool of long-lived multiplexed relay connections (`auto`/`mux` modes).
 //! - [`proxy`]: [`LocalProxy`], the accept loop and one tunnel per client; [`bind`].
 
-pub mod access_list;
 pub mod config;
 pub mod local_tls;
 pub mod metrics;

@@ -200,10 +200,9 @@ impl ListenerFile {
 /// Reads `"127.64.0.0/10"`.
 fn de_opt_ipv4net<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Ipv4Net>, D::Error> {
     let text = String::deserialize(d)?;
-    text.trim()
-        .parse::<Ipv4Net>()
+    config_syntax::ip::parse_ipv4_net(&text)
         .map(Some)
-        .map_err(|_| serde::de::Error::custom(format!("{text:?} is not an IPv4 CIDR range")))
+        .map_err(serde::de::Error::custom)
 }
 
 #[cfg(test)]

@@ -32,7 +32,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AccessConfig, Limits};
+use config_syntax::AccessList;
+
+use crate::config::Limits;
 use crate::stats::RelayStats;
 
 /// Connections answered `503` beyond `max_connections` before further ones are dropped
@@ -191,7 +193,7 @@ impl Bucket {
 /// The relay's admission state.
 #[derive(Debug)]
 pub(crate) struct Admission {
-    access: AccessConfig,
+    access: AccessList,
     table: Arc<SlotTable>,
     max_connections: usize,
     max_unauthenticated: usize,
@@ -203,7 +205,7 @@ pub(crate) struct Admission {
 }
 
 impl Admission {
-    pub fn new(access: AccessConfig, limits: &Limits, stats: RelayStats) -> Self {
+    pub fn new(access: AccessList, limits: &Limits, stats: RelayStats) -> Self {
         Self {
             access,
             table: Arc::new(SlotTable {
@@ -373,7 +375,7 @@ mod tests {
             listen_rate_per_ip: rate,
             ..Limits::default()
         };
-        Admission::new(AccessConfig::default(), &limits, RelayStats::new())
+        Admission::new(AccessList::default(), &limits, RelayStats::new())
     }
 
     #[tokio::test(start_paused = true)]
@@ -440,7 +442,7 @@ mod tests {
             max_unauthenticated_per_ip: 3,
             ..Limits::default()
         };
-        let a = Admission::new(AccessConfig::default(), &limits, RelayStats::new());
+        let a = Admission::new(AccessList::default(), &limits, RelayStats::new());
         let bad: IpAddr = "192.0.2.66".parse().expect("ip");
         let other: IpAddr = "192.0.2.67".parse().expect("ip");
         let handshaking = a.connection_slot(other).expect("slot");

@@ -8,12 +8,12 @@
 //! (`config_syntax`: `"30s"`, `"5m"`, or a number of seconds; the older `*_secs` key names
 //! are still read), sizes are in bytes (`*_bytes`).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use config_syntax::AccessList;
 use hc_protocol::Secret;
-use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::stats::RelayStats;
@@ -66,9 +66,11 @@ pub struct RelayConfig {
     /// Connection, message and time limits.
     #[serde(default)]
     pub limits: Limits,
-    /// Client IP allow and deny lists.
+    /// Client IP allow and deny lists (`[access]`): a client is served when it matches
+    /// `allow` (or `allow` is empty) and does not match `deny`; others are disconnected
+    /// before TLS.
     #[serde(default)]
-    pub access: AccessConfig,
+    pub access: AccessList,
     /// Host names a token's audience (`sr`) may name; `"*"` accepts any. Empty (the default):
     /// the host the request was sent to (its `Host` header), so a token minted for another
     /// relay or namespace that shares a key is refused.
@@ -370,53 +372,6 @@ impl Limits {
                 .saturating_add(self.max_message_size)
                 .saturating_add(64 << 10),
         )
-    }
-}
-
-/// Client IP access lists. A client is served when it matches `allow` (or `allow` is empty)
-/// and does not match `deny`; others are disconnected before TLS.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AccessConfig {
-    /// Allowed addresses or CIDR ranges (`10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`).
-    #[serde(default)]
-    pub allow: Vec<IpRange>,
-    /// Denied addresses or CIDR ranges; deny wins over allow.
-    #[serde(default)]
-    pub deny: Vec<IpRange>,
-}
-
-impl AccessConfig {
-    /// Whether a client at `ip` may connect.
-    pub fn permits(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        let hit = |list: &[IpRange]| list.iter().any(|r| r.0.contains(&ip));
-        (self.allow.is_empty() || hit(&self.allow)) && !hit(&self.deny)
-    }
-}
-
-/// An IP address or CIDR range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct IpRange(pub IpNet);
-
-impl std::str::FromStr for IpRange {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        s.parse::<IpNet>()
-            .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-            .map(Self)
-            .map_err(|_| format!("{s:?} is not an IP address or CIDR range"))
-    }
-}
-
-impl TryFrom<String> for IpRange {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
     }
 }
 
@@ -725,23 +680,6 @@ mod tests {
         ))
         .expect_err("cidr");
         assert!(err.to_string().contains("10.0.0.0/33"), "{err}");
-    }
-
-    #[test]
-    fn access_lists() {
-        let access = AccessConfig {
-            allow: vec![
-                "10.0.0.0/8".parse().expect("net"),
-                "::1".parse().expect("ip"),
-            ],
-            deny: vec!["10.9.0.0/16".parse().expect("net")],
-        };
-        assert!(access.permits("10.1.2.3".parse().expect("ip")));
-        assert!(access.permits("::ffff:10.1.2.3".parse().expect("mapped")));
-        assert!(!access.permits("10.9.2.3".parse().expect("ip")));
-        assert!(!access.permits("192.0.2.1".parse().expect("ip")));
-        assert!(access.permits("::1".parse().expect("ip")));
-        assert!(AccessConfig::default().permits("192.0.2.1".parse().expect("ip")));
     }
 
     #[test]

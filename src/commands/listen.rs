@@ -18,12 +18,6 @@ fn identity_mode(text: &str) -> Result<IdentityMode, String> {
     text.parse().map_err(|e| format!("{e}"))
 }
 
-fn ipv4_range(text: &str) -> Result<Ipv4Net, String> {
-    text.trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not an IPv4 CIDR range such as 127.64.0.0/10"))
-}
-
 /// `Some(d)` unless `d` is zero (a zero duration turns the feature off).
 fn nonzero(d: Duration) -> Option<Duration> {
     (!d.is_zero()).then_some(d)
@@ -74,7 +68,7 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub default_site: Option<String>,
     /// Source addresses of `--identity loopback` [default: 127.64.0.0/10].
-    #[arg(long, value_name = "CIDR", value_parser = ipv4_range)]
+    #[arg(long, value_name = "CIDR", value_parser = config_syntax::ip::parse_ipv4_net)]
     pub loopback_range: Option<Ipv4Net>,
     /// Refuse multiplexed pooled connections (`dongle-relay.mux.v1`): proxies then open one
     /// relay connection per TCP connection [default: multiplexing on].

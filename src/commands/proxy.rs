@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use config_syntax::parse_duration;
-use local_proxy::access_list::parse_net;
+use config_syntax::parse_net;
 use local_proxy::config::{DEFAULT_BIND, LocalTlsSection, default_backlog};
 use local_proxy::local_tls::LocalTls;
 use local_proxy::{ProxyConfig, ProxyFile, TunnelMode};
@@ -143,12 +143,11 @@ pub fn load(args: Args) -> anyhow::Result<Loaded> {
     if let Some(k) = args.tcp_keepalive.or(file.tcp_keepalive) {
         config.tcp_keepalive = (!k.is_zero()).then_some(k);
     }
-    let nets =
-        |key: &str, list: &[String]| -> anyhow::Result<Vec<local_proxy::access_list::IpNet>> {
-            list.iter()
-                .map(|n| parse_net(n).map_err(|e| anyhow::anyhow!("{key}: {e}")))
-                .collect()
-        };
+    let nets = |key: &str, list: &[String]| -> anyhow::Result<Vec<config_syntax::ip::IpNet>> {
+        list.iter()
+            .map(|n| parse_net(n).map_err(|e| anyhow::anyhow!("{key}: {e}")))
+            .collect()
+    };
     let allow = if args.allow.is_empty() {
         &file.allow
     } else {

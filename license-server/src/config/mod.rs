@@ -19,7 +19,7 @@ use license_core::config_file::{bad, load_file};
 pub use license_core::dongle::DongleSection;
 use license_core::engine::{EngineSettings, LicenseMode};
 
-pub use trusted::{TrustedProxies, parse_net};
+pub use trusted::TrustedProxies;
 
 /// Default `CmdIssueTimeInterval` (section 6.8).
 pub const DEFAULT_CMD_ISSUE_TIME_INTERVAL: Duration = Duration::from_secs(60);

@@ -19,9 +19,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use config_syntax::parse_net;
+
 use super::{
     BackendChoice, ConfigError, DongleSection, LogLevel, ServerConfig, TrustedProxies, bad,
-    parse_net,
 };
 use license_core::engine::LicenseMode;
 

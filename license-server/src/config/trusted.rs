@@ -6,6 +6,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use config_syntax::parse_net;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 /// The peers whose PROXY headers the server believes.
@@ -56,7 +57,7 @@ impl TrustedProxies {
         }
         entries
             .into_iter()
-            .map(parse_net)
+            .map(|s| parse_net(s).map_err(|e| e.to_string()))
             .collect::<Result<_, _>>()
             .map(Self::new)
     }
@@ -76,15 +77,6 @@ impl TrustedProxies {
     pub fn is_empty(&self) -> bool {
         self.nets.is_empty()
     }
-}
-
-/// One entry: `10.0.0.0/8`, or a bare address (a /32 or /128 network).
-pub fn parse_net(text: &str) -> Result<IpNet, String> {
-    let t = text.trim();
-    t.parse::<IpNet>()
-        .or_else(|_| t.parse::<IpAddr>().map(IpNet::from))
-        .map(|n| n.trunc())
-        .map_err(|_| format!("{t:?} is neither an IP address nor a network (10.0.0.0/8)"))
 }
 
 impl fmt::Display for TrustedProxies {
