@@ -34,6 +34,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     humantime::parse_duration(t).map_err(|e| error(e.to_string()))
 }
 
+/// Writes `d` in [`parse_duration`]'s syntax (`20s 500ms`, `1h`).
+pub fn format_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
 /// A number of seconds as a duration.
 fn seconds(secs: f64) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("{secs} seconds is out of range"))
@@ -93,6 +98,13 @@ mod tests {
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        for d in [
+            Duration::from_millis(20_500),
+            Duration::from_secs(5400),
+            Duration::ZERO,
+        ] {
+            assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+        }
     }
 
     #[test]

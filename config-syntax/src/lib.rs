@@ -6,5 +6,5 @@
 pub mod duration;
 pub mod ip;
 
-pub use duration::{DurationError, parse_duration};
+pub use duration::{DurationError, format_duration, parse_duration};
 pub use ip::{AccessList, NetError, parse_net};

@@ -375,6 +375,38 @@ impl Limits {
     }
 }
 
+/// The `[limits]` durations of earlier versions, spelled in seconds under `*_secs` keys.
+const SECONDS_KEYS: [&str; 5] = [
+    "handshake_timeout",
+    "rendezvous_timeout",
+    "idle_timeout",
+    "control_ping_interval",
+    "shutdown_grace",
+];
+
+/// Deprecation notices for the older spellings a file uses (they are still read, through a
+/// serde alias): one line per key, saying what to write instead.
+fn deprecated_keys(file: &toml::Table) -> Vec<String> {
+    let Some(limits) = file.get("limits").and_then(toml::Value::as_table) else {
+        return Vec::new();
+    };
+    SECONDS_KEYS
+        .iter()
+        .filter_map(|key| {
+            let old = format!("{key}_secs");
+            let value = limits.get(&old)?;
+            let secs = value
+                .as_float()
+                .or_else(|| value.as_integer().map(|n| n as f64))?;
+            let written = Duration::try_from_secs_f64(secs).ok()?;
+            Some(format!(
+                "limits.{old} = {value} is deprecated; write {key} = \"{}\"",
+                config_syntax::format_duration(written)
+            ))
+        })
+        .collect()
+}
+
 impl RelayConfig {
     /// A configuration hosting `hybrid_connections` over `tls`, with default limits.
     pub fn new(tls: TlsConfig, hybrid_connections: Vec<HybridConnectionConfig>) -> Self {
@@ -392,6 +424,11 @@ impl RelayConfig {
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
         let config: Self = toml::from_str(text)?;
         config.validate()?;
+        if let Ok(table) = text.parse::<toml::Table>() {
+            for line in deprecated_keys(&table) {
+                tracing::warn!("relay configuration: {line}");
+            }
+        }
         Ok(config)
     }
 
@@ -625,6 +662,13 @@ mod tests {
         .expect("older keys");
         assert_eq!(c.limits.idle_timeout, Duration::ZERO);
         assert_eq!(c.limits.rendezvous_timeout, Duration::from_millis(20_500));
+        let file: toml::Table = "[limits]\nidle_timeout_secs = 20.5\nshutdown_grace = \"4s\"\n"
+            .parse()
+            .expect("toml");
+        assert_eq!(
+            deprecated_keys(&file),
+            ["limits.idle_timeout_secs = 20.5 is deprecated; write idle_timeout = \"20s 500ms\""]
+        );
         let err = RelayConfig::from_toml_str(&format!(
             "{MINIMAL}\n[limits]\nhandshake_timeout = \"soon\"\n"
         ))
