@@ -81,7 +81,7 @@ impl Liveness for relay_server::RelayStats {
 impl Liveness for relay_listener::ListenerStatus {
     fn check(&self) -> CheckFuture<'_> {
         Box::pin(std::future::ready(
-            self.liveness(hc_client::heartbeat::LIVENESS_MAX_AGE),
+            self.liveness(ops_http::heartbeat::LIVENESS_MAX_AGE),
         ))
     }
 }
@@ -90,7 +90,7 @@ impl Liveness for relay_listener::ListenerStatus {
 impl Liveness for local_proxy::ProxyStatus {
     fn check(&self) -> CheckFuture<'_> {
         Box::pin(std::future::ready(
-            self.liveness(hc_client::heartbeat::LIVENESS_MAX_AGE),
+            self.liveness(ops_http::heartbeat::LIVENESS_MAX_AGE),
         ))
     }
 }

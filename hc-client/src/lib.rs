@@ -17,7 +17,6 @@
 //! - [`splice`]: the byte copy between a local stream and one multiplexed stream.
 //! - [`azbridge`]: Azure Relay Bridge's in-stream preamble.
 //! - [`backoff`]: reconnect delays (exponential, full jitter, capped).
-//! - [`heartbeat`]: the liveness beat of an event loop, for a watchdog.
 //! - [`net`]: TCP socket tuning (no-delay, keepalive).
 //! - [`capacity`]: what the machine holds (`somaxconn`, open-file limit), for default limits.
 //! - [`slots`]: tunnel slots shared fairly per client, released when the client has gone.
@@ -29,7 +28,6 @@ pub mod backoff;
 pub mod capacity;
 pub mod dial;
 pub mod egress;
-pub mod heartbeat;
 pub mod identity;
 pub mod mux;
 pub mod net;
@@ -47,7 +45,6 @@ pub use access::{AccessError, RelayAccess};
 pub use backoff::{Backoff, Reconnect};
 pub use dial::{DialError, DialTimeouts, Dialer, RelayIo, RelayStream};
 pub use egress::{Egress, ProxyAuth};
-pub use heartbeat::Heartbeat;
 pub use pump::{ByteMeter, PumpConfig, PumpEnd, PumpReport, pump};
 pub use replicas::Replicas;
 pub use subprotocol::Framing;

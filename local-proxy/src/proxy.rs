@@ -194,7 +194,7 @@ impl Accepting<'_> {
         // Live from the moment it listens; then the loop beats while it waits.
         status.heartbeat().beat();
         status.update(|s| s.listening = true);
-        let mut beat = tokio::time::interval(hc_client::heartbeat::HEARTBEAT_INTERVAL);
+        let mut beat = tokio::time::interval(ops_http::heartbeat::HEARTBEAT_INTERVAL);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let accepted = tokio::select! {

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use hc_client::{ByteMeter, Heartbeat};
+use hc_client::ByteMeter;
+use ops_http::Heartbeat;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use tokio::sync::watch;
 
@@ -94,7 +95,7 @@ impl ProxyStatus {
     }
 
     /// The proxy's liveness: it listens and its accept loop beat within `max_age`
-    /// ([`LIVENESS_MAX_AGE`](hc_client::heartbeat::LIVENESS_MAX_AGE)). An unreachable relay
+    /// ([`LIVENESS_MAX_AGE`](ops_http::heartbeat::LIVENESS_MAX_AGE)). An unreachable relay
     /// does not make it unlive.
     ///
     /// # Errors

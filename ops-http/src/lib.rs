@@ -24,6 +24,7 @@
 
 mod bind;
 pub mod client;
+pub mod heartbeat;
 pub mod metrics;
 mod reply;
 mod router;
@@ -31,6 +32,7 @@ mod server;
 mod token;
 
 pub use bind::{BindError, DEFAULT_ADMIN_PORT, check_bind, is_loopback_only};
+pub use heartbeat::Heartbeat;
 pub use reply::{Asset, Reply, csv_reply, error_reply, json_reply};
 pub use router::{Access, Request, Router};
 pub use server::{MAX_BODY, OpsError, SHUTDOWN_GRACE, bind, serve};

@@ -8,8 +8,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use hc_client::ByteMeter;
 use hc_client::slots::{FairSlots, Slot, SlotLimits, SlotRefusal};
-use hc_client::{ByteMeter, Heartbeat};
+use ops_http::Heartbeat;
 use tokio::sync::watch;
 
 use crate::identity::{ClientSource, RemoteClient};
@@ -165,7 +166,7 @@ impl ListenerStatus {
     }
 
     /// The listener's liveness: its main loop beat within `max_age`
-    /// ([`LIVENESS_MAX_AGE`](hc_client::heartbeat::LIVENESS_MAX_AGE)). A relay that cannot be
+    /// ([`LIVENESS_MAX_AGE`](ops_http::heartbeat::LIVENESS_MAX_AGE)). A relay that cannot be
     /// reached does not make it unlive: reconnecting is its job.
     ///
     /// # Errors

@@ -10,9 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use ops_http::Heartbeat;
+pub use ops_http::heartbeat::{HEARTBEAT_INTERVAL, LIVENESS_MAX_AGE};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 /// A point-in-time copy of the relay's counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -59,10 +60,8 @@ struct Inner {
     bytes: [AtomicU64; 2],
     /// Seconds from a sender's request to its bridge.
     rendezvous: Histogram,
-    /// When the handle was created; heartbeats count from it.
-    base: Instant,
-    /// Milliseconds after `base` of the accept loop's last beat, plus one (0: never).
-    beat_ms: AtomicU64,
+    /// The accept loop's liveness beat.
+    heartbeat: Heartbeat,
 }
 
 /// Buckets of the rendezvous histogram: 1 ms to about 16 s (the rendezvous timeout is 30 s).
@@ -84,8 +83,7 @@ impl Default for RelayStats {
                 changed: watch::Sender::new(()),
                 bytes: [AtomicU64::new(0), AtomicU64::new(0)],
                 rendezvous: Histogram::new(rendezvous_buckets()),
-                base: Instant::now(),
-                beat_ms: AtomicU64::new(0),
+                heartbeat: Heartbeat::default(),
             }),
         }
     }
@@ -171,22 +169,13 @@ impl RelayStats {
 
     /// The accept loop beats: it is running and not stuck.
     pub(crate) fn beat(&self) {
-        let ms = u64::try_from(self.inner.base.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
-        self.inner.beat_ms.store(ms + 1, Ordering::Relaxed);
+        self.inner.heartbeat.beat();
     }
 
     /// How long ago the accept loop last beat (it beats every [`HEARTBEAT_INTERVAL`] while
     /// it runs); `None` before it started.
     pub fn heartbeat_age(&self) -> Option<Duration> {
-        match self.inner.beat_ms.load(Ordering::Relaxed) {
-            0 => None,
-            ms => Some(
-                self.inner
-                    .base
-                    .elapsed()
-                    .saturating_sub(Duration::from_millis(ms - 1)),
-            ),
-        }
+        self.inner.heartbeat.age()
     }
 
     /// The relay's liveness: it accepts connections and its accept loop beat within
@@ -198,22 +187,11 @@ impl RelayStats {
         if !self.snapshot().serving {
             return Err("the relay is not accepting connections".to_owned());
         }
-        match self.heartbeat_age() {
-            Some(age) if age <= max_age => Ok(()),
-            Some(age) => Err(format!(
-                "the relay's accept loop last ran {:.1} s ago (limit {} s): it is stalled",
-                age.as_secs_f64(),
-                max_age.as_secs()
-            )),
-            None => Err("the relay's accept loop has not run yet".to_owned()),
-        }
+        self.inner
+            .heartbeat
+            .check("the relay's accept loop", max_age)
     }
 }
-
-/// How often the accept loop beats while it waits for connections.
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
-/// A heartbeat older than this means the accept loop stalled (ten beats missed).
-pub const LIVENESS_MAX_AGE: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {

@@ -1,8 +1,7 @@
 //! The license server (tokio): accepts TCP connections, learns the real client from a PROXY v2
 //! header sent by a trusted relay-listener ([`proxy_header`]), serves the engine over the wire
 //! protocol (one request per connection, as section 6.4's legacy clients do, or many on a
-//! persistent connection), sweeps timeouts periodically (and beats the engine's
-//! [`heartbeat`]), polls the dongle backend, restores and persists seats ([`persist`],
+//! persistent connection), sweeps timeouts periodically (and beats the engine's heartbeat), polls the dongle backend, restores and persists seats ([`persist`],
 //! `StateDb=`), counts what it answers for the metrics, and shuts down gracefully (stops
 //! accepting, lets calls in flight finish, writes what is queued; persisted seats stay).
 //! Connections are admitted fairly per client address and closed when idle ([`admission`]); a
@@ -11,7 +10,6 @@
 pub mod admission;
 mod connection;
 mod dispatch;
-mod heartbeat;
 mod history;
 mod persist;
 mod poller;
@@ -51,8 +49,8 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// How long shutdown waits for connections to finish their call.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// A heartbeat older than this means the engine stalled ([`LicenseServer::is_live`]'s usual
-/// limit: ten sweeps missed).
-pub const LIVENESS_MAX_AGE: Duration = Duration::from_secs(10);
+/// limit: ten sweeps missed), as for every component.
+pub use ops_http::heartbeat::LIVENESS_MAX_AGE;
 /// How long shutdown waits for queued state changes to be written.
 const STORE_FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
@@ -82,7 +80,11 @@ pub(crate) struct Shared {
     pub(crate) proxy_counters: proxy_header::Counters,
     /// Answers, errors, connections and admin actions, for the metrics.
     pub(crate) counters: Counters,
-    pub(crate) heartbeat: heartbeat::Heartbeat,
+    /// Beaten by the periodic sweep after it took the engine's lock and removed what timed
+    /// out, so a stalled accept loop or a stuck engine lock both stop the beats and a service
+    /// manager's watchdog restarts the server (MxNet2's failure-protection service, manual
+    /// section 5).
+    pub(crate) heartbeat: ops_http::Heartbeat,
     /// The state database, when `StateDb=` is set and usable.
     pub(crate) store: Option<StateStore>,
     /// Why `StateDb=` is set but not in use.
@@ -187,7 +189,7 @@ impl LicenseServer {
             trusted_proxies: config.trusted_proxies.clone(),
             proxy_counters: proxy_header::Counters::default(),
             counters: Counters::default(),
-            heartbeat: heartbeat::Heartbeat::new(),
+            heartbeat: ops_http::Heartbeat::default(),
             store,
             store_error,
             pending_logins: Mutex::new(pending),

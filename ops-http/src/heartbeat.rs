@@ -1,5 +1,5 @@
-//! A liveness heartbeat for the relay-listener and the local-proxy: their event loop beats
-//! every [`HEARTBEAT_INTERVAL`] while it runs; a watchdog (systemd's, through the CLI) asks
+//! The liveness heartbeat of every component (relay, listener, proxy, license server): its
+//! event loop beats every [`HEARTBEAT_INTERVAL`] while it runs; a watchdog (systemd's, through the CLI) asks
 //! how old the last beat is and stops vouching for the process when it is older than
 //! [`LIVENESS_MAX_AGE`] — the loop or its task is stuck. Lock-free: one atomic store per beat.
 
