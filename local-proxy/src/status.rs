@@ -1,4 +1,4 @@
-//! The local-proxy's live counters, published through a `watch` channel so tests and a later
+//! The local-proxy's live counters, [`Published`] so tests and a later
 //! admin page can wait for a condition instead of polling; beside them, lock-free, the byte
 //! counters, the relay-dial latency histogram and the accept loop's heartbeat (liveness).
 
@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hc_client::ByteMeter;
-use ops_http::Heartbeat;
+use ops_http::{Heartbeat, Published};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use tokio::sync::watch;
 
 /// A point-in-time copy of the proxy's counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -52,7 +51,7 @@ pub struct ProxyStatus {
 
 #[derive(Debug)]
 struct Inner {
-    state: watch::Sender<ProxySnapshot>,
+    state: Published<ProxySnapshot>,
     bytes: ByteMeter,
     /// Seconds to open a relay WebSocket (TCP, TLS, upgrade), successful dials only.
     dial: Histogram,
@@ -63,7 +62,7 @@ impl Default for ProxyStatus {
     fn default() -> Self {
         Self {
             inner: Arc::new(Inner {
-                state: watch::Sender::new(ProxySnapshot::default()),
+                state: Published::default(),
                 bytes: ByteMeter::default(),
                 // 1 ms to about 16 s (the connect and handshake timeouts are 10 s and 20 s).
                 dial: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
@@ -76,7 +75,7 @@ impl Default for ProxyStatus {
 impl ProxyStatus {
     /// The current counters.
     pub fn snapshot(&self) -> ProxySnapshot {
-        self.inner.state.borrow().clone()
+        self.inner.state.snapshot()
     }
 
     /// Payload bytes of all tunnels (to the relay = from local clients).
@@ -101,7 +100,7 @@ impl ProxyStatus {
     /// # Errors
     /// Not listening, or the accept loop stalled.
     pub fn liveness(&self, max_age: std::time::Duration) -> Result<(), String> {
-        if !self.inner.state.borrow().listening {
+        if !self.inner.state.read(|s| s.listening) {
             return Err("the local-proxy is not accepting connections".to_owned());
         }
         self.inner
@@ -110,18 +109,11 @@ impl ProxyStatus {
     }
 
     /// Waits until `condition` holds and returns that state.
-    pub async fn wait_for(
-        &self,
-        mut condition: impl FnMut(&ProxySnapshot) -> bool,
-    ) -> ProxySnapshot {
-        let mut rx = self.inner.state.subscribe();
-        match rx.wait_for(|s| condition(s)).await {
-            Ok(s) => s.clone(),
-            Err(_) => self.snapshot(),
-        }
+    pub async fn wait_for(&self, condition: impl FnMut(&ProxySnapshot) -> bool) -> ProxySnapshot {
+        self.inner.state.wait_for(condition).await
     }
 
     pub(crate) fn update(&self, change: impl FnOnce(&mut ProxySnapshot)) {
-        self.inner.state.send_modify(change);
+        self.inner.state.update(change);
     }
 }

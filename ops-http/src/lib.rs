@@ -19,6 +19,9 @@
 //!   `Referrer-Policy: no-referrer` and `X-Frame-Options: DENY`; HTML pages also a strict
 //!   `Content-Security-Policy` (same-origin scripts, styles and fetches only).
 //!
+//! Beside the endpoint, the runtime pieces every component's status needs: its liveness
+//! [`Heartbeat`] and its [`Published`] state that tests and pages wait on.
+//!
 //! Nothing here knows about licenses or relays: components build a [`Router`] with their own
 //! routes and collectors.
 
@@ -26,6 +29,7 @@ mod bind;
 pub mod client;
 pub mod heartbeat;
 pub mod metrics;
+mod published;
 mod reply;
 mod router;
 mod server;
@@ -33,6 +37,7 @@ mod token;
 
 pub use bind::{BindError, DEFAULT_ADMIN_PORT, check_bind, is_loopback_only};
 pub use heartbeat::Heartbeat;
+pub use published::Published;
 pub use reply::{Asset, Reply, csv_reply, error_reply, json_reply};
 pub use router::{Access, Request, Router};
 pub use server::{MAX_BODY, OpsError, SHUTDOWN_GRACE, bind, serve};

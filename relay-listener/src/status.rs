@@ -2,16 +2,14 @@
 //! admin page): whether the control channel is up, how often it reconnected, streams (admitted
 //! here, up to `max_streams`) and byte counters, and the recent streams with the client, site
 //! and source address each one had.
-//! Changes are published through a `watch` channel so watchers can wait for a condition
-//! instead of polling.
+//! The state is [`Published`], so watchers can wait for a condition instead of polling.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hc_client::ByteMeter;
 use hc_client::slots::{FairSlots, Slot, SlotLimits, SlotRefusal};
-use ops_http::Heartbeat;
-use tokio::sync::watch;
+use ops_http::{Heartbeat, Published};
 
 use crate::identity::{ClientSource, RemoteClient};
 use crate::loopback::Collision;
@@ -121,7 +119,7 @@ pub struct ListenerStatus {
 
 #[derive(Debug)]
 struct Inner {
-    state: watch::Sender<ListenerSnapshot>,
+    state: Published<ListenerSnapshot>,
     bytes: ByteMeter,
     heartbeat: Heartbeat,
     slots: FairSlots<ClientKey>,
@@ -138,7 +136,7 @@ impl Default for ListenerStatus {
     fn default() -> Self {
         Self {
             inner: Arc::new(Inner {
-                state: watch::Sender::new(ListenerSnapshot::default()),
+                state: Published::default(),
                 bytes: ByteMeter::default(),
                 heartbeat: Heartbeat::default(),
                 slots: FairSlots::default(),
@@ -150,7 +148,7 @@ impl Default for ListenerStatus {
 impl ListenerStatus {
     /// The current state.
     pub fn snapshot(&self) -> ListenerSnapshot {
-        self.inner.state.borrow().clone()
+        self.inner.state.snapshot()
     }
 
     /// Payload byte counters of all streams (to the relay = from the target).
@@ -180,18 +178,13 @@ impl ListenerStatus {
     /// Waits until `condition` holds and returns that state.
     pub async fn wait_for(
         &self,
-        mut condition: impl FnMut(&ListenerSnapshot) -> bool,
+        condition: impl FnMut(&ListenerSnapshot) -> bool,
     ) -> ListenerSnapshot {
-        let mut rx = self.inner.state.subscribe();
-        match rx.wait_for(|s| condition(s)).await {
-            Ok(s) => s.clone(),
-            // The sender lives in `self`, so it cannot be gone.
-            Err(_) => self.snapshot(),
-        }
+        self.inner.state.wait_for(condition).await
     }
 
     pub(crate) fn update(&self, change: impl FnOnce(&mut ListenerSnapshot)) {
-        self.inner.state.send_modify(change);
+        self.inner.state.update(change);
     }
 
     /// Admits one more stream of `client` when a live-stream slot is free for it (see

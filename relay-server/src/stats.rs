@@ -1,19 +1,18 @@
 //! Live counters of a running relay and a way to wait for them: tests wait for "listener
 //! registered" or "connection bridged" instead of sleeping, and operators can read them. Beside
-//! the snapshot (behind a lock, updated on connection events) sit what the hot paths touch
+//! the snapshot ([`Published`], updated on connection events) sit what the hot paths touch
 //! without it: bridged bytes per direction (atomics), the rendezvous-latency histogram, and
 //! the accept loop's heartbeat ([`RelayStats::heartbeat_age`], the relay's liveness).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use ops_http::Heartbeat;
 pub use ops_http::heartbeat::{HEARTBEAT_INTERVAL, LIVENESS_MAX_AGE};
+use ops_http::{Heartbeat, Published};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use tokio::sync::watch;
 
 /// A point-in-time copy of the relay's counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,8 +53,7 @@ pub enum Direction {
 }
 
 struct Inner {
-    state: Mutex<Snapshot>,
-    changed: watch::Sender<()>,
+    state: Published<Snapshot>,
     /// Payload bytes of bridged messages, by [`Direction`].
     bytes: [AtomicU64; 2],
     /// Seconds from a sender's request to its bridge.
@@ -79,8 +77,7 @@ impl Default for RelayStats {
     fn default() -> Self {
         Self {
             inner: Arc::new(Inner {
-                state: Mutex::new(Snapshot::default()),
-                changed: watch::Sender::new(()),
+                state: Published::default(),
                 bytes: [AtomicU64::new(0), AtomicU64::new(0)],
                 rendezvous: Histogram::new(rendezvous_buckets()),
                 heartbeat: Heartbeat::default(),
@@ -101,38 +98,24 @@ impl RelayStats {
         Self::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Snapshot> {
-        // The counters stay meaningful even if a holder panicked.
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// A copy of the counters.
     pub fn snapshot(&self) -> Snapshot {
-        self.lock().clone()
+        self.inner.state.snapshot()
     }
 
     /// Registered listeners on hybrid connection `hc` (configured name).
     pub fn listener_count(&self, hc: &str) -> usize {
-        self.lock().listeners.get(hc).copied().unwrap_or(0)
+        self.inner
+            .state
+            .read(|s| s.listeners.get(hc).copied().unwrap_or(0))
     }
 
     /// Waits until `ready` holds for the counters. Pair it with a `tokio::time::timeout`.
     ///
     /// # Cancel safety
     /// Cancel safe: it only observes.
-    pub async fn wait_until(&self, mut ready: impl FnMut(&Snapshot) -> bool) -> Snapshot {
-        let mut changes = self.inner.changed.subscribe();
-        loop {
-            let snapshot = self.snapshot();
-            if ready(&snapshot) {
-                return snapshot;
-            }
-            // The sender lives in `self`, so `changed` cannot fail while we hold it.
-            let _ = changes.changed().await;
-        }
+    pub async fn wait_until(&self, ready: impl FnMut(&Snapshot) -> bool) -> Snapshot {
+        self.inner.state.wait_for(ready).await
     }
 
     /// Waits until at least `n` listeners are registered on `hc`.
@@ -147,8 +130,7 @@ impl RelayStats {
     }
 
     pub(crate) fn update(&self, change: impl FnOnce(&mut Snapshot)) {
-        change(&mut self.lock());
-        self.inner.changed.send_replace(());
+        self.inner.state.update(change);
     }
 
     /// Payload bytes bridged in `direction` since start.
