@@ -194,29 +194,11 @@ impl Accepting<'_> {
         // Live from the moment it listens; then the loop beats while it waits.
         status.heartbeat().beat();
         status.update(|s| s.listening = true);
-        let mut beat = tokio::time::interval(ops_http::heartbeat::HEARTBEAT_INTERVAL);
-        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let accepted = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = beat.tick() => {
-                    status.heartbeat().beat();
-                    continue;
-                }
-                r = listener.accept() => r,
-            };
-            match accepted {
-                Ok((tcp, peer)) => self.admit(tcp, peer),
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!("accept on {local} failed: {e}");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
-                    }
-                }
-            }
-        }
+        let beat = || status.heartbeat().beat();
+        let what = format!("local-proxy on {local}");
+        let interval = ops_http::heartbeat::HEARTBEAT_INTERVAL;
+        let admit = |tcp, peer| self.admit(tcp, peer);
+        ops_http::accept::accept_until(listener, &what, shutdown, interval, beat, admit).await;
     }
 
     /// Checks the access lists and the client's slot, then starts its tunnel.

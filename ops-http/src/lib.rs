@@ -19,12 +19,14 @@
 //!   `Referrer-Policy: no-referrer` and `X-Frame-Options: DENY`; HTML pages also a strict
 //!   `Content-Security-Policy` (same-origin scripts, styles and fetches only).
 //!
-//! Beside the endpoint, the runtime pieces every component's status needs: its liveness
-//! [`Heartbeat`] and its [`Published`] state that tests and pages wait on.
+//! Beside the endpoint, the runtime pieces every component's server needs: its accept loop
+//! ([`accept::accept_until`]), its liveness [`Heartbeat`] and its [`Published`] state that
+//! tests and pages wait on.
 //!
 //! Nothing here knows about licenses or relays: components build a [`Router`] with their own
 //! routes and collectors.
 
+pub mod accept;
 mod bind;
 pub mod client;
 pub mod heartbeat;

@@ -11,11 +11,11 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use ops_http::accept::accept_until;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -32,9 +32,6 @@ use crate::{RelayError, tls};
 
 /// Largest HTTP request head we read (hyper's minimum is 8 KiB).
 const MAX_REQUEST_HEAD: usize = 64 << 10;
-
-/// Pause after a failed `accept` (for example out of file descriptors) before retrying.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Runs the relay on `listener` until `shutdown` is cancelled and the connections drained.
 ///
@@ -67,43 +64,35 @@ pub async fn run(
         "relay listening"
     );
     // The accept loop beats while it waits: a stuck loop stops the beat (liveness).
-    let mut beat = tokio::time::interval(HEARTBEAT_INTERVAL);
-    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            _ = beat.tick() => {
-                relay.stats.beat();
-                continue;
-            }
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(err) => {
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
-            },
-        };
+    let admit = |tcp, peer: SocketAddr| {
         if !relay.admission.permits(peer.ip()) {
             tracing::debug!(%peer, "client address not allowed");
-            continue;
+            return;
         }
         if relay.admission.throttled(peer.ip()) {
             // A listen storm (see admission.rs): closing before TLS costs next to nothing.
             relay.stats.update(|s| s.throttled_total += 1);
-            continue;
+            return;
         }
         let Some(slot) = relay.admission.connection_slot(peer.ip()) else {
             tracing::debug!(%peer, "connection limit reached, dropping");
-            continue;
+            return;
         };
         let span = tracing::debug_span!("conn", %peer);
         relay.tasks.spawn(
             serve_connection(relay.clone(), tcp, peer, slot, acceptor.clone()).instrument(span),
         );
-    }
+    };
+    let beat = || relay.stats.beat();
+    accept_until(
+        &listener,
+        "relay",
+        &shutdown,
+        HEARTBEAT_INTERVAL,
+        beat,
+        admit,
+    )
+    .await;
     drop(listener);
     relay.stats.update(|s| s.serving = false);
     tracing::info!("relay stopping: draining connections");

@@ -19,6 +19,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
+use ops_http::accept::accept_until;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -431,40 +432,28 @@ impl LicenseServer {
         if self.shared.backend.capabilities().hotplug {
             tracker.spawn(poller::run(self.shared.clone(), shutdown.clone()));
         }
-        let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
-        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Live from the start (the loop's first tick may come after the first accept).
-        self.sweep();
+        // Live from the start: the loop's first tick sweeps (and beats) before it accepts.
         // Accepting never waits for a free place: the connection table decides per address
         // (a full backlog would lock everyone out, the flood's sockets and the good ones alike).
-        loop {
-            let accepted = tokio::select! {
-                () = shutdown.cancelled() => break,
-                _ = sweep.tick() => {
-                    self.sweep();
-                    continue;
-                }
-                a = listener.accept() => a,
-            };
-            match accepted {
-                Ok((stream, addr)) => {
-                    self.shared.counters.connection();
-                    // Calls are small request/answer exchanges: do not let Nagle delay them.
-                    let _ = stream.set_nodelay(true);
-                    let server = self.clone();
-                    let token = shutdown.clone();
-                    let span = tracing::debug_span!("conn", peer = %addr);
-                    tracker.spawn(
-                        async move { server.serve_tcp(stream, token).await }.instrument(span),
-                    );
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::error!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
+        let sweep = || self.sweep();
+        let serve = |stream: tokio::net::TcpStream, addr| {
+            self.shared.counters.connection();
+            // Calls are small request/answer exchanges: do not let Nagle delay them.
+            let _ = stream.set_nodelay(true);
+            let server = self.clone();
+            let token = shutdown.clone();
+            let span = tracing::debug_span!("conn", peer = %addr);
+            tracker.spawn(async move { server.serve_tcp(stream, token).await }.instrument(span));
+        };
+        accept_until(
+            &listener,
+            "license server",
+            &shutdown,
+            SWEEP_INTERVAL,
+            sweep,
+            serve,
+        )
+        .await;
         tracker.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
             .await
