@@ -1,0 +1,255 @@
+#!/usr/bin/env bash
+# Builds the Windows x64 release artefacts (issue #13) under dist/ (gitignored):
+#   dongle-relay-<version>-x86_64-windows.zip   dongle-relay.exe, the client library
+#       (mxnet2_api.dll, its header and import library), example configurations with Windows
+#       paths, a README, docs/windows.md and docs/client-library.md, SHA256SUMS.txt
+#   dongle-relay-<version>-x86_64-windows.msi   the same files, installed to
+#       C:\Program Files\dongle-relay (deploy/windows/dongle-relay.wxs, built with wixl)
+#   dongle-relay-<version>-x86_64-windows.sha256   sha256sum of the zip and the MSI
+# Both are cross-built on Linux with mingw-w64 (.cargo/config.toml). The Wine test shim
+# (scripts/wine/processprng.c, a bcryptprimitives.dll) is never packaged; --check proves it.
+#
+# --check (CI): then verifies the artefacts: the zip holds exactly the expected files and no
+# shim, the sums match, the MSI holds the same files, and under Wine (the prefix of
+# scripts/wine/runner.sh) `msiexec /i` installs it, the installed dongle-relay.exe runs and
+# reports this version, a higher version built from the same files replaces it, the older one
+# is then refused, and `msiexec /x` removes it all. Any failure exits non-zero.
+#
+# Usage: bash scripts/dist-windows.sh [--profile debug|release] [--check]
+#        (default: release; CI uses --profile debug --check to stay short)
+# Installs what it needs idempotently (Debian: mingw-w64, zip, wixl, msitools; wine64 for
+# --check). Uses CARGO_TARGET_DIR if set.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+profile=release
+check=false
+while [ $# -gt 0 ]; do
+  case $1 in
+    --profile) profile=${2:-}; shift 2 || { echo "--profile needs a value" >&2; exit 2; } ;;
+    --profile=*) profile=${1#--profile=}; shift ;;
+    --check) check=true; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+case $profile in
+  debug|release) ;;
+  *) echo "--profile must be debug or release, not '$profile'" >&2; exit 2 ;;
+esac
+
+target=x86_64-pc-windows-gnu
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+start=$(date +%s)
+step() { echo; echo "=== dist-windows: $* ($(( $(date +%s) - start ))s)"; }
+fail() { echo "dist-windows: FAILED: $*" >&2; exit 1; }
+
+step "system packages"
+need=()
+command -v x86_64-w64-mingw32-gcc >/dev/null || need+=(gcc-mingw-w64-x86-64)
+command -v zip >/dev/null || need+=(zip)
+command -v unzip >/dev/null || need+=(unzip)
+command -v wixl >/dev/null || need+=(wixl)
+command -v msiinfo >/dev/null || need+=(msitools)
+if $check; then
+  { command -v wine64 >/dev/null || [ -x /usr/lib/wine/wine64 ]; } || need+=(wine64)
+  command -v wine >/dev/null || need+=(wine)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+rustup target list --installed | grep -qx "$target" || rustup target add "$target"
+
+version=$(cargo metadata --no-deps --format-version 1 | python3 -c '
+import json, sys
+meta = json.load(sys.stdin)
+pkg = next(p for p in meta["packages"] if p["name"] == "dongle-relay")
+print(pkg["version"], pkg.get("license") or "see the source repository")')
+license=${version#* }
+version=${version%% *}
+# MSI versions are three numbers below 256.65536.65536: a pre-release suffix is dropped.
+msi_version=${version%%[-+]*}
+[[ $msi_version =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || fail "version $version has no MSI form"
+name=dongle-relay-$version-x86_64-windows
+echo "dongle-relay $version ($profile), licence $license"
+
+step "dongle-relay.exe ($profile)"
+# The same C compiler settings as mxnet2-api/build-windows.sh sets, so that the C parts of
+# dependencies (ring) are not rebuilt between the two builds.
+export CC_x86_64_pc_windows_gnu=x86_64-w64-mingw32-gcc AR_x86_64_pc_windows_gnu=x86_64-w64-mingw32-ar
+flags=(--target "$target" --bin dongle-relay)
+[ "$profile" = release ] && flags+=(--release)
+cargo build "${flags[@]}"
+exe=$target_dir/$target/$profile/dongle-relay.exe
+
+step "client library mxnet2_api.dll ($profile; mxnet2-api/build-windows.sh checks its exports)"
+PROFILE=$profile bash mxnet2-api/build-windows.sh "$target"
+client=$target_dir/windows/$target
+
+step "staging"
+dist=$root/dist
+work=$target_dir/dist-windows
+stage=$work/$name
+rm -rf "$work"
+mkdir -p "$stage/client" "$stage/examples" "$stage/docs" "$dist"
+cp "$exe" "$stage/dongle-relay.exe"
+# The name the DLL's own import library and the docs use; Windows loads it for programs that
+# import Mxnet2_api.dll (DLL names are case-insensitive there).
+cp "$client/mxnet2_api.dll" "$client/libmxnet2_api.dll.a" "$stage/client/"
+cp mxnet2-api/include/mxnet2_api.h "$stage/client/"
+# Text for Notepad: CRLF line ends. Placeholders of the README filled in.
+crlf() { sed 's/\r$//; s/$/\r/' "$1" >"$2"; }
+sed -e "s/@VERSION@/$version/g" -e "s/@LICENSE@/$license/g" deploy/windows/README.txt \
+  >"$work/README.txt"
+crlf "$work/README.txt" "$stage/README.txt"
+crlf docs/windows.md "$stage/docs/windows.md"
+crlf docs/client-library.md "$stage/docs/client-library.md"
+# The examples of deploy/ with the Linux locations replaced by the Windows ones
+# (C:\ProgramData\dongle-relay, docs/windows.md): backslashes in the INI file, forward slashes
+# in TOML, where a backslash in a quoted string is an escape. Any Unix path left fails below.
+for f in mxnet2.example.ini listener.example.toml proxy.example.toml relay.example.toml; do
+  case $f in
+    *.ini) comment=';'; dir='C:\\ProgramData\\dongle-relay'; sep='\\' ;;
+    *) comment='#'; dir='C:/ProgramData/dongle-relay'; sep='/' ;;
+  esac
+  {
+    echo "$comment Windows copy of deploy/$f (dongle-relay $version): its Linux paths moved to"
+    echo "$comment C:\\ProgramData\\dongle-relay. Services: docs\\windows.md, not the systemd units named below."
+    sed -e "s|/etc/dongle-relay/|$dir$sep|g" -e "s|/var/log/dongle-relay|$dir${sep}logs|g" \
+      -e "s|/var/lib/dongle-relay|$dir|g" "deploy/$f"
+  } >"$work/$f"
+  if grep -nE '(^|[^A-Za-z0-9:.])/(etc|var|usr|run|opt|home|srv)/' "$work/$f"; then
+    fail "deploy/$f still names a Unix path after the Windows translation (lines above)"
+  fi
+  crlf "$work/$f" "$stage/examples/$f"
+done
+(cd "$stage" && find . -type f ! -name SHA256SUMS.txt -printf '%P\n' | LC_ALL=C sort \
+  | xargs -d '\n' sha256sum >"$work/SHA256SUMS.txt")
+crlf "$work/SHA256SUMS.txt" "$stage/SHA256SUMS.txt"
+
+step "zip"
+zip_file=$dist/$name.zip
+rm -f "$zip_file"
+# -X: no Unix extra fields; fixed order for a listing that reads the same every time.
+(cd "$work" && find "$name" -type f | LC_ALL=C sort | zip -q -X "$zip_file" -@)
+
+step "MSI (wixl, deploy/windows/dongle-relay.wxs)"
+msi_file=$dist/$name.msi
+# Every staged file but the exe (declared in the .wxs itself) as one component group, so the
+# MSI and the zip cannot list different files; 64-bit components like the exe's.
+(cd "$stage" && find . -type f ! -path ./dongle-relay.exe | LC_ALL=C sort) \
+  | wixl-heat -p ./ --directory-ref INSTALLDIR --component-group Payload --var var.SourceDir \
+  | sed 's/Guid="\*"/Guid="*" Win64="yes"/' >"$work/payload.wxs"
+# build_msi VERSION OUT: wixl resolves Source= relative to the working directory only.
+build_msi() {
+  rm -f "$2"
+  (cd "$work" && wixl -a x64 -D "Version=$1" -D "SourceDir=$name" -o "$2" \
+    "$root/deploy/windows/dongle-relay.wxs" payload.wxs)
+}
+build_msi "$msi_version" "$msi_file"
+
+step "SHA-256 sums"
+(cd "$dist" && sha256sum "$name.zip" "$name.msi" >"$name.sha256")
+cat "$dist/$name.sha256"
+ls -l "$zip_file" "$msi_file"
+
+if ! $check; then
+  echo "dist-windows: $(( $(date +%s) - start )) s"
+  exit 0
+fi
+
+# ---------------------------------------------------------------------------------------------
+step "check: the zip's files"
+expected=$(cd "$stage" && find . -type f -printf "$name/%P\n" | LC_ALL=C sort)
+for f in dongle-relay.exe client/mxnet2_api.dll client/mxnet2_api.h client/libmxnet2_api.dll.a \
+  README.txt SHA256SUMS.txt docs/windows.md examples/mxnet2.example.ini; do
+  grep -qx "$name/$f" <<<"$expected" || fail "the staged release lacks $f"
+done
+listing=$(unzip -Z1 "$zip_file" | LC_ALL=C sort)
+echo "$listing"
+[ "$listing" = "$expected" ] || { diff <(echo "$expected") <(echo "$listing") >&2; fail "the zip's listing differs from the staged files"; }
+if grep -qi 'bcryptprimitives' <<<"$listing"; then fail "the zip contains the Wine test shim"; fi
+# Nothing in it may be the shim under another name: the shim is the only DLL exporting
+# ProcessPrng, and every PE file's exports are checked for it.
+unpacked=$work/unpacked
+mkdir -p "$unpacked"
+unzip -q -o "$zip_file" -d "$unpacked"
+while IFS= read -r -d '' pe; do
+  if x86_64-w64-mingw32-objdump -p "$pe" | sed -n '/\[Ordinal\/Name Pointer\] Table/,/^$/p' \
+    | grep -q 'ProcessPrng'; then
+    fail "$pe exports ProcessPrng: the Wine test shim"
+  fi
+done < <(find "$unpacked" -type f \( -iname '*.dll' -o -iname '*.exe' \) -print0)
+(cd "$unpacked/$name" && sed 's/\r$//' SHA256SUMS.txt | sha256sum --quiet -c -) \
+  || fail "SHA256SUMS.txt does not match the zip's files"
+(cd "$dist" && sha256sum --quiet -c "$name.sha256") || fail "$name.sha256 does not match"
+echo "ok: $(wc -l <<<"$listing") files as staged, no shim, sums match"
+
+step "check: the MSI's files"
+msi_files=$(msiinfo export "$msi_file" File | tail -n +4 | cut -f3 | sed 's/^[^|]*|//' | LC_ALL=C sort)
+zip_names=$(sed 's|.*/||' <<<"$expected" | LC_ALL=C sort)
+[ "$msi_files" = "$zip_names" ] || { diff <(echo "$zip_names") <(echo "$msi_files") >&2; fail "the MSI's File table differs from the zip"; }
+echo "ok: the MSI's File table holds the zip's $(wc -l <<<"$msi_files") files"
+
+step "check: under Wine: msiexec /i, the installed exe runs, upgrade, no downgrade, msiexec /x"
+run() { bash scripts/wine/runner.sh "$@"; }
+wine_win() { printf 'Z:%s' "${1//\//\\}"; }
+# Running the built exe first creates the runner's prefix (and its ProcessPrng shim, which
+# lives in the prefix's system32, never in the package).
+built_version=$(run "$exe" --version | tr -d '\r')
+[ "$built_version" = "dongle-relay $version" ] || fail "built exe says '$built_version'"
+prefix=$target_dir/wine/x86_64/prefix
+system32=$prefix/drive_c/windows/system32
+installed="$prefix/drive_c/Program Files/dongle-relay"
+msiexec() { timeout 300 bash scripts/wine/runner.sh "$system32/msiexec.exe" "$@"; }
+# The products installed under our name, as "DisplayVersion" values in the Uninstall keys.
+installed_products() {
+  run "$system32/reg.exe" query 'HKLM\Software\Microsoft\Windows\CurrentVersion\Uninstall' /s \
+    2>/dev/null | tr -d '\r' | awk '
+      /^HKEY/ { if (ours) print version; ours = 0; version = "" }
+      $1 == "DisplayName" && $3 == "dongle-relay" { ours = 1 }
+      $1 == "DisplayVersion" { version = $3 }
+      END { if (ours) print version }' | LC_ALL=C sort
+}
+# A higher version of the same package (same UpgradeCode, new ProductCode) to upgrade to.
+IFS=. read -r major minor patch <<<"$msi_version"
+next_version=$major.$minor.$((patch + 1))
+next_msi=$work/upgrade-probe-$next_version.msi
+build_msi "$next_version" "$next_msi"
+# A previous run's installation (a failed check) is removed first.
+for m in "$msi_file" "$next_msi"; do msiexec /x "$(wine_win "$m")" /qn >/dev/null 2>&1 || true; done
+[ -z "$(installed_products)" ] || fail "dongle-relay is installed in the Wine prefix already"
+
+msiexec /i "$(wine_win "$msi_file")" /qn /l*v "$(wine_win "$work/install.log")" \
+  || { cat "$work/install.log" >&2 || true; fail "msiexec /i failed"; }
+while IFS= read -r f; do
+  [ -f "$installed/${f#"$name"/}" ] || fail "not installed: ${f#"$name"/}"
+done <<<"$expected"
+[ ! -e "$installed/bcryptprimitives.dll" ] || fail "the shim was installed"
+installed_version=$(run "$installed/dongle-relay.exe" --version | tr -d '\r')
+[ "$installed_version" = "dongle-relay $version" ] \
+  || fail "the installed dongle-relay.exe says '$installed_version'"
+run "$installed/dongle-relay.exe" service --help | tr -d '\r' | grep -q 'install' \
+  || fail "the installed exe's 'service --help' does not document install"
+[ "$(installed_products)" = "$msi_version" ] \
+  || fail "installed products after install: '$(installed_products)', expected $msi_version"
+echo "ok: installed $(wc -l <<<"$expected") files; the installed exe says '$installed_version'"
+
+msiexec /i "$(wine_win "$next_msi")" /qn || fail "upgrading to $next_version failed"
+[ "$(installed_products)" = "$next_version" ] \
+  || fail "installed products after the upgrade: '$(installed_products)', expected only $next_version"
+[ -f "$installed/dongle-relay.exe" ] || fail "the upgrade removed dongle-relay.exe"
+echo "ok: $next_version replaced $msi_version (one product installed)"
+if msiexec /i "$(wine_win "$msi_file")" /qn >/dev/null 2>&1; then
+  fail "installing $msi_version over $next_version (a downgrade) succeeded"
+fi
+[ "$(installed_products)" = "$next_version" ] || fail "the refused downgrade changed the products"
+echo "ok: the downgrade to $msi_version was refused"
+
+msiexec /x "$(wine_win "$next_msi")" /qn || fail "msiexec /x failed"
+[ ! -e "$installed" ] || fail "msiexec /x left $installed behind: $(ls -R "$installed")"
+[ -z "$(installed_products)" ] || fail "msiexec /x left the product registered"
+echo "ok: uninstalled, the folder and the product entry are gone"
+echo "dist-windows check: $(( $(date +%s) - start )) s in all"
