@@ -44,6 +44,12 @@ target_dir="${CARGO_TARGET_DIR:-$root/target}"
 start=$(date +%s)
 step() { echo; echo "=== dist-windows: $* ($(( $(date +%s) - start ))s)"; }
 fail() { echo "dist-windows: FAILED: $*" >&2; exit 1; }
+# same EXPECTED ACTUAL WHAT: fails with the difference unless the two lists are equal.
+same() {
+  [ "$1" = "$2" ] && return 0
+  diff <(echo "$1") <(echo "$2") >&2 || true
+  fail "$3"
+}
 
 step "system packages"
 need=()
@@ -76,9 +82,8 @@ name=dongle-relay-$version-x86_64-windows
 echo "dongle-relay $version ($profile), licence $license"
 
 step "dongle-relay.exe ($profile)"
-# The same C compiler settings as mxnet2-api/build-windows.sh sets, so that the C parts of
-# dependencies (ring) are not rebuilt between the two builds.
-export CC_x86_64_pc_windows_gnu=x86_64-w64-mingw32-gcc AR_x86_64_pc_windows_gnu=x86_64-w64-mingw32-ar
+# Built as scripts/windows-ci.sh builds it (no CC_* variables), so that in CI, after that
+# script, this is no rebuild; the DLL below is built as .ci/run's client library step does.
 flags=(--target "$target" --bin dongle-relay)
 [ "$profile" = release ] && flags+=(--release)
 cargo build "${flags[@]}"
@@ -116,7 +121,8 @@ for f in mxnet2.example.ini listener.example.toml proxy.example.toml relay.examp
   esac
   {
     echo "$comment Windows copy of deploy/$f (dongle-relay $version): its Linux paths moved to"
-    echo "$comment C:\\ProgramData\\dongle-relay. Services: docs\\windows.md, not the systemd units named below."
+    echo "$comment C:\\ProgramData\\dongle-relay. Services: docs\\windows.md, not the systemd units"
+    echo "$comment named below."
     sed -e "s|/etc/dongle-relay/|$dir$sep|g" -e "s|/var/log/dongle-relay|$dir${sep}logs|g" \
       -e "s|/var/lib/dongle-relay|$dir|g" "deploy/$f"
   } >"$work/$f"
@@ -142,11 +148,17 @@ msi_file=$dist/$name.msi
 (cd "$stage" && find . -type f ! -path ./dongle-relay.exe | LC_ALL=C sort) \
   | wixl-heat -p ./ --directory-ref INSTALLDIR --component-group Payload --var var.SourceDir \
   | sed 's/Guid="\*"/Guid="*" Win64="yes"/' >"$work/payload.wxs"
+# next_patch VERSION: the version with its patch number one higher.
+next_patch() {
+  local major minor patch
+  IFS=. read -r major minor patch <<<"$1"
+  echo "$major.$minor.$((patch + 1))"
+}
 # build_msi VERSION OUT: wixl resolves Source= relative to the working directory only.
 build_msi() {
   rm -f "$2"
-  (cd "$work" && wixl -a x64 -D "Version=$1" -D "SourceDir=$name" -o "$2" \
-    "$root/deploy/windows/dongle-relay.wxs" payload.wxs)
+  (cd "$work" && wixl -a x64 -D "Version=$1" -D "NextVersion=$(next_patch "$1")" \
+    -D "SourceDir=$name" -o "$2" "$root/deploy/windows/dongle-relay.wxs" payload.wxs)
 }
 build_msi "$msi_version" "$msi_file"
 
@@ -169,7 +181,7 @@ for f in dongle-relay.exe client/mxnet2_api.dll client/mxnet2_api.h client/libmx
 done
 listing=$(unzip -Z1 "$zip_file" | LC_ALL=C sort)
 echo "$listing"
-[ "$listing" = "$expected" ] || { diff <(echo "$expected") <(echo "$listing") >&2; fail "the zip's listing differs from the staged files"; }
+same "$expected" "$listing" "the zip's listing differs from the staged files"
 if grep -qi 'bcryptprimitives' <<<"$listing"; then fail "the zip contains the Wine test shim"; fi
 # Nothing in it may be the shim under another name: the shim is the only DLL exporting
 # ProcessPrng, and every PE file's exports are checked for it.
@@ -188,39 +200,50 @@ done < <(find "$unpacked" -type f \( -iname '*.dll' -o -iname '*.exe' \) -print0
 echo "ok: $(wc -l <<<"$listing") files as staged, no shim, sums match"
 
 step "check: the MSI's files"
-msi_files=$(msiinfo export "$msi_file" File | tail -n +4 | cut -f3 | sed 's/^[^|]*|//' | LC_ALL=C sort)
+# The rows of one table of the MSI (msiinfo ends lines with CRLF; 3 header lines).
+msi_rows() { msiinfo export "$msi_file" "$1" | tr -d '\r' | tail -n +4; }
+# FileName is "SHORT~1|long name" when the name is not 8.3; the long name is what installs.
+msi_files=$(msi_rows File | cut -f3 | sed 's/^[^|]*|//' | LC_ALL=C sort)
 zip_names=$(sed 's|.*/||' <<<"$expected" | LC_ALL=C sort)
-[ "$msi_files" = "$zip_names" ] || { diff <(echo "$zip_names") <(echo "$msi_files") >&2; fail "the MSI's File table differs from the zip"; }
-echo "ok: the MSI's File table holds the zip's $(wc -l <<<"$msi_files") files"
+same "$zip_names" "$msi_files" "the MSI's File table differs from the zip"
+components=$(msi_rows Component | cut -f1 | LC_ALL=C sort)
+featured=$(msi_rows FeatureComponents | cut -f2 | LC_ALL=C sort)
+same "$components" "$featured" "the MSI has components that no feature installs"
+echo "ok: the MSI's File table holds the zip's $(wc -l <<<"$msi_files") files, all in the feature"
 
 step "check: under Wine: msiexec /i, the installed exe runs, upgrade, no downgrade, msiexec /x"
 run() { bash scripts/wine/runner.sh "$@"; }
 wine_win() { printf 'Z:%s' "${1//\//\\}"; }
 # Running the built exe first creates the runner's prefix (and its ProcessPrng shim, which
 # lives in the prefix's system32, never in the package).
-built_version=$(run "$exe" --version | tr -d '\r')
+built_version=$(run "$exe" --version | tr -d '\r') || fail "the built exe does not run under Wine"
 [ "$built_version" = "dongle-relay $version" ] || fail "built exe says '$built_version'"
 prefix=$target_dir/wine/x86_64/prefix
 system32=$prefix/drive_c/windows/system32
 installed="$prefix/drive_c/Program Files/dongle-relay"
 msiexec() { timeout 300 bash scripts/wine/runner.sh "$system32/msiexec.exe" "$@"; }
-# The products installed under our name, as "DisplayVersion" values in the Uninstall keys.
+# The products installed under our name, one "ProductCode DisplayVersion" line each, from the
+# Uninstall keys.
 installed_products() {
   run "$system32/reg.exe" query 'HKLM\Software\Microsoft\Windows\CurrentVersion\Uninstall' /s \
     2>/dev/null | tr -d '\r' | awk '
-      /^HKEY/ { if (ours) print version; ours = 0; version = "" }
+      function flush() { if (ours) print code, version; ours = 0; version = "" }
+      /^HKEY/ { flush(); code = $0; sub(/.*\\/, "", code) }
       $1 == "DisplayName" && $3 == "dongle-relay" { ours = 1 }
       $1 == "DisplayVersion" { version = $3 }
-      END { if (ours) print version }' | LC_ALL=C sort
+      END { flush() }' | LC_ALL=C sort
 }
-# A higher version of the same package (same UpgradeCode, new ProductCode) to upgrade to.
-IFS=. read -r major minor patch <<<"$msi_version"
-next_version=$major.$minor.$((patch + 1))
+installed_versions() { installed_products | cut -d' ' -f2; }
+# A previous run's installation (a failed check) is removed first.
+installed_products | while read -r code _; do msiexec /x "$code" /qn </dev/null || true; done
+[ -z "$(installed_products)" ] || fail "cannot remove dongle-relay from the Wine prefix"
+# Probes, built from the same files: a rebuild of this version (a new ProductCode, as every
+# build has) and the next patch version (same UpgradeCode).
+rebuild_msi=$work/rebuild-probe-$msi_version.msi
+build_msi "$msi_version" "$rebuild_msi"
+next_version=$(next_patch "$msi_version")
 next_msi=$work/upgrade-probe-$next_version.msi
 build_msi "$next_version" "$next_msi"
-# A previous run's installation (a failed check) is removed first.
-for m in "$msi_file" "$next_msi"; do msiexec /x "$(wine_win "$m")" /qn >/dev/null 2>&1 || true; done
-[ -z "$(installed_products)" ] || fail "dongle-relay is installed in the Wine prefix already"
 
 msiexec /i "$(wine_win "$msi_file")" /qn /l*v "$(wine_win "$work/install.log")" \
   || { cat "$work/install.log" >&2 || true; fail "msiexec /i failed"; }
@@ -228,24 +251,30 @@ while IFS= read -r f; do
   [ -f "$installed/${f#"$name"/}" ] || fail "not installed: ${f#"$name"/}"
 done <<<"$expected"
 [ ! -e "$installed/bcryptprimitives.dll" ] || fail "the shim was installed"
-installed_version=$(run "$installed/dongle-relay.exe" --version | tr -d '\r')
+installed_version=$(run "$installed/dongle-relay.exe" --version | tr -d '\r') \
+  || fail "the installed dongle-relay.exe does not run"
 [ "$installed_version" = "dongle-relay $version" ] \
   || fail "the installed dongle-relay.exe says '$installed_version'"
 run "$installed/dongle-relay.exe" service --help | tr -d '\r' | grep -q 'install' \
   || fail "the installed exe's 'service --help' does not document install"
-[ "$(installed_products)" = "$msi_version" ] \
-  || fail "installed products after install: '$(installed_products)', expected $msi_version"
+[ "$(installed_versions)" = "$msi_version" ] \
+  || fail "products after install: '$(installed_products)', expected $msi_version"
 echo "ok: installed $(wc -l <<<"$expected") files; the installed exe says '$installed_version'"
 
+first=$(installed_products)
+msiexec /i "$(wine_win "$rebuild_msi")" /qn || fail "installing a rebuild of $msi_version failed"
+[ "$(installed_versions)" = "$msi_version" ] && [ "$(installed_products)" != "$first" ] \
+  || fail "products after a rebuild: '$(installed_products)', expected it to replace '$first'"
+echo "ok: a rebuild of $msi_version replaced the installed one (one product installed)"
 msiexec /i "$(wine_win "$next_msi")" /qn || fail "upgrading to $next_version failed"
-[ "$(installed_products)" = "$next_version" ] \
-  || fail "installed products after the upgrade: '$(installed_products)', expected only $next_version"
+[ "$(installed_versions)" = "$next_version" ] \
+  || fail "products after the upgrade: '$(installed_products)', expected only $next_version"
 [ -f "$installed/dongle-relay.exe" ] || fail "the upgrade removed dongle-relay.exe"
 echo "ok: $next_version replaced $msi_version (one product installed)"
 if msiexec /i "$(wine_win "$msi_file")" /qn >/dev/null 2>&1; then
   fail "installing $msi_version over $next_version (a downgrade) succeeded"
 fi
-[ "$(installed_products)" = "$next_version" ] || fail "the refused downgrade changed the products"
+[ "$(installed_versions)" = "$next_version" ] || fail "the refused downgrade changed the products"
 echo "ok: the downgrade to $msi_version was refused"
 
 msiexec /x "$(wine_win "$next_msi")" /qn || fail "msiexec /x failed"
