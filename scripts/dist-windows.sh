@@ -6,6 +6,7 @@
 #   dongle-relay-<version>-x86_64-windows.msi   the same files, installed to
 #       C:\Program Files\dongle-relay (deploy/windows/dongle-relay.wxs, built with wixl)
 #   dongle-relay-<version>-x86_64-windows.sha256   sha256sum of the zip and the MSI
+# (with --profile debug, the names end in -debug: dongle-relay-<version>-x86_64-windows-debug.zip)
 # Both are cross-built on Linux with mingw-w64 (.cargo/config.toml). The Wine test shim
 # (scripts/wine/processprng.c, a bcryptprimitives.dll) is never packaged; --check proves it.
 #
@@ -78,7 +79,9 @@ version=${version%% *}
 # MSI versions are three numbers below 256.65536.65536: a pre-release suffix is dropped.
 msi_version=${version%%[-+]*}
 [[ $msi_version =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || fail "version $version has no MSI form"
+# A debug build (CI's) says so in its names, so it is never taken for a release.
 name=dongle-relay-$version-x86_64-windows
+[ "$profile" = release ] || name=$name-$profile
 echo "dongle-relay $version ($profile), licence $license"
 
 step "dongle-relay.exe ($profile)"
@@ -95,7 +98,7 @@ client=$target_dir/windows/$target
 
 step "staging"
 dist=$root/dist
-work=$target_dir/dist-windows
+work=$target_dir/dist-windows/$profile
 stage=$work/$name
 rm -rf "$work"
 mkdir -p "$stage/client" "$stage/examples" "$stage/docs" "$dist"
@@ -260,6 +263,32 @@ run "$installed/dongle-relay.exe" service --help | tr -d '\r' | grep -q 'install
 [ "$(installed_versions)" = "$msi_version" ] \
   || fail "products after install: '$(installed_products)', expected $msi_version"
 echo "ok: installed $(wc -l <<<"$expected") files; the installed exe says '$installed_version'"
+
+# The installed example of the license server, its paths translated, starts the server on
+# Windows: it is read, and its LogFileFolder (C:\ProgramData\dongle-relay\logs) is created.
+logs=$prefix/drive_c/ProgramData/dongle-relay/logs
+rm -rf "$logs"
+example="C:\\Program Files\\dongle-relay\\examples\\mxnet2.example.ini"
+# The runner itself in the background (not the run function's subshell): it execs Wine, so
+# $! is the server's own process.
+bash scripts/wine/runner.sh "$installed/dongle-relay.exe" --log warn server --config "$example" \
+  --port 0 --dongle simulated --ephemeral-key >"$work/server.out" 2>"$work/server.err" &
+server=$!
+banner=
+for _ in $(seq 1 600); do  # at most 60 s: the banner is the readiness signal
+  banner=$(grep -m1 '^license server listening on' "$work/server.out" || true)
+  [ -n "$banner" ] && break
+  kill -0 "$server" 2>/dev/null || break
+  sleep 0.1
+done
+kill "$server" 2>/dev/null || true
+wait "$server" 2>/dev/null || true
+if [ -z "$banner" ]; then
+  cat "$work/server.out" "$work/server.err" >&2
+  fail "the server did not start with examples\\mxnet2.example.ini"
+fi
+[ -d "$logs" ] || fail "the server did not create the example's LogFileFolder"
+echo "ok: the installed exe starts the license server with examples\\mxnet2.example.ini"
 
 first=$(installed_products)
 msiexec /i "$(wine_win "$rebuild_msi")" /qn || fail "installing a rebuild of $msi_version failed"
