@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Windows x64 release artefacts (issue #13) under dist/ (gitignored):
 #   dongle-relay-<version>-x86_64-windows.zip   dongle-relay.exe, the client library
-#       (mxnet2_api.dll, its header and import library), example configurations with Windows
-#       paths, a README, docs/windows.md and docs/client-library.md, SHA256SUMS.txt
+#       (mxnet2_api.dll with its import library for x64 and x86, its header), example
+#       configurations with Windows paths, a README, docs/windows.md and
+#       docs/client-library.md, SHA256SUMS.txt
 #   dongle-relay-<version>-x86_64-windows.msi   the same files, installed to
 #       C:\Program Files\dongle-relay (deploy/windows/dongle-relay.wxs, built with wixl)
 #   dongle-relay-<version>-x86_64-windows.sha256   sha256sum of the zip and the MSI
@@ -92,20 +93,23 @@ flags=(--target "$target" --bin dongle-relay)
 cargo build "${flags[@]}"
 exe=$target_dir/$target/$profile/dongle-relay.exe
 
-step "client library mxnet2_api.dll ($profile; mxnet2-api/build-windows.sh checks its exports)"
-PROFILE=$profile bash mxnet2-api/build-windows.sh "$target"
-client=$target_dir/windows/$target
+step "client library mxnet2_api.dll, x64 and x86 ($profile; build-windows.sh checks the exports)"
+# Both: a program loads only a DLL of its own bitness, and many license clients are 32-bit.
+PROFILE=$profile bash mxnet2-api/build-windows.sh "$target" i686-pc-windows-gnu
 
 step "staging"
 dist=$root/dist
 work=$target_dir/dist-windows/$profile
 stage=$work/$name
 rm -rf "$work"
-mkdir -p "$stage/client" "$stage/examples" "$stage/docs" "$dist"
+mkdir -p "$stage/client/x64" "$stage/client/x86" "$stage/examples" "$stage/docs" "$dist"
 cp "$exe" "$stage/dongle-relay.exe"
 # The name the DLL's own import library and the docs use; Windows loads it for programs that
 # import Mxnet2_api.dll (DLL names are case-insensitive there).
-cp "$client/mxnet2_api.dll" "$client/libmxnet2_api.dll.a" "$stage/client/"
+client=$target_dir/windows
+cp "$client/$target/mxnet2_api.dll" "$client/$target/libmxnet2_api.dll.a" "$stage/client/x64/"
+cp "$client/i686-pc-windows-gnu/mxnet2_api.dll" "$client/i686-pc-windows-gnu/libmxnet2_api.dll.a" \
+  "$client/i686-pc-windows-gnu/mxnet2_api.def" "$stage/client/x86/"
 cp mxnet2-api/include/mxnet2_api.h "$stage/client/"
 # Text for Notepad: CRLF line ends. Placeholders of the README filled in.
 crlf() { sed 's/\r$//; s/$/\r/' "$1" >"$2"; }
@@ -178,9 +182,16 @@ fi
 # ---------------------------------------------------------------------------------------------
 step "check: the zip's files"
 expected=$(cd "$stage" && find . -type f -printf "$name/%P\n" | LC_ALL=C sort)
-for f in dongle-relay.exe client/mxnet2_api.dll client/mxnet2_api.h client/libmxnet2_api.dll.a \
-  README.txt SHA256SUMS.txt docs/windows.md examples/mxnet2.example.ini; do
+for f in dongle-relay.exe client/x64/mxnet2_api.dll client/x64/libmxnet2_api.dll.a \
+  client/x86/mxnet2_api.dll client/x86/libmxnet2_api.dll.a client/x86/mxnet2_api.def \
+  client/mxnet2_api.h README.txt SHA256SUMS.txt docs/windows.md examples/mxnet2.example.ini; do
   grep -qx "$name/$f" <<<"$expected" || fail "the staged release lacks $f"
+done
+# Each DLL in the folder of its architecture.
+for pair in dongle-relay.exe:pei-x86-64 client/x64/mxnet2_api.dll:pei-x86-64 \
+  client/x86/mxnet2_api.dll:pei-i386; do
+  format=$(x86_64-w64-mingw32-objdump -f "$stage/${pair%%:*}" | sed -n 's/.*file format //p')
+  [ "$format" = "${pair#*:}" ] || fail "${pair%%:*} is $format, not ${pair#*:}"
 done
 listing=$(unzip -Z1 "$zip_file" | LC_ALL=C sort)
 echo "$listing"
