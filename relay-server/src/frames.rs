@@ -104,12 +104,16 @@ impl FrameCodec {
     fn check_header(&self, header: &FrameHeader) -> Result<(), FrameError> {
         let masked = header.mask.is_some();
         match (self.end, masked) {
-            (End::Server, false) => return Err(FrameError::Protocol("a client frame without a mask")),
+            (End::Server, false) => {
+                return Err(FrameError::Protocol("a client frame without a mask"));
+            }
             (End::Client, true) => return Err(FrameError::Protocol("a server frame with a mask")),
             _ => {}
         }
         if header.rsv1 || header.rsv2 || header.rsv3 {
-            return Err(FrameError::Protocol("a reserved bit set without an extension"));
+            return Err(FrameError::Protocol(
+                "a reserved bit set without an extension",
+            ));
         }
         match header.opcode {
             OpCode::Data(Data::Reserved(_)) | OpCode::Control(Control::Reserved(_)) => {
@@ -118,9 +122,9 @@ impl FrameCodec {
             OpCode::Control(_) if !header.is_final => {
                 Err(FrameError::Protocol("a fragmented control frame"))
             }
-            OpCode::Data(Data::Continue) if self.message.is_none() => {
-                Err(FrameError::Protocol("a continuation frame outside a message"))
-            }
+            OpCode::Data(Data::Continue) if self.message.is_none() => Err(FrameError::Protocol(
+                "a continuation frame outside a message",
+            )),
             OpCode::Data(Data::Text | Data::Binary) if self.message.is_some() => Err(
                 FrameError::Protocol("a new message inside a fragmented message"),
             ),
@@ -267,7 +271,10 @@ mod tests {
         let mut wire = BytesMut::new();
         client.encode(big, &mut wire).expect("encode");
         let err = server.decode(&mut wire).expect_err("too large");
-        assert!(matches!(err, FrameError::TooLarge { size: 2048, .. }), "{err}");
+        assert!(
+            matches!(err, FrameError::TooLarge { size: 2048, .. }),
+            "{err}"
+        );
         assert_eq!(err.close_code(), Some(1009));
     }
 
@@ -292,7 +299,9 @@ mod tests {
     }
 
     fn code_of(frames: Vec<Frame>, masked: bool) -> Option<u16> {
-        decode_all(frames, masked).expect_err("refused").close_code()
+        decode_all(frames, masked)
+            .expect_err("refused")
+            .close_code()
     }
 
     #[test]
@@ -304,9 +313,15 @@ mod tests {
             data(&[0xA9, b'b'], Data::Continue, true),
         ];
         assert_eq!(decode_all(split, true).expect("valid").len(), 3);
-        assert_eq!(code_of(vec![data(&[0xFF], Data::Text, true)], true), Some(1007));
+        assert_eq!(
+            code_of(vec![data(&[0xFF], Data::Text, true)], true),
+            Some(1007)
+        );
         // A character cut at the end of the message is invalid.
-        assert_eq!(code_of(vec![data(&[0xC3], Data::Text, true)], true), Some(1007));
+        assert_eq!(
+            code_of(vec![data(&[0xC3], Data::Text, true)], true),
+            Some(1007)
+        );
         let cut = vec![
             data(&[0xC3], Data::Text, false),
             data(&[b'x'], Data::Continue, true),

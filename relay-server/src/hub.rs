@@ -477,7 +477,11 @@ mod tests {
         // Full: the next sender waits, and gets in once the listener takes a message.
         let waiting = tokio::spawn({
             let hc = hc.clone();
-            async move { hc.dispatch(|l| format!("late {}", l.base_url)).await.map(|l| l.id) }
+            async move {
+                hc.dispatch(|l| format!("late {}", l.base_url))
+                    .await
+                    .map(|l| l.id)
+            }
         });
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
@@ -489,7 +493,11 @@ mod tests {
         // Full again: a listener registering meanwhile takes the waiting sender.
         let waiting = tokio::spawn({
             let hc = hc.clone();
-            async move { hc.dispatch(|l| format!("late {}", l.base_url)).await.map(|l| l.id) }
+            async move {
+                hc.dispatch(|l| format!("late {}", l.base_url))
+                    .await
+                    .map(|l| l.id)
+            }
         });
         tokio::task::yield_now().await;
         let mut two = hub.reserve_listener(&hc).expect("slot");

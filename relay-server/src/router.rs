@@ -437,6 +437,7 @@ async fn run_bridge(
             tracing::debug!("bridged");
             let settings = BridgeSettings {
                 idle_timeout: relay.limits.idle_timeout,
+                peer_response_timeout: relay.limits.peer_response_timeout,
                 max_frame: relay.limits.max_frame_size,
                 drain: relay.drain.clone(),
                 stats: relay.stats.clone(),
