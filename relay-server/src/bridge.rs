@@ -826,8 +826,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_flooding_side_is_released_when_the_reader_vanishes() {
         let (sender, sender_side) = pair().await;
-        let (listener, listener_side) = tokio::io::duplex(1 << 16);
-        // No liveness deadline: only the vanishing may end this.
+        // The listener's connection as the relay sees it when a reset shows on the write side
+        // only: its reads stay pending, its writes block (nobody reads) until it vanishes,
+        // then fail.
+        let (_quiet, reads) = tokio::io::duplex(1 << 16);
+        let (unread, writes) = tokio::io::duplex(1 << 16);
+        let listener_side = tokio::io::join(reads, writes);
+        // No liveness deadline and no idle timeout: only the failed write may end this.
         let task = tokio::spawn(bridge(
             sender_side,
             listener_side,
@@ -849,13 +854,19 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(30)).await;
         assert!(!flood.is_finished() && !task.is_finished());
         let gone = Instant::now();
-        drop(listener);
-        let frame = loop {
-            match stream.next().await.expect("open").expect("message") {
-                Message::Close(Some(frame)) => break frame,
-                _ => {}
+        drop(unread);
+        let closed = async {
+            loop {
+                if let Message::Close(Some(frame)) =
+                    stream.next().await.expect("open").expect("message")
+                {
+                    return frame;
+                }
             }
         };
+        let frame = timeout(CLOSE_GRACE, closed)
+            .await
+            .expect("released in time");
         assert_eq!(frame.code, CloseCode::Away);
         assert!(
             frame.reason.starts_with("peer connection lost"),
