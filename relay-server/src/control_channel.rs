@@ -283,6 +283,7 @@ mod tests {
         listener: WebSocketStream<DuplexStream>,
         accepts: mpsc::Sender<Outbound>,
         shutdown: CancellationToken,
+        lost: Arc<ListenerLoss>,
         task: tokio::task::JoinHandle<Ended>,
     }
 
@@ -312,6 +313,7 @@ mod tests {
         };
         let (tx, rx) = mpsc::channel(4);
         let shutdown = CancellationToken::new();
+        let lost = Arc::new(ListenerLoss::default());
         let cc = ControlChannel {
             accepts: rx,
             listener_id: 1,
@@ -323,12 +325,13 @@ mod tests {
             }),
             ping_interval: Duration::from_secs(ping),
             shutdown: shutdown.clone(),
-            lost: Arc::default(),
+            lost: lost.clone(),
         };
         Fixture {
             listener,
             accepts: tx,
             shutdown,
+            lost,
             task: tokio::spawn(run(relay_side, cc)),
         }
     }
@@ -466,6 +469,14 @@ mod tests {
             frozen.elapsed() <= Duration::from_secs(10),
             "{:?}",
             frozen.elapsed()
+        );
+        // Declared dead, with the cause, for the senders whose accepts it took.
+        let reason = timeout(Duration::from_millis(1), f.lost.wait())
+            .await
+            .expect("declared lost");
+        assert!(
+            reason.starts_with("the listener stopped responding (nothing from it for"),
+            "{reason}"
         );
         assert_eq!(
             f.task.await.expect("task"),
