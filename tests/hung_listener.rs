@@ -41,10 +41,14 @@ async fn client_is_closed(proxy: &Proxy) -> Duration {
     took
 }
 
-/// The proxy's counters once its tunnel has ended.
-async fn settled(proxy: &Proxy) -> ProxySnapshot {
+/// A 1:1 proxy's client of a `hang`ing listener on `relay`: how long until the proxy closed
+/// it, and the proxy's counters once the tunnel has ended.
+async fn client_of_hung_listener(relay: &Relay, hang: Hang) -> (Duration, ProxySnapshot) {
+    let _listener = hung_listener(relay, hang).await;
+    let proxy = Proxy::spawn(relay.proxy_config()).await;
+    let took = client_is_closed(&proxy).await;
     proxy.status().wait_for(|s| s.active == 0).await;
-    proxy.status().snapshot()
+    (took, proxy.status().snapshot())
 }
 
 #[test]
@@ -61,14 +65,11 @@ async fn a_listener_that_ignores_accepts_gets_its_sender_a_504_naming_it() {
             c.limits.rendezvous_timeout = Duration::from_secs(2);
         })
         .await;
-        let _listener = hung_listener(&relay, Hang::IgnoresAccepts).await;
-        let proxy = Proxy::spawn(relay.proxy_config()).await;
-        let took = client_is_closed(&proxy).await;
+        let (took, status) = client_of_hung_listener(&relay, Hang::IgnoresAccepts).await;
         assert!(
             took >= Duration::from_secs(2) && took < Duration::from_secs(6),
             "closed after {took:?}"
         );
-        let status = settled(&proxy).await;
         assert_eq!(status.refused_by_status.get("504"), Some(&1), "{status:?}");
         let line = status.last_refusal.expect("refusal line");
         assert!(
@@ -87,11 +88,8 @@ async fn a_frozen_listener_is_reported_to_its_sender_within_ten_seconds() {
     timeout(LIMIT, async {
         // Default limits: control-channel pings every 2 s, rendezvous 15 s.
         let relay = Relay::start_tls().await;
-        let _listener = hung_listener(&relay, Hang::Frozen).await;
-        let proxy = Proxy::spawn(relay.proxy_config()).await;
-        let took = client_is_closed(&proxy).await;
+        let (took, status) = client_of_hung_listener(&relay, Hang::Frozen).await;
         assert!(took < Duration::from_secs(10), "closed after {took:?}");
-        let status = settled(&proxy).await;
         assert_eq!(status.refused_by_status.get("502"), Some(&1), "{status:?}");
         let line = status.last_refusal.expect("refusal line");
         assert!(
@@ -112,14 +110,11 @@ async fn a_listener_that_accepts_and_then_never_reads_is_reported_to_its_sender(
             c.limits.peer_response_timeout = Duration::from_secs(2);
         })
         .await;
-        let _listener = hung_listener(&relay, Hang::StallsAfterAccept).await;
-        let proxy = Proxy::spawn(relay.proxy_config()).await;
-        let took = client_is_closed(&proxy).await;
+        let (took, status) = client_of_hung_listener(&relay, Hang::StallsAfterAccept).await;
         assert!(
             took >= Duration::from_secs(2) && took < Duration::from_secs(8),
             "closed after {took:?}"
         );
-        let status = settled(&proxy).await;
         assert_eq!(status.failed, 1, "{status:?}");
         let line = status.last_failure.expect("failure line");
         assert!(

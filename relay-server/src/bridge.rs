@@ -725,19 +725,19 @@ mod tests {
         let close = listener.next().await.expect("open").expect("frame");
         assert!(is_close(&close));
         let start = Instant::now();
-        let Message::Close(Some(frame)) = next_data(&mut sender).await else {
-            panic!("expected the relay's close");
-        };
-        assert_eq!(frame.code, CloseCode::Away);
-        assert!(
-            frame
-                .reason
-                .starts_with("no close after the peer's close. TrackingId:"),
-            "{frame:?}"
-        );
+        away(&mut sender, "no close after the peer's close. TrackingId:").await;
         assert!(start.elapsed() >= CLOSE_LINGER, "{:?}", start.elapsed());
         drop(listener);
         task.await.expect("bridge ends");
+    }
+
+    /// Waits for the relay's Close to `ws`: 1001 with a reason starting with `reason`.
+    async fn away(ws: &mut WebSocketStream<DuplexStream>, reason: &str) {
+        let Message::Close(Some(frame)) = next_data(ws).await else {
+            panic!("expected the relay's close");
+        };
+        assert_eq!(frame.code, CloseCode::Away);
+        assert!(frame.reason.starts_with(reason), "{frame:?}");
     }
 
     fn settings_with(respond: u64, max_frame: usize) -> BridgeSettings {
@@ -768,25 +768,18 @@ mod tests {
         let (mut sender, sender_side) = pair().await;
         // The listener's end is held but never read: frozen, or alive and not reading.
         let (_frozen, listener_side) = tokio::io::duplex(1 << 16);
-        let stats = RelayStats::new();
-        let mut settings = settings_with(10, 1 << 20);
-        settings.stats = stats.clone();
-        let task = tokio::spawn(bridge(sender_side, listener_side, settings));
+        let task = tokio::spawn(bridge(
+            sender_side,
+            listener_side,
+            settings_with(10, 1 << 20),
+        ));
         let start = Instant::now();
         sender
             .send(Message::binary(&b"request"[..]))
             .await
             .expect("send");
-        let Message::Close(Some(frame)) = next_data(&mut sender).await else {
-            panic!("expected the relay's close");
-        };
-        assert_eq!(frame.code, CloseCode::Away);
-        assert!(
-            frame
-                .reason
-                .starts_with("listener stopped responding: nothing from it within 10 s"),
-            "{frame:?}"
-        );
+        let reason = "listener stopped responding: nothing from it within 10 s";
+        away(&mut sender, reason).await;
         let waited = start.elapsed();
         assert!(
             waited >= Duration::from_secs(10) && waited < Duration::from_secs(11),
