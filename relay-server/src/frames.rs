@@ -324,7 +324,7 @@ mod tests {
         );
         let cut = vec![
             data(&[0xC3], Data::Text, false),
-            data(&[b'x'], Data::Continue, true),
+            data(b"x", Data::Continue, true),
         ];
         assert_eq!(code_of(cut, true), Some(1007));
         // Binary data is never checked.
