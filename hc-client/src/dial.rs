@@ -27,6 +27,12 @@ use crate::egress::{Egress, EgressError};
 /// The byte stream under a relay WebSocket: plain TCP (`ws://`) or TLS over TCP (`wss://`).
 pub type RelayIo = Either<TcpStream, TlsStream<TcpStream>>;
 
+/// The stage of a dial whose upgrade request went out but was not answered in time. A
+/// relay holds a sender's upgrade until the listener accepts, so for a sender this usually
+/// means its listener did not accept (a relay that answers sooner says so itself).
+pub const AWAITING_UPGRADE: &str =
+    "waiting for the answer to the WebSocket upgrade (a sender waits there for its listener) from";
+
 /// Longest refusal description kept from a response body.
 const MAX_DESCRIPTION: usize = 200;
 
@@ -89,7 +95,7 @@ pub enum DialError {
     /// A stage did not finish in time.
     #[error("timed out after {after:?} while {stage} {addr}")]
     Timeout {
-        /// `connecting to` or `handshaking with`.
+        /// `connecting to`, `handshaking with`, or [`AWAITING_UPGRADE`].
         stage: &'static str,
         /// The relay's `host:port`.
         addr: String,
@@ -207,6 +213,8 @@ impl Dialer {
                 addr: addr.clone(),
                 after: self.timeouts.connect,
             })??;
+        // Set once the upgrade request goes out, to name the stage that timed out.
+        let upgrading = std::sync::atomic::AtomicBool::new(false);
         let handshake = async {
             let io: RelayIo = if tls {
                 let bare = host.trim_start_matches('[').trim_end_matches(']');
@@ -223,12 +231,17 @@ impl Dialer {
             } else {
                 Either::Left(tcp)
             };
+            upgrading.store(true, std::sync::atomic::Ordering::Relaxed);
             self.upgrade(io, &request, &addr).await
         };
         tokio::time::timeout(self.timeouts.handshake, handshake)
             .await
             .map_err(|_| DialError::Timeout {
-                stage: "handshaking with",
+                stage: if upgrading.load(std::sync::atomic::Ordering::Relaxed) {
+                    AWAITING_UPGRADE
+                } else {
+                    "handshaking with"
+                },
                 addr: addr.clone(),
                 after: self.timeouts.handshake,
             })?
@@ -361,5 +374,44 @@ mod tests {
             err.to_string(),
             "401 token rejected (wrong key, malformed or expired)"
         );
+    }
+
+    #[tokio::test]
+    async fn an_unanswered_upgrade_is_named_as_such() {
+        crate::install_crypto_provider();
+        // A relay that takes the upgrade request and never answers (as one does while a
+        // sender's listener has not accepted).
+        let relay = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url: Url = format!("ws://{}/$hc/hc", relay.local_addr().expect("addr"))
+            .parse()
+            .expect("url");
+        let holder = tokio::spawn(async move { relay.accept().await });
+        let tls = crate::trust::TrustConfig::default()
+            .client_config()
+            .expect("tls");
+        let timeouts = DialTimeouts {
+            connect: Duration::from_secs(5),
+            handshake: Duration::from_millis(300),
+        };
+        let dialer = Dialer::new(tls, Egress::Direct, timeouts, ws_config(1 << 20));
+        let request = DialRequest {
+            url: &url,
+            token: None,
+            headers: &[],
+            subprotocols: &[],
+        };
+        let err = tokio::time::timeout(Duration::from_secs(10), dialer.dial(request))
+            .await
+            .expect("in time")
+            .expect_err("unanswered");
+        assert!(
+            err.to_string().starts_with(
+                "timed out after 300ms while waiting for the answer to the WebSocket upgrade"
+            ),
+            "{err}"
+        );
+        drop(holder);
     }
 }

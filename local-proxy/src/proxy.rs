@@ -22,7 +22,7 @@ use hc_client::access::AccessError;
 use hc_client::azbridge;
 use hc_client::dial::DialError;
 use hc_client::identity::{CLIENT_HEADER, SITE_HEADER, proxy_v2_header};
-use hc_client::pump::pump;
+use hc_client::pump::{PumpEnd, pump};
 use hc_client::slots::{FairSlots, Held, Slot, SlotLimits};
 use hc_client::splice::splice;
 use hc_client::subprotocol::{Framing, SENDER_OFFER};
@@ -422,6 +422,18 @@ impl Tunnel {
         )
         .await;
         tracing::debug!(%peer, sent = report.sent, received = report.received, end = ?report.end, "tunnel ended");
+        // The relay (or the listener) ended the tunnel with an error code: its reason is the
+        // cause the operator needs (a listener that stopped responding, a broken frame).
+        if let PumpEnd::PeerClosed {
+            code: Some(code),
+            reason,
+        } = &report.end
+            && *code != 1000
+        {
+            return self.failed(format!(
+                "relay closed the tunnel for {peer}: {code} {reason}"
+            ));
+        }
         report.end.is_normal()
     }
 
@@ -498,7 +510,10 @@ impl Tunnel {
 
     fn failed(&self, line: String) -> bool {
         tracing::warn!("{line}");
-        self.status.update(|s| s.failed += 1);
+        self.status.update(|s| {
+            s.failed += 1;
+            s.last_failure = Some(line);
+        });
         false
     }
 }

@@ -35,6 +35,9 @@ pub struct ProxySnapshot {
     pub completed: u64,
     /// The last refusal, one line (`127.0.0.1:40000: 404 no listener connected`).
     pub last_refusal: Option<String>,
+    /// The last failure, one line, as logged (`relay closed the tunnel for 127.0.0.1:40000:
+    /// 1001 listener stopped responding …`).
+    pub last_failure: Option<String>,
     /// Pooled (multiplexed) relay connections open now.
     pub pooled: u64,
     /// Tunnels carried as streams of a pooled connection, in total.

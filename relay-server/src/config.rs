@@ -307,7 +307,9 @@ pub struct Limits {
     )]
     pub handshake_timeout: Duration,
     /// How long a sender waits for its listener to dial the rendezvous address; also how
-    /// long that address stays valid. Then the sender gets `504`.
+    /// long that address stays valid. Then the sender gets `504`. The default stays below the
+    /// 20 s our senders (and the listener's dial-back) allow a WebSocket handshake, so that a
+    /// sender hears the true cause instead of timing out itself.
     #[serde(
         alias = "rendezvous_timeout_secs",
         deserialize_with = "config_syntax::duration::deserialize"
@@ -320,6 +322,12 @@ pub struct Limits {
         deserialize_with = "config_syntax::duration::deserialize"
     )]
     pub idle_timeout: Duration,
+    /// A side of a bridged connection that was sent data and then sends nothing back (no
+    /// pong to the relay's ping, no data) for this long is taken for dead (frozen, not
+    /// reading, gone without a FIN): the bridge is closed with 1001 and a reason naming it
+    /// (`0`: never).
+    #[serde(deserialize_with = "config_syntax::duration::deserialize")]
+    pub peer_response_timeout: Duration,
     /// Ping a control channel that was quiet this long; close it (1001) when the ping is not
     /// answered within two more intervals (`0`: never). The 2 s default drops a frozen or
     /// vanished listener within about 8 s.
@@ -354,8 +362,9 @@ impl Default for Limits {
             write_buffer_size: 32 << 10,
             max_write_buffer_size: None,
             handshake_timeout: Duration::from_secs(10),
-            rendezvous_timeout: Duration::from_secs(30),
+            rendezvous_timeout: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(3600),
+            peer_response_timeout: Duration::from_secs(10),
             control_ping_interval: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(10),
             listen_burst_per_ip: 20,
@@ -644,7 +653,7 @@ mod tests {
         assert!(c.hybrid_connections[0].requires_client_authorization);
         assert!(matches!(c.tls, TlsConfig::SelfSigned { .. }));
         assert_eq!(c.limits.max_listeners_per_hc, 25);
-        assert_eq!(c.limits.rendezvous_timeout, Duration::from_secs(30));
+        assert_eq!(c.limits.rendezvous_timeout, Duration::from_secs(15));
     }
 
     #[test]

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::unix_millis;
 use crate::bridge::CLOSE_GRACE;
 use crate::http_exchange::{Exchanges, ListenerReply};
-use crate::hub::Outbound;
+use crate::hub::{ListenerLoss, Outbound};
 use crate::refusal::{MAX_CLOSE_REASON, Refusal, tracked_reason};
 
 /// Ping intervals the listener has to answer a ping (with a pong or any other message).
@@ -57,6 +57,8 @@ pub(crate) struct ControlChannel {
     pub ping_interval: Duration,
     /// Relay shutdown.
     pub shutdown: CancellationToken,
+    /// Where the channel declares its listener dead (senders waiting on it stop waiting).
+    pub lost: Arc<ListenerLoss>,
 }
 
 /// Why a control channel ended.
@@ -101,6 +103,11 @@ where
             () = cc.shutdown.cancelled() => break (CLOSE_GOING_AWAY, "relay shutting down".to_owned()),
             () = sleep_until(expires_at) => break (CLOSE_POLICY, "token expired".to_owned()),
             () = sleep_until(pong_due.unwrap_or_else(Instant::now)), if pong_due.is_some() => {
+                let silent = Instant::now().duration_since(last_heard);
+                cc.lost.declare(format!(
+                    "the listener stopped responding (nothing from it for {} s, pings unanswered)",
+                    silent.as_secs()
+                ));
                 break (CLOSE_GOING_AWAY, "no response to pings".to_owned());
             }
             _ = ticker.tick(), if pinging && pong_due.is_none() => {
@@ -124,7 +131,11 @@ where
                 last_heard = Instant::now();
                 pong_due = None;
                 match message {
-                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return drain(ws).await,
+                    None | Some(Err(_)) => {
+                        cc.lost.declare("the listener's control channel was lost (connection dropped without a close)");
+                        return drain(ws).await;
+                    }
+                    Some(Ok(Message::Close(_))) => return drain(ws).await,
                     Some(Ok(Message::Text(text))) => {
                         // A text where a body was announced: that response has no body.
                         if let Some(head) = awaiting_body.take() {
@@ -272,6 +283,7 @@ mod tests {
         listener: WebSocketStream<DuplexStream>,
         accepts: mpsc::Sender<Outbound>,
         shutdown: CancellationToken,
+        lost: Arc<ListenerLoss>,
         task: tokio::task::JoinHandle<Ended>,
     }
 
@@ -301,6 +313,7 @@ mod tests {
         };
         let (tx, rx) = mpsc::channel(4);
         let shutdown = CancellationToken::new();
+        let lost = Arc::new(ListenerLoss::default());
         let cc = ControlChannel {
             accepts: rx,
             listener_id: 1,
@@ -312,11 +325,13 @@ mod tests {
             }),
             ping_interval: Duration::from_secs(ping),
             shutdown: shutdown.clone(),
+            lost: lost.clone(),
         };
         Fixture {
             listener,
             accepts: tx,
             shutdown,
+            lost,
             task: tokio::spawn(run(relay_side, cc)),
         }
     }
@@ -454,6 +469,14 @@ mod tests {
             frozen.elapsed() <= Duration::from_secs(10),
             "{:?}",
             frozen.elapsed()
+        );
+        // Declared dead, with the cause, for the senders whose accepts it took.
+        let reason = timeout(Duration::from_millis(1), f.lost.wait())
+            .await
+            .expect("declared lost");
+        assert!(
+            reason.starts_with("the listener stopped responding (nothing from it for"),
+            "{reason}"
         );
         assert_eq!(
             f.task.await.expect("task"),

@@ -21,6 +21,7 @@ use futures_util::future::select_ok;
 use http::StatusCode;
 use hyper::upgrade::OnUpgrade;
 use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use crate::admission::ConnectionSlot;
 use crate::config::HybridConnectionConfig;
@@ -86,6 +87,32 @@ pub(crate) struct ListenerHandle {
     pub accepts: mpsc::Sender<Outbound>,
     /// `ws(s)://{host the listener used}`: the base of the accept addresses it gets.
     pub base_url: String,
+    /// Declared when the listener is known to be dead (frozen or vanished), so that the
+    /// senders whose accept it took stop waiting for its dial-back.
+    pub lost: Arc<ListenerLoss>,
+}
+
+/// A listener found dead by its control channel: no answer to pings, or its connection
+/// dropped without a Close. A listener that closes its control channel cleanly is not lost:
+/// it may still dial back the accepts it already took.
+#[derive(Debug, Default)]
+pub(crate) struct ListenerLoss {
+    reason: std::sync::OnceLock<String>,
+    token: CancellationToken,
+}
+
+impl ListenerLoss {
+    /// Records why the listener is dead and wakes everyone waiting on it (first reason wins).
+    pub fn declare(&self, reason: impl Into<String>) {
+        let _ = self.reason.set(reason.into());
+        self.token.cancel();
+    }
+
+    /// Resolves with the reason once the listener is declared dead.
+    pub async fn wait(&self) -> &str {
+        self.token.cancelled().await;
+        self.reason.get().map_or("", String::as_str)
+    }
 }
 
 impl HcEntry {
@@ -118,12 +145,14 @@ impl HcEntry {
     /// caller bounds the wait (the rendezvous timeout). `message` builds the JSON for the
     /// chosen listener (the accept address uses its host).
     ///
+    /// Returns the listener that took the message.
+    ///
     /// # Errors
     /// [`NoListener`] when no open listener is registered.
     pub async fn dispatch<M: Into<Outbound>>(
         &self,
         message: impl Fn(&ListenerHandle) -> M,
-    ) -> Result<(), NoListener> {
+    ) -> Result<ListenerHandle, NoListener> {
         loop {
             // Armed before the snapshot, so a registration in between is not missed.
             let registered = self.registered.notified();
@@ -140,7 +169,7 @@ impl HcEntry {
             for listener in &listeners {
                 if let Ok(permit) = listener.accepts.try_reserve() {
                     permit.send(message(listener).into());
-                    return Ok(());
+                    return Ok(listener.clone());
                 }
             }
             let room = select_ok(listeners.iter().map(|listener| {
@@ -150,7 +179,7 @@ impl HcEntry {
                 room = room => {
                     if let Ok(((permit, listener), _)) = room {
                         permit.send(message(listener).into());
-                        return Ok(());
+                        return Ok(listener.clone());
                     }
                     // Every listener went away meanwhile: the next snapshot decides.
                 }
@@ -176,21 +205,28 @@ pub(crate) struct ListenerSlot {
 }
 
 impl ListenerSlot {
-    /// Makes the listener eligible for senders; returns the receiver of its accept messages.
-    pub fn register(&mut self, id: u64, base_url: String) -> mpsc::Receiver<Outbound> {
+    /// Makes the listener eligible for senders; returns the receiver of its accept messages
+    /// and where its control channel declares it dead.
+    pub fn register(
+        &mut self,
+        id: u64,
+        base_url: String,
+    ) -> (mpsc::Receiver<Outbound>, Arc<ListenerLoss>) {
         let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
+        let lost = Arc::new(ListenerLoss::default());
         let mut set = self.hc.lock();
         set.active.push(ListenerHandle {
             id,
             accepts: tx,
             base_url,
+            lost: lost.clone(),
         });
         let active = set.active.len();
         drop(set);
         self.registered = Some(id);
         self.hc.publish_count(active);
         self.hc.registered.notify_waiters();
-        rx
+        (rx, lost)
     }
 }
 
@@ -418,8 +454,8 @@ mod tests {
         let mut two = hub.reserve_listener(&hc).expect("second");
         let refused = hub.reserve_listener(&hc).expect_err("third");
         assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
-        let _rx1 = one.register(1, "wss://h".into());
-        let _rx2 = two.register(2, "wss://h".into());
+        let _rx1 = one.register(1, "wss://h".into()).0;
+        let _rx2 = two.register(2, "wss://h".into()).0;
         assert_eq!(hub.stats.listener_count("license"), 2);
         let firsts: Vec<u64> = (0..4).map(|_| hc.listeners_round_robin()[0].id).collect();
         assert_eq!(firsts, [1, 2, 1, 2]);
@@ -432,16 +468,20 @@ mod tests {
     async fn dispatch_waits_for_room_instead_of_refusing() {
         let hub = hub(25);
         let (hc, _) = hub.find("license").expect("hc");
-        assert_eq!(hc.dispatch(|_| "x").await, Err(NoListener));
+        assert_eq!(hc.dispatch(|_| "x").await.err(), Some(NoListener));
         let mut one = hub.reserve_listener(&hc).expect("slot");
-        let mut rx1 = one.register(1, "wss://one".into());
+        let (mut rx1, _) = one.register(1, "wss://one".into());
         for _ in 0..ACCEPT_QUEUE {
             hc.dispatch(|l| l.base_url.clone()).await.expect("room");
         }
         // Full: the next sender waits, and gets in once the listener takes a message.
         let waiting = tokio::spawn({
             let hc = hc.clone();
-            async move { hc.dispatch(|l| format!("late {}", l.base_url)).await }
+            async move {
+                hc.dispatch(|l| format!("late {}", l.base_url))
+                    .await
+                    .map(|l| l.id)
+            }
         });
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
@@ -449,16 +489,20 @@ mod tests {
             rx1.recv().await.map(|o| o.text).as_deref(),
             Some("wss://one")
         );
-        assert_eq!(waiting.await.expect("task"), Ok(()));
+        assert_eq!(waiting.await.expect("task"), Ok(1));
         // Full again: a listener registering meanwhile takes the waiting sender.
         let waiting = tokio::spawn({
             let hc = hc.clone();
-            async move { hc.dispatch(|l| format!("late {}", l.base_url)).await }
+            async move {
+                hc.dispatch(|l| format!("late {}", l.base_url))
+                    .await
+                    .map(|l| l.id)
+            }
         });
         tokio::task::yield_now().await;
         let mut two = hub.reserve_listener(&hc).expect("slot");
-        let mut rx2 = two.register(2, "wss://two".into());
-        assert_eq!(waiting.await.expect("task"), Ok(()));
+        let (mut rx2, _) = two.register(2, "wss://two".into());
+        assert_eq!(waiting.await.expect("task"), Ok(2));
         assert_eq!(
             rx2.recv().await.map(|o| o.text).as_deref(),
             Some("late wss://two")

@@ -232,7 +232,7 @@ fn listen(at: &Target<'_>, mut req: Request<Incoming>) -> Result<Response<Body>,
     // Register before answering 101: once the listener sees its handshake succeed it may tell
     // senders it is ready, and a sender arriving before the upgrade task runs must find it.
     // Accepts queue in the channel until the control channel starts reading them.
-    let accepts = slot.register(id, base);
+    let (accepts, lost) = slot.register(id, base);
     let relay2 = relay.clone();
     let conn2 = conn.clone();
     let hc2 = hc.clone();
@@ -272,6 +272,7 @@ fn listen(at: &Target<'_>, mut req: Request<Incoming>) -> Result<Response<Body>,
                     }),
                     ping_interval: relay2.limits.control_ping_interval,
                     shutdown: relay2.shutdown.clone(),
+                    lost,
                 },
             )
             .await;
@@ -436,6 +437,7 @@ async fn run_bridge(
             tracing::debug!("bridged");
             let settings = BridgeSettings {
                 idle_timeout: relay.limits.idle_timeout,
+                peer_response_timeout: relay.limits.peer_response_timeout,
                 max_frame: relay.limits.max_frame_size,
                 drain: relay.drain.clone(),
                 stats: relay.stats.clone(),
@@ -478,16 +480,22 @@ where
             "ServerBusy: the relay is shutting down",
         )
     };
-    tokio::select! {
+    let listener = tokio::select! {
         () = relay.shutdown.cancelled() => return Err(shutting_down()),
         dispatched = tokio::time::timeout_at(deadline, hc.dispatch(message)) => match dispatched {
-            Ok(Ok(())) => {}
+            Ok(Ok(listener)) => listener,
             Ok(Err(NoListener)) => return Err(unanswered.no_listener),
             Err(_) => return Err(unanswered.timed_out),
         },
-    }
+    };
+    // A listener found dead (frozen, vanished) will never answer: say so at once, with the
+    // cause, rather than let the sender run into the deadline.
     tokio::select! {
         () = relay.shutdown.cancelled() => Err(shutting_down()),
+        reason = listener.lost.wait() => Err(Refusal::new(
+            StatusCode::BAD_GATEWAY,
+            format!("ListenerLost: {reason}; it took the connection but did not accept it"),
+        )),
         outcome = tokio::time::timeout_at(deadline, answer) => outcome.map_err(|_| unanswered.timed_out),
     }
 }

@@ -3,6 +3,9 @@
 //! "finished sending") it still sends its whole reply, then its own Close — what .NET's
 //! `HybridConnectionStream` does under Azure Relay Bridge, whose local target answers after
 //! the client's end of stream. It offers no subprotocol, so our senders use raw framing.
+//!
+//! Beside it, [`hung_listener`]: a listener that hangs in one of the ways a frozen or broken
+//! process does ([`Hang`]), for testing what its senders are told.
 
 use std::net::SocketAddr;
 
@@ -48,8 +51,50 @@ pub async fn half_closing_listener(relay: &Relay) -> JoinHandle<()> {
     })
 }
 
-/// Dials the accept address (a plain WebSocket upgrade with hyper) and serves one connection.
-async fn serve(relay: SocketAddr, pin: &str, address: &str) {
+/// How a [`hung_listener`] hangs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hang {
+    /// Reads its control channel (so it answers pings) but never acts on an accept.
+    IgnoresAccepts,
+    /// Never reads its control channel after the handshake: a stopped (SIGSTOP) process.
+    Frozen,
+    /// Dials back every accept, then never reads the rendezvous connection.
+    StallsAfterAccept,
+}
+
+/// Starts a listener on `relay`'s hybrid connection that hangs as `hang` says. Returns once
+/// its control channel is open; the task holds every connection until it is aborted.
+pub async fn hung_listener(relay: &Relay, hang: Hang) -> JoinHandle<()> {
+    let access = RelayAccess::new(relay.access(relay.listen_connection())).expect("access");
+    let (control, _token) = access.listen("hung").await.expect("control channel");
+    let (addr, pin) = (relay.addr(), relay.cert().sha256_fingerprint.clone());
+    tokio::spawn(async move {
+        let mut ws = control.ws;
+        if hang == Hang::Frozen {
+            // Hold the connection, never read it.
+            std::future::pending::<()>().await;
+        }
+        let mut stalled = Vec::new();
+        while let Some(Ok(message)) = ws.next().await {
+            let Message::Text(text) = message else {
+                continue;
+            };
+            if let (Hang::StallsAfterAccept, Ok(ControlMessage::Accept(accept))) =
+                (hang, ControlMessage::parse(&text))
+            {
+                stalled.push(dial_back(addr, &pin, &accept.address).await);
+            }
+        }
+        drop(stalled);
+    })
+}
+
+/// Dials the accept address (a plain WebSocket upgrade with hyper) and returns its frames.
+async fn dial_back(
+    relay: SocketAddr,
+    pin: &str,
+    address: &str,
+) -> Framed<TokioIo<hyper::upgrade::Upgraded>, FrameCodec> {
     let uri: http::Uri = address.parse().expect("accept address");
     let target = uri.path_and_query().map_or("/", |p| p.as_str());
     let tls = crate::client::connect_tls_pinned(relay, pin).await;
@@ -68,7 +113,12 @@ async fn serve(relay: SocketAddr, pin: &str, address: &str) {
     let response = sender.send_request(request).await.expect("upgrade answer");
     assert_eq!(response.status(), http::StatusCode::SWITCHING_PROTOCOLS);
     let io = hyper::upgrade::on(response).await.expect("upgraded");
-    let mut frames = Framed::new(TokioIo::new(io), FrameCodec::new(End::Client, 1 << 20));
+    Framed::new(TokioIo::new(io), FrameCodec::new(End::Client, 1 << 20))
+}
+
+/// Dials the accept address and serves one connection.
+async fn serve(relay: SocketAddr, pin: &str, address: &str) {
+    let mut frames = dial_back(relay, pin, address).await;
     let mut request = Vec::new();
     while let Some(Ok(frame)) = frames.next().await {
         match frame.header().opcode {
