@@ -10,6 +10,7 @@ use std::sync::mpsc;
 use rusqlite::Connection;
 
 use super::history::{Recorder, UsageEvent};
+use super::owner::OwnerLock;
 use super::{Stats, schema};
 use license_core::engine::StateChange;
 
@@ -33,10 +34,12 @@ pub(super) enum Op {
     Read(Read),
 }
 
-/// The open database and the history's running state.
+/// The open database, the history's running state and the lock that makes this server the
+/// file's only writer (last: released once the connection is closed).
 pub(super) struct Db {
     pub(super) conn: Connection,
     pub(super) history: Recorder,
+    pub(super) _owner: OwnerLock,
 }
 
 /// One batch: everything taken from the queue before the next commit.

@@ -101,25 +101,36 @@ pub enum UsageError {
         /// Its schema version.
         version: i64,
     },
-    /// A running server holds the file.
+    /// Another process holds the file exclusively (a license server of an older version).
     #[error(
-        "state database {0} is in use by a running license server: ask it instead \
-         (GET /api/usage on its admin endpoint)"
+        "state database {0} is locked by another process (a license server of an older \
+         version holds its file exclusively): ask it instead (GET /api/usage on its admin \
+         endpoint), or upgrade it"
     )]
     Busy(String),
 }
 
-/// Opens a state database for reports (never creates one).
+/// How long a report waits for the server's writer when SQLite asks it to (rare with the
+/// write-ahead log: readers do not wait for writers).
+const READ_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens a state database read-only for reports (never creates or changes one). A running
+/// server's file can be read: it keeps writing, and each query sees its last commit.
 ///
 /// # Errors
-/// The file is missing, held by a running server, or has no history.
+/// The file is missing, locked exclusively by an older server, or has no history.
 pub fn open_file(path: &Path) -> Result<Connection, UsageError> {
     let shown = path.display().to_string();
     let db = |source| UsageError::Database {
         path: shown.clone(),
         source,
     };
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(db)?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(db)?;
+    conn.busy_timeout(READ_WAIT).map_err(db)?;
     let version = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
     let version = match version {
         Ok(v) => v,

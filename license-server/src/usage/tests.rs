@@ -118,13 +118,33 @@ fn old_history_is_pruned() {
 }
 
 #[test]
-fn a_file_without_history_or_in_use_is_reported() {
+fn a_missing_file_is_named_and_an_open_store_can_be_read() {
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = open_file(&dir.path().join("none.db")).expect_err("missing");
     assert!(missing.to_string().contains("none.db"), "{missing}");
+    assert!(
+        !dir.path().join("none.db").exists(),
+        "reports create nothing"
+    );
     let path = dir.path().join("state.db");
     let (store, _) = StateStore::open(&path).expect("open");
-    let busy = open_file(&path).expect_err("held by the store");
-    assert!(matches!(busy, UsageError::Busy(_)), "{busy}");
+    let all = UsageQuery {
+        from_ms: 0,
+        to_ms: u64::MAX / 2,
+        slot: None,
+        site: None,
+        now_ms: u64::MAX / 2,
+    };
+    // The writer keeps its file open; a report reads what it committed, before and after a
+    // commit made while the report's connection is open.
+    let conn = open_file(&path).expect("readable while the store is open");
+    assert_eq!(events(&conn, &all).expect("events"), []);
+    store.record_usage(event(0, UsageKind::Login, None, 1));
+    assert!(store.flush(Duration::from_secs(10)), "flushed");
+    assert_eq!(events(&conn, &all).expect("events").len(), 1);
+    assert!(
+        conn.execute("DELETE FROM usage_events", []).is_err(),
+        "reports cannot write"
+    );
     store.close();
 }
