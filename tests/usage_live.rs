@@ -10,25 +10,10 @@ mod license_ops;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use license_core::SlotRef;
-use license_ops::{LIMIT, ServerProcess, client_of};
+use license_ops::{DEMO_SLOT as SLOT, LIMIT, ServerProcess, client_of, free_port};
 use tokio::process::Command;
 
 const TOKEN: &str = "usage-live-test-token-0123456789";
-/// AppSlot 1 of the default simulated dongle: "Demo Application", 3 seats.
-const SLOT: SlotRef = SlotRef {
-    dng_nr: 1,
-    user_code: 0,
-    slot: 1,
-};
-
-/// A port that was free a moment ago.
-async fn free_port() -> u16 {
-    let socket = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    socket.local_addr().expect("addr").port()
-}
 
 async fn server(db: &Path, port: u16) -> ServerProcess {
     let admin = free_port().await;
