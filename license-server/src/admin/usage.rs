@@ -109,7 +109,7 @@ pub(super) async fn reply(server: &LicenseServer, req: &Request) -> Reply {
             }),
         })
         .await;
-    match answer {
+    match answer.map(|read| read.and_then(|a| a)) {
         Some(Ok(Ok(reply))) => reply,
         Some(Ok(Err(e))) => error_reply(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         Some(Err(e)) => error_reply(

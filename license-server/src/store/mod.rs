@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 
 use license_core::clock::system_unix_millis;
 use license_core::engine::{ClientInfo, SessionId, SessionSecret, StateChange, StateObserver};
-use writer::{Op, Read};
+use writer::Op;
 
 pub(crate) use schema::{from_sql, to_sql};
 
@@ -418,20 +418,23 @@ impl StateStore {
         self.inner.send(Op::Usage(event));
     }
 
-    /// Runs `read` on the database, on the writer's thread after everything queued before it
-    /// is written. `None` when the store is closed.
+    /// Runs `read` on a read-only connection of its own (on a blocking thread), which sees
+    /// everything committed so far; the writer goes on committing meanwhile. `None` when the
+    /// store is closed or the read could not run.
+    ///
+    /// # Errors
+    /// The file cannot be opened for reading.
     pub async fn read<R: Send + 'static>(
         &self,
         read: impl FnOnce(&Connection) -> R + Send + 'static,
-    ) -> Option<R> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let op: Read = Box::new(move |conn| {
-            let _ = tx.send(read(conn));
-        });
-        if !self.inner.send(Op::Read(op)) {
+    ) -> Option<rusqlite::Result<R>> {
+        if self.inner.queue().is_none() {
             return None;
         }
-        rx.await.ok()
+        let path = self.inner.path.clone();
+        tokio::task::spawn_blocking(move || open_reader(&path).map(|conn| read(&conn)))
+            .await
+            .ok()
     }
 
     /// Waits until everything queued so far is written, at most `limit`. False when it was
@@ -543,6 +546,24 @@ fn open_db(path: &Path, retention: Retention) -> Result<(Opened, Persisted), Ope
     let history = history::Recorder::load(&tx, retention)?;
     tx.commit()?;
     Ok((Opened { conn, history }, persisted))
+}
+
+/// How long a reader waits when SQLite asks it to (rare with the write-ahead log: readers do
+/// not wait for the writer).
+const READ_WAIT: Duration = Duration::from_secs(5);
+
+/// A read-only connection to the database at `path` (never creates it), for reports: it can
+/// be open while a server writes the file.
+///
+/// # Errors
+/// The file is missing or cannot be opened.
+pub fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(READ_WAIT)?;
+    Ok(conn)
 }
 
 /// Renames `path` (and its write-ahead log) to `<path>.corrupt-<unix seconds>`.

@@ -16,7 +16,7 @@ pub use series::{MAX_POINTS, SiteSeries, SlotSeries, UsageSeries, series};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use rusqlite::{Connection, OpenFlags, params};
+use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{UsageEvent, UsageKind, from_sql, to_sql};
@@ -114,10 +114,6 @@ pub enum UsageError {
     Busy(String),
 }
 
-/// How long a report waits for the server's writer when SQLite asks it to (rare with the
-/// write-ahead log: readers do not wait for writers).
-const READ_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// Opens a state database read-only for reports (never creates or changes one). A running
 /// server's file can be read: it keeps writing, and each query sees its last commit.
 ///
@@ -129,12 +125,7 @@ pub fn open_file(path: &Path) -> Result<Connection, UsageError> {
         path: shown.clone(),
         source,
     };
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(db)?;
-    conn.busy_timeout(READ_WAIT).map_err(db)?;
+    let conn = crate::store::open_reader(path).map_err(db)?;
     let version = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
     let version = match version {
         Ok(v) => v,
