@@ -9,17 +9,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use license_core::{ErrorCode, SlotRef};
-use license_ops::{LIMIT, ServerProcess, client_of};
+use license_ops::{LIMIT, ServerProcess, client_of, free_port};
 use tokio::process::Command;
 
 const TOKEN: &str = "logs-test-token-0123456789";
-
-async fn free_port() -> u16 {
-    let socket = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    socket.local_addr().expect("addr").port()
-}
 
 /// The text of every `mxnet*.log` file in `dir`.
 fn logs(dir: &Path) -> (usize, String) {

@@ -13,24 +13,11 @@ use std::time::Duration;
 
 use http::Method;
 use license_client::RemoteApi;
-use license_core::{ErrorCode, SlotRef};
-use license_ops::{LIMIT, ServerProcess, client_of};
+use license_core::ErrorCode;
+use license_ops::{DEMO_SLOT as SLOT, LIMIT, ServerProcess, client_of, free_port};
 use tokio::process::Command;
 
 const TOKEN: &str = "restart-test-token-0123456789";
-const SLOT: SlotRef = SlotRef {
-    dng_nr: 1,
-    user_code: 0,
-    slot: 1,
-};
-
-/// A port that was free a moment ago (the server binds it; its restarts reuse it).
-async fn free_port() -> u16 {
-    let socket = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    socket.local_addr().expect("addr").port()
-}
 
 /// The server process (see [`ServerProcess`]) with this test's key, database and admin port.
 struct Server(ServerProcess);

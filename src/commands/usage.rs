@@ -1,6 +1,6 @@
 //! The `usage` subcommand: the usage history's summary (or raw events) for a period, read from
-//! a state database directly — the report `GET /api/usage` gives, for a server that is
-//! stopped or a copy of its file (a running server holds the file exclusively).
+//! a state database directly and read-only — the report `GET /api/usage` gives, for a server
+//! that is running (its file can be read while it writes) or stopped, or a copy of its file.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -16,6 +16,9 @@ use, the hours every seat was taken, and the logins refused (docs/usage-reports.
 \n\
 Dates are UTC days (2026-12-01; as --to, the whole day is included) or RFC 3339 times\n\
 (2026-12-01T08:00:00+01:00). Without --from, the 30 days before --to; without --to, until now.\n\
+\n\
+The file is only read, never changed: run it while the server is running (as the server's\n\
+user: the file and its -wal and -shm companions are readable by it only) or on a copy.\n\
 \n\
 Examples:\n\
 \n\

@@ -13,39 +13,17 @@
 // site).
 'use strict';
 
-const fs = require('fs');
-const os = require('os');
-const path = require('path');
+const { env, launch, run } = require('./launch');
 
 const STEP_MS = 15000;
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
 
 async function main() {
-  const { chromium } = require(env('PW_MODULE'));
   const base = env('PAGE_URL');
   const token = env('TOKEN');
   const sessionId = env('SESSION_ID');
   const appslot = env('APPSLOT');
   const site = env('SITE');
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'dongle-relay-chromium-'));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: env('CHROMIUM'),
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  const { context, close } = await launch({});
   try {
     const problems = [];
     context.on('weberror', (e) => problems.push(String(e.error())));
@@ -92,15 +70,8 @@ async function main() {
     if (problems.length) throw new Error('page errors: ' + problems.join('; '));
     console.log('GONE');
   } finally {
-    await context.close();
-    fs.rmSync(profile, { recursive: true, force: true });
+    await close();
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (e) => {
-    console.log('ERROR ' + String(e && e.stack ? e.stack : e).replace(/\n/g, ' | '));
-    process.exit(1);
-  },
-);
+run(main);

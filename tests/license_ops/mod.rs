@@ -128,6 +128,22 @@ impl Ops {
     }
 }
 
+/// AppSlot 1 of the default simulated dongle ("Demo Application", 3 seats).
+pub const DEMO_SLOT: license_core::SlotRef = license_core::SlotRef {
+    dng_nr: 1,
+    user_code: 0,
+    slot: 1,
+};
+
+/// A port on 127.0.0.1 that was free a moment ago (for a server process to bind, or to bind
+/// again after a restart).
+pub async fn free_port() -> u16 {
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    socket.local_addr().expect("addr").port()
+}
+
 /// A library client of the server at `addr`, named `name`.
 pub fn client_of(addr: SocketAddr, name: &str) -> RemoteApi {
     let mut config = ClientConfig::for_server(addr.ip().to_string(), addr.port());

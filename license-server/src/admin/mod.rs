@@ -4,12 +4,12 @@
 //!
 //! | route | access | what |
 //! |---|---|---|
-//! | `GET /` (`/app.js`, `/style.css`) | public | the status page (no data; it asks for the token) |
+//! | `GET /` (`/app.js`, `/charts.js`, `/style.css`, `/vendor/uplot/…`) | public | the status page (no data; it asks for the token) |
 //! | `GET /healthz` | public | `{"live": bool}`, 503 when the engine's heartbeat is stale |
 //! | `GET /api/status` | token | [`AdminStatus`] |
 //! | `POST /api/sessions/{id}/disconnect` | token | ends a session and its logins |
 //! | `POST /api/logins/logout` | token | body `{"session", "dongle_key", "slot"}`: removes one login |
-//! | `GET /api/usage` | token | usage history: summary or events, JSON or CSV ([`usage`]) |
+//! | `GET /api/usage` | token | usage history: summary or events, JSON or CSV; chart series ([`usage`]) |
 //! | `GET /metrics` | token | [`crate::metrics`] |
 //!
 //! The relay-listener usually runs as another process; when the same process runs it, an

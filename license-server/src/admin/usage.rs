@@ -1,7 +1,8 @@
-//! `GET /api/usage?from=…&to=…&slot=…&site=…&format=csv|json&report=summary|events`: the
-//! usage history of the server's state database ([`crate::usage`]) for a period: the summary
-//! (default) or the raw events, as JSON (default) or CSV. Bad parameters answer 400 saying
-//! which; a server without a state database answers 404.
+//! `GET /api/usage?from=…&to=…&slot=…&site=…&format=csv|json&report=summary|events|series`:
+//! the usage history of the server's state database ([`crate::usage`]) for a period: the
+//! summary (default) or the raw events, as JSON (default) or CSV, or the series the status
+//! page's charts draw (JSON). Bad parameters answer 400 saying which; a server without a state
+//! database answers 404.
 
 use http::StatusCode;
 use ops_http::{Reply, Request, csv_reply, error_reply, json_reply};
@@ -14,6 +15,7 @@ use crate::usage::{self, UsageQuery, period, render};
 enum Report {
     Summary,
     Events,
+    Series,
 }
 
 /// The parameters of a request, checked.
@@ -52,7 +54,13 @@ fn params(req: &Request, now_ms: u64) -> Result<Params, String> {
     let report = match get("report").unwrap_or("summary") {
         "summary" => Report::Summary,
         "events" => Report::Events,
-        other => return Err(format!("report={other:?}: expected summary or events")),
+        "series" if csv => return Err("report=series is JSON only (format=json)".to_owned()),
+        "series" => Report::Series,
+        other => {
+            return Err(format!(
+                "report={other:?}: expected summary, events or series"
+            ));
+        }
     };
     Ok(Params {
         query: UsageQuery {
@@ -89,6 +97,9 @@ pub(super) async fn reply(server: &LicenseServer, req: &Request) -> Reply {
                     Ok(json_reply(StatusCode::OK, &s))
                 }
             }),
+            Report::Series => {
+                usage::series(conn, &query).map(|s| Ok(json_reply(StatusCode::OK, &s)))
+            }
             Report::Events => usage::events(conn, &query).map(|e| {
                 if csv {
                     render::events_csv(&e).map(|body| csv_reply(body, "usage-events.csv"))
@@ -98,7 +109,7 @@ pub(super) async fn reply(server: &LicenseServer, req: &Request) -> Reply {
             }),
         })
         .await;
-    match answer {
+    match answer.map(|read| read.and_then(|a| a)) {
         Some(Ok(Ok(reply))) => reply,
         Some(Ok(Err(e))) => error_reply(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         Some(Err(e)) => error_reply(

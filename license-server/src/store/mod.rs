@@ -12,17 +12,21 @@
 //! The file holds each session's key material: it is created with mode 0600 and must be
 //! protected like the server's key file. A database that cannot be read as ours (not SQLite,
 //! damaged, another schema) is moved aside to `<file>.corrupt-<unix seconds>` with one error
-//! line, and the server starts empty. A database locked by another process, or a folder that
-//! cannot be written, leaves the server running without persistence (one error line, and the
-//! admin status says so).
+//! line, and the server starts empty. A database held by another server ([`owner`]: one server
+//! per file, named in the error), or a folder that cannot be written, leaves the server running
+//! without persistence (one error line, and the admin status says so). Other processes may read
+//! the file while the server writes it (SQLite's write-ahead log with normal locking): that is
+//! how `dongle-relay usage` reports on a running server's history.
 
 mod history;
+mod owner;
 mod schema;
 mod writer;
 
 pub use history::{
     DEFAULT_EVENT_DAYS, DEFAULT_HISTORY_DAYS, MAX_EVENTS, Retention, UsageEvent, UsageKind,
 };
+pub use owner::lock_path;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,7 +40,7 @@ use serde::{Deserialize, Serialize};
 
 use license_core::clock::system_unix_millis;
 use license_core::engine::{ClientInfo, SessionId, SessionSecret, StateChange, StateObserver};
-use writer::{Op, Read};
+use writer::Op;
 
 pub(crate) use schema::{from_sql, to_sql};
 
@@ -267,7 +271,7 @@ impl From<rusqlite::Error> for OpenFailure {
                     Some(C::DatabaseBusy | C::DatabaseLocked)
                 );
                 Self::Unavailable(if busy {
-                    "in use by another process (another license server?)".to_owned()
+                    "locked by another process (a license server of an older version?)".to_owned()
                 } else {
                     e.to_string()
                 })
@@ -296,6 +300,9 @@ impl StateStore {
             path: path.display().to_string(),
             reason,
         };
+        // The lock comes first: only its holder may create, upgrade or move aside the file.
+        create_parent(path).map_err(|e| unavailable(e.to_string()))?;
+        let owner = owner::acquire(path, OPEN_WAIT).map_err(unavailable)?;
         let existed = path.exists();
         let (conn, persisted, opened, moved_aside, problem) = match open_db(path, retention) {
             Ok((conn, persisted)) => {
@@ -331,6 +338,11 @@ impl StateStore {
                 )
             }
         };
+        let db = writer::Db {
+            conn: conn.conn,
+            history: conn.history,
+            _owner: owner,
+        };
         let stats = Arc::new(Stats::default());
         let (tx, rx) = mpsc::channel();
         let committed = Arc::new(tokio::sync::watch::Sender::new(0));
@@ -340,7 +352,7 @@ impl StateStore {
             let committed = committed.clone();
             std::thread::Builder::new()
                 .name("state-db".to_owned())
-                .spawn(move || writer::run(conn, &rx, &stats, &path, &committed))
+                .spawn(move || writer::run(db, &rx, &stats, &path, &committed))
                 .map_err(|e| unavailable(format!("cannot start its writer: {e}")))?
         };
         let store = Self {
@@ -406,21 +418,23 @@ impl StateStore {
         self.inner.send(Op::Usage(event));
     }
 
-    /// Runs `read` on the database, on the writer's thread (the only connection: the file is
-    /// locked exclusively) after everything queued before it is written. `None` when the store
-    /// is closed.
+    /// Runs `read` on a read-only connection of its own (on a blocking thread), which sees
+    /// everything committed so far; the writer goes on committing meanwhile. `None` when the
+    /// store is closed or the read could not run.
+    ///
+    /// # Errors
+    /// The file cannot be opened for reading.
     pub async fn read<R: Send + 'static>(
         &self,
         read: impl FnOnce(&Connection) -> R + Send + 'static,
-    ) -> Option<R> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let op: Read = Box::new(move |conn| {
-            let _ = tx.send(read(conn));
-        });
-        if !self.inner.send(Op::Read(op)) {
+    ) -> Option<rusqlite::Result<R>> {
+        if self.inner.queue().is_none() {
             return None;
         }
-        rx.await.ok()
+        let path = self.inner.path.clone();
+        tokio::task::spawn_blocking(move || open_reader(&path).map(|conn| read(&conn)))
+            .await
+            .ok()
     }
 
     /// Waits until everything queued so far is written, at most `limit`. False when it was
@@ -465,12 +479,17 @@ impl StateStore {
     }
 }
 
+/// Creates the file's folder if needed (before its lock file is created there).
+fn create_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => std::fs::create_dir_all(parent),
+        None => Ok(()),
+    }
+}
+
 /// Creates the file with mode 0600 if needed (SQLite would use 0644), and tightens an
 /// existing one: it holds session keys.
 fn create_private(path: &Path) -> std::io::Result<()> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)?;
-    }
     let mut options = std::fs::OpenOptions::new();
     options.create(true).append(true);
     #[cfg(unix)]
@@ -485,7 +504,13 @@ fn create_private(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn open_db(path: &Path, retention: Retention) -> Result<(writer::Db, Persisted), OpenFailure> {
+/// The connection and the history's state, before the writer takes them.
+struct Opened {
+    conn: Connection,
+    history: history::Recorder,
+}
+
+fn open_db(path: &Path, retention: Retention) -> Result<(Opened, Persisted), OpenFailure> {
     create_private(path).map_err(|e| OpenFailure::Unavailable(e.to_string()))?;
     let mut conn = Connection::open_with_flags(
         path,
@@ -494,8 +519,9 @@ fn open_db(path: &Path, retention: Retention) -> Result<(writer::Db, Persisted),
     conn.busy_timeout(OPEN_WAIT)?;
     // WAL + FULL: a commit is synced to the disk before it returns, so an acknowledged seat
     // change survives the process being killed and a power loss; group commit (one sync per
-    // batch) keeps that affordable. EXCLUSIVE: one server per file, and no shared-memory file.
-    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+    // batch) keeps that affordable. Normal locking (not EXCLUSIVE): readers (`dongle-relay
+    // usage`) can read the file while the server writes it; one server per file is the lock
+    // file's job ([`owner`]).
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
@@ -519,7 +545,25 @@ fn open_db(path: &Path, retention: Retention) -> Result<(writer::Db, Persisted),
     let persisted = schema::load(&tx)?;
     let history = history::Recorder::load(&tx, retention)?;
     tx.commit()?;
-    Ok((writer::Db { conn, history }, persisted))
+    Ok((Opened { conn, history }, persisted))
+}
+
+/// How long a reader waits when SQLite asks it to (rare with the write-ahead log: readers do
+/// not wait for the writer).
+const READ_WAIT: Duration = Duration::from_secs(5);
+
+/// A read-only connection to the database at `path` (never creates it), for reports: it can
+/// be open while a server writes the file.
+///
+/// # Errors
+/// The file is missing or cannot be opened.
+pub fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(READ_WAIT)?;
+    Ok(conn)
 }
 
 /// Renames `path` (and its write-ahead log) to `<path>.corrupt-<unix seconds>`.

@@ -1,7 +1,8 @@
-//! The state database's writer thread: the one connection to the file. It commits every seat
-//! change and usage event queued while its previous commit ran in one transaction (group
-//! commit), publishes the sequence number of the last change committed, and runs reads
-//! (reports) between batches, so they see everything queued before them.
+//! The state database's writer thread: the one writing connection to the file. It commits
+//! every seat change and usage event queued while its previous commit ran in one transaction
+//! (group commit) and publishes the sequence number of the last change committed. Reports
+//! read on connections of their own ([`super::StateStore::read`]), never here: a long report
+//! must not delay the commits that answers wait for.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -10,6 +11,7 @@ use std::sync::mpsc;
 use rusqlite::Connection;
 
 use super::history::{Recorder, UsageEvent};
+use super::owner::OwnerLock;
 use super::{Stats, schema};
 use license_core::engine::StateChange;
 
@@ -17,9 +19,6 @@ use license_core::engine::StateChange;
 /// queued while the previous commit ran; the bound only keeps one transaction from growing
 /// without limit under a flood.
 const MAX_BATCH: usize = 65_536;
-
-/// A read run on the writer's connection.
-pub(super) type Read = Box<dyn FnOnce(&Connection) + Send>;
 
 /// What the writer is asked to do.
 pub(super) enum Op {
@@ -29,14 +28,14 @@ pub(super) enum Op {
     Usage(UsageEvent),
     /// Answer once everything before is written.
     Flush(mpsc::SyncSender<()>),
-    /// Read once everything before is written.
-    Read(Read),
 }
 
-/// The open database and the history's running state.
+/// The open database, the history's running state and the lock that makes this server the
+/// file's only writer (last: released once the connection is closed).
 pub(super) struct Db {
     pub(super) conn: Connection,
     pub(super) history: Recorder,
+    pub(super) _owner: OwnerLock,
 }
 
 /// One batch: everything taken from the queue before the next commit.
@@ -45,7 +44,6 @@ struct Batch {
     changes: Vec<(StateChange, u64)>,
     usage: Vec<UsageEvent>,
     flushes: Vec<mpsc::SyncSender<()>>,
-    reads: Vec<Read>,
     last_seq: Option<u64>,
 }
 
@@ -62,7 +60,6 @@ impl Batch {
             }
             Op::Usage(event) => self.usage.push(event),
             Op::Flush(done) => self.flushes.push(done),
-            Op::Read(read) => self.reads.push(read),
         }
     }
 }
@@ -94,9 +91,6 @@ pub(super) fn run(
         }
         for done in batch.flushes {
             let _ = done.send(());
-        }
-        for read in batch.reads {
-            read(&db.conn);
         }
     }
 }

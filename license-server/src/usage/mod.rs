@@ -4,15 +4,19 @@
 //! its limit and the refusals). One implementation serves the admin endpoint's
 //! `GET /api/usage` (through the server's store) and the `dongle-relay usage` command (on the
 //! file directly, [`open_file`]); [`period`] reads the period's bounds and [`render`] writes
-//! the answers as CSV, JSON or a table.
+//! the answers as CSV, JSON or a table. [`series`] gives the status page's charts the same
+//! figures over time.
 
 pub mod period;
 pub mod render;
+mod series;
+
+pub use series::{MAX_POINTS, SiteSeries, SlotSeries, UsageSeries, series};
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use rusqlite::{Connection, OpenFlags, params};
+use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{UsageEvent, UsageKind, from_sql, to_sql};
@@ -101,25 +105,27 @@ pub enum UsageError {
         /// Its schema version.
         version: i64,
     },
-    /// A running server holds the file.
+    /// Another process holds the file exclusively (a license server of an older version).
     #[error(
-        "state database {0} is in use by a running license server: ask it instead \
-         (GET /api/usage on its admin endpoint)"
+        "state database {0} is locked by another process (a license server of an older \
+         version holds its file exclusively): ask it instead (GET /api/usage on its admin \
+         endpoint), or upgrade it"
     )]
     Busy(String),
 }
 
-/// Opens a state database for reports (never creates one).
+/// Opens a state database read-only for reports (never creates or changes one). A running
+/// server's file can be read: it keeps writing, and each query sees its last commit.
 ///
 /// # Errors
-/// The file is missing, held by a running server, or has no history.
+/// The file is missing, locked exclusively by an older server, or has no history.
 pub fn open_file(path: &Path) -> Result<Connection, UsageError> {
     let shown = path.display().to_string();
     let db = |source| UsageError::Database {
         path: shown.clone(),
         source,
     };
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(db)?;
+    let conn = crate::store::open_reader(path).map_err(db)?;
     let version = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
     let version = match version {
         Ok(v) => v,
@@ -293,10 +299,71 @@ fn read_minutes(conn: &Connection, from: u64, end: u64) -> rusqlite::Result<Seri
     Ok(series)
 }
 
+/// The period's first minute and the minute after its last: seats are not carried past the
+/// present, and a partial last minute counts whole.
+fn minutes_of(q: &UsageQuery) -> (u64, u64) {
+    let end_ms = q.to_ms.min(q.now_ms.max(q.from_ms));
+    (q.from_ms / 60_000, end_ms.div_ceil(60_000))
+}
+
 /// `a / b` rounded to hundredths (reports show two decimals; counts of minutes fit f64's 53
 /// bits many times over).
 fn hundredths(a: u64, b: u64) -> f64 {
     (a as f64 / b.max(1) as f64 * 100.0).round() / 100.0
+}
+
+/// One series as read: the last row before the period and the rows in it.
+struct Rows<'a> {
+    carry: Option<&'a Minute>,
+    rows: &'a [Minute],
+}
+
+impl Rows<'_> {
+    /// The latest row (the AppSlot's current name and limit).
+    fn latest(&self) -> Option<&Minute> {
+        self.rows.last().or(self.carry)
+    }
+}
+
+/// The period's series that `q` keeps, grouped per AppSlot: `slot` makes each AppSlot's entry
+/// from its (all sites) series, `site` each of its sites' (`None`: direct clients).
+fn per_slot<S, T>(
+    conn: &Connection,
+    q: &UsageQuery,
+    mut slot: impl FnMut(String, u16, &Rows<'_>) -> S,
+    mut site: impl FnMut(Option<String>, &Rows<'_>) -> T,
+) -> rusqlite::Result<Vec<(S, Vec<T>)>> {
+    let (from, end) = minutes_of(q);
+    let mut out: Vec<((String, u16), S, Vec<T>)> = Vec::new();
+    for ((dongle_key, number, at), (carry, rows)) in read_minutes(conn, from, end)? {
+        if q.slot.is_some_and(|s| s != number) {
+            continue;
+        }
+        let rows = Rows {
+            carry: carry.as_ref(),
+            rows: &rows,
+        };
+        match at {
+            None => {
+                let entry = slot(dongle_key.clone(), number, &rows);
+                out.push(((dongle_key, number), entry, Vec::new()));
+            }
+            Some(name) => {
+                if q.site.as_ref().is_some_and(|s| *s != name) {
+                    continue;
+                }
+                // Series are sorted: an AppSlot's own series comes before its sites'.
+                if let Some((_, _, sites)) = out
+                    .iter_mut()
+                    .rev()
+                    .find(|(key, _, _)| key.0 == dongle_key && key.1 == number)
+                {
+                    sites.push(site((!name.is_empty()).then_some(name), &rows));
+                }
+            }
+        }
+    }
+    Ok(out.into_iter().map(|(_, s, sites)| (s, sites)).collect())
 }
 
 /// The summary of the period.
@@ -304,21 +371,17 @@ fn hundredths(a: u64, b: u64) -> f64 {
 /// # Errors
 /// The database cannot be read.
 pub fn summary(conn: &Connection, q: &UsageQuery) -> rusqlite::Result<UsageSummary> {
-    let from = q.from_ms / 60_000;
-    // Seats are not carried past the present; a partial last minute counts whole.
-    let end_ms = q.to_ms.min(q.now_ms.max(q.from_ms));
-    let end = end_ms.div_ceil(60_000);
+    let (from, end) = minutes_of(q);
     let minutes = end.saturating_sub(from).max(1);
     let average = |seat_minutes: u64| hundredths(seat_minutes, minutes);
-    let mut slots: Vec<SlotUsage> = Vec::new();
-    for ((dongle_key, slot, site), (carry, rows)) in read_minutes(conn, from, end)? {
-        if q.slot.is_some_and(|s| s != slot) {
-            continue;
-        }
-        let t = totals(carry.as_ref(), &rows, from, end);
-        let latest = rows.last().or(carry.as_ref());
-        match site {
-            None => slots.push(SlotUsage {
+    let totals = |r: &Rows<'_>| totals(r.carry, r.rows, from, end);
+    let slots = per_slot(
+        conn,
+        q,
+        |dongle_key, slot, rows| {
+            let t = totals(rows);
+            let latest = rows.latest();
+            SlotUsage {
                 dongle_key,
                 slot,
                 slot_name: latest.map_or_else(String::new, |m| m.slot_name.clone()),
@@ -328,31 +391,25 @@ pub fn summary(conn: &Connection, q: &UsageQuery) -> rusqlite::Result<UsageSumma
                 hours_at_limit: hundredths(t.at_limit_minutes, 60),
                 refusals: t.refusals,
                 sites: Vec::new(),
-            }),
-            Some(site) => {
-                if q.site.as_ref().is_some_and(|s| *s != site) {
-                    continue;
-                }
-                // Series are sorted: an AppSlot's own series comes before its sites'.
-                if let Some(owner) = slots
-                    .iter_mut()
-                    .rev()
-                    .find(|s| s.dongle_key == dongle_key && s.slot == slot)
-                {
-                    owner.sites.push(SiteUsage {
-                        site: (!site.is_empty()).then_some(site),
-                        peak: t.peak,
-                        average: average(t.seat_minutes),
-                        refusals: t.refusals,
-                    });
-                }
             }
-        }
-    }
+        },
+        |site, rows| {
+            let t = totals(rows);
+            SiteUsage {
+                site,
+                peak: t.peak,
+                average: average(t.seat_minutes),
+                refusals: t.refusals,
+            }
+        },
+    )?;
     Ok(UsageSummary {
         from: period::rfc3339(q.from_ms),
         to: period::rfc3339(q.to_ms),
-        slots,
+        slots: slots
+            .into_iter()
+            .map(|(slot, sites)| SlotUsage { sites, ..slot })
+            .collect(),
     })
 }
 

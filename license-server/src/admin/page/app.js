@@ -1,6 +1,8 @@
 // The license server's status page: reads api/status every few seconds with the bearer token
 // and renders dongles, AppSlots, sessions, logins and the relay-listener; Disconnect and Logout
 // post the admin actions. No framework, no external resources (the page's CSP forbids them).
+// The usage charts are charts.js's: it uses this script's api() (window.statusPage) and draws
+// when told the status is shown (the 'status-shown' event).
 'use strict';
 
 (() => {
@@ -266,6 +268,7 @@
       $('token-form').hidden = true;
       $('content').hidden = false;
       render(result.data);
+      document.dispatchEvent(new CustomEvent('status-shown', { detail: result.data }));
       $('last-updated').textContent = 'Updated ' + new Date(result.data.taken_at_ms).toLocaleTimeString() +
         ', every ' + REFRESH_MS / 1000 + ' s.';
     } finally {
@@ -306,6 +309,8 @@
       schedule();
     }, REFRESH_MS);
   }
+
+  window.statusPage = { api };
 
   document.addEventListener('DOMContentLoaded', () => {
     takeTokenFromFragment();
