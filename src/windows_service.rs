@@ -4,12 +4,13 @@
 //! Service Control Manager's entry point. The SCM's stop (and system shutdown) request cancels
 //! the same token SIGTERM cancels on Linux ([`crate::shutdown`]), so the component drains the
 //! same way; a component that ends with an error reports a service-specific exit code, which
-//! the failure actions set at install turn into a restart (after 5 s, 5 s, then 60 s).
+//! the failure actions set at install turn into a restart (after 5 s, 5 s, then 60 s). A hung
+//! component (no watchdog heartbeat for 30 s, [`crate::hang_watchdog`]) ends the process,
+//! which the SCM restarts the same way.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -25,6 +26,7 @@ use windows_service::service_dispatcher;
 use windows_service::service_manager::{ServiceManager, ServiceManagerAccess};
 
 use crate::cli::{Cli, Command};
+use crate::hang_watchdog::{self, Heartbeat, HeartbeatNotifier};
 use crate::telemetry::{self, FileLog};
 
 /// `service`: manage the Windows services of dongle-relay's components.
@@ -77,6 +79,10 @@ pub enum Action {
 /// How long the SCM is told a stop may take before it considers the service hung: the
 /// components' drains end well within it.
 const STOP_WAIT_HINT: Duration = Duration::from_secs(30);
+
+/// The hang watchdog's limit: the component's supervision ticks it every half of it while
+/// live (as it pings systemd's `WatchdogSec=`); no tick for this long ends the process.
+const WATCHDOG: Duration = Duration::from_secs(30);
 
 /// The service-specific exit code of a component that ended with an error.
 const EXIT_FAILED: u32 = 1;
@@ -297,10 +303,11 @@ fn status(state: ServiceState, exit_code: ServiceExitCode) -> ServiceStatus {
 /// The daily log files of a service whose configuration names no log folder:
 /// `%ProgramData%\dongle-relay\logs\<service>-YYYY-MM-DD.log` (a service has no console).
 fn default_file_log(name: &str, filter: &str) -> FileLog {
-    let data = std::env::var_os("ProgramData")
-        .map_or_else(|| PathBuf::from(r"C:\ProgramData"), PathBuf::from);
+    let places = crate::default_paths::Places::current();
     FileLog {
-        dir: data.join("dongle-relay").join("logs"),
+        dir: places
+            .log_dir()
+            .unwrap_or_else(|| std::path::PathBuf::from("logs")),
         prefix: format!("{name}-"),
         filter: filter.to_owned(),
     }
@@ -343,6 +350,10 @@ fn run_component(
         .unwrap_or_else(|| default_file_log(name, &cli.log.filter));
     let _log_guard = telemetry::init(&cli.log, Some(file_log))?;
     hc_client::install_crypto_provider();
+    // The watchdog pings systemd would get tick the hang watchdog instead.
+    let heartbeat = Arc::new(Heartbeat::default());
+    crate::service::report_to(Arc::new(HeartbeatNotifier(heartbeat.clone())), WATCHDOG);
+    hang_watchdog::spawn(heartbeat, WATCHDOG).context("cannot start the hang watchdog")?;
     let runtime = crate::cli::runtime(cli.threads).context("cannot start the runtime")?;
     let result = runtime.block_on(async move {
         report(ServiceState::Running, ServiceExitCode::NO_ERROR);
