@@ -5,6 +5,8 @@
 //! - [`commands`]: one module per subcommand; each loads its configuration, binds its
 //!   listener and calls its library's `run(config, listener, shutdown)`.
 //! - [`telemetry`]: the tracing subscriber.
+//! - [`event_log`]: which events go to the Windows event log, and (Windows) the layer and
+//!   source registration writing them.
 //! - [`default_paths`]: where the configuration, keys and logs are when not named (the
 //!   Windows layout: beside the executable and under `%ProgramData%`).
 //! - [`shutdown`]: SIGINT/SIGTERM turned into a cancellation token.
@@ -18,6 +20,7 @@
 pub mod cli;
 pub mod commands;
 pub mod default_paths;
+pub mod event_log;
 pub mod hang_watchdog;
 pub mod metrics_endpoint;
 pub mod service;

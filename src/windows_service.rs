@@ -26,6 +26,7 @@ use windows_service::service_dispatcher;
 use windows_service::service_manager::{ServiceManager, ServiceManagerAccess};
 
 use crate::cli::{Cli, Command};
+use crate::event_log::{self, SERVICE_EVENTS};
 use crate::hang_watchdog::{self, Heartbeat, HeartbeatNotifier};
 use crate::telemetry::{self, FileLog};
 
@@ -179,6 +180,11 @@ fn install(name: &str, component: &[String]) -> anyhow::Result<()> {
              with an error: {e}"
         );
     }
+    // Without the source the entries are still written, but Event Viewer shows them with
+    // "the description cannot be found".
+    if let Err(e) = event_log::register() {
+        eprintln!("dongle-relay: warning: {e:#}");
+    }
     println!("installed service {name}; start it with: sc start {name}");
     Ok(())
 }
@@ -207,6 +213,10 @@ fn uninstall(name: &str) -> anyhow::Result<()> {
         }
     }
     service.delete().context("cannot delete the service")?;
+    // Another dongle-relay service's entries lose their text until it is installed again.
+    if let Err(e) = event_log::deregister() {
+        eprintln!("dongle-relay: warning: {e:#}");
+    }
     println!("removed service {name}");
     Ok(())
 }
@@ -344,33 +354,55 @@ fn run_component(
     shutdown: CancellationToken,
     report: impl Fn(ServiceState, ServiceExitCode) + Copy + Send + 'static,
 ) -> anyhow::Result<()> {
-    let loaded = cli.command.load()?;
-    let file_log = loaded
-        .file_log()
-        .unwrap_or_else(|| default_file_log(name, &cli.log.filter));
-    let _log_guard = telemetry::init(&cli.log, Some(file_log))?;
+    let started = cli.command.load().and_then(|loaded| {
+        let file_log = loaded
+            .file_log()
+            .unwrap_or_else(|| default_file_log(name, &cli.log.filter));
+        let guard = telemetry::init_with(&cli.log, Some(file_log), event_log_layer())?;
+        Ok((loaded, guard))
+    });
+    // Without logs yet, the event log is the one place a service's start failure shows.
+    let (loaded, _log_guard) = started.inspect_err(|err| {
+        event_log::error_now(&format!("service {name} cannot start: {err:#}"));
+    })?;
     hc_client::install_crypto_provider();
     // The watchdog pings systemd would get tick the hang watchdog instead.
     let heartbeat = Arc::new(Heartbeat::default());
     crate::service::report_to(Arc::new(HeartbeatNotifier(heartbeat.clone())), WATCHDOG);
     hang_watchdog::spawn(heartbeat, WATCHDOG).context("cannot start the hang watchdog")?;
     let runtime = crate::cli::runtime(cli.threads).context("cannot start the runtime")?;
+    let owned_name = name.to_owned();
     let result = runtime.block_on(async move {
         report(ServiceState::Running, ServiceExitCode::NO_ERROR);
+        tracing::info!(target: SERVICE_EVENTS, "service {owned_name} started");
         let stopping = shutdown.clone();
+        let name = owned_name;
         tokio::spawn(async move {
             stopping.cancelled().await;
-            tracing::info!("service stopping: draining");
+            tracing::info!(target: SERVICE_EVENTS, "service {name} stopping: draining");
             report(ServiceState::StopPending, ServiceExitCode::NO_ERROR);
         });
         loaded.run(shutdown).await
     });
     // Logged here, while the log file is still open.
     match &result {
-        Ok(()) => tracing::info!("service stopped"),
-        Err(err) => tracing::error!("service failed: {err:#}"),
+        Ok(()) => tracing::info!(target: SERVICE_EVENTS, "service {name} stopped"),
+        Err(err) => tracing::error!("service {name} failed: {err:#}"),
     }
     result
+}
+
+/// The event log as a further log destination, for [`event_log::wanted`] events; without it
+/// (the event log refused) the service still runs, logging to its files.
+fn event_log_layer() -> Option<telemetry::ExtraLayer> {
+    use tracing_subscriber::Layer as _;
+    match event_log::EventLogLayer::open() {
+        Ok(layer) => Some(layer.boxed()),
+        Err(e) => {
+            eprintln!("dongle-relay: the event log is not available: {e}");
+            None
+        }
+    }
 }
 
 #[cfg(test)]
