@@ -42,8 +42,9 @@ pub struct Args {
 #[derive(Subcommand, Debug)]
 pub enum Action {
     /// Register a component as a service that starts with Windows, runs as LocalSystem and is
-    /// restarted after a failure (5 s, 5 s, then 60 s), e.g. `service install --name
-    /// dongle-relay-server -- server --config C:\dongle-relay\mxnet2.ini`.
+    /// restarted after a failure or a hang (5 s, 5 s, then 60 s), e.g. `service install --name
+    /// dongle-relay-server -- server` (mxnet2.ini beside dongle-relay.exe). Also registers the
+    /// event log source `dongle-relay` (Application log: start, stop, errors).
     Install {
         /// The service name, one per component and instance.
         #[arg(long)]
@@ -53,7 +54,7 @@ pub enum Action {
         #[arg(last = true, required = true)]
         component: Vec<String>,
     },
-    /// Stop a service if it runs, and remove it.
+    /// Stop a service if it runs, and remove it and the event log source `dongle-relay`.
     Uninstall {
         /// The service name.
         #[arg(long)]
@@ -66,7 +67,8 @@ pub enum Action {
         name: String,
     },
     /// The Service Control Manager's entry point (what `install` registers); not for a
-    /// console.
+    /// console. Logs to daily files and the event log; a component whose liveness heartbeat
+    /// stops for 30 s ends the process (exit code 70) so the SCM restarts it.
     Run {
         /// The service name.
         #[arg(long)]
