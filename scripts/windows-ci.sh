@@ -2,7 +2,8 @@
 # The Windows part of CI (issue #13), on Linux: installs what it needs (idempotently: Debian's
 # mingw-w64 and Wine, the Rust target), lints the Windows build, builds dongle-relay.exe, runs
 # `dongle-relay.exe demo` under Wine (it must exit 0), runs the license server as a Windows
-# service under Wine's Service Control Manager (start, stop with a drain, exit 0), and runs
+# service under Wine's Service Control Manager (start, stop with a drain, exit 0; the event
+# log source registered by install and removed by uninstall), and runs
 # the workspace's tests as Windows executables under Wine (the runner in .cargo/config.toml;
 # scripts/wine/). Its last lines sum up the test counts and the time taken. Run from
 # anywhere; uses CARGO_TARGET_DIR if set.
@@ -53,6 +54,11 @@ run "$exe" service install --name "$svc" -- --log info server --port 0 --dongle 
   --ephemeral-key
 cleanup_service() { run "$exe" service uninstall --name "$svc" >/dev/null 2>&1 || true; }
 trap cleanup_service EXIT
+# install registers the event log source with this exe as its message file; uninstall
+# removes it. (Wine's event log only traces ReportEventW on its debug channel: no entries to
+# read back, so the entries themselves are checked on real Windows only.)
+evsource='HKLM\SYSTEM\CurrentControlSet\Services\EventLog\Application\dongle-relay'
+run "$system32/reg.exe" query "$evsource" | grep -q 'EventMessageFile.*dongle-relay.exe'
 timeout 120 bash scripts/wine/runner.sh "$system32/net.exe" start "$svc"
 query=$(run "$exe" service query --name "$svc"); echo "$query"
 grep -q 'state    Running' <<<"$query"
@@ -61,6 +67,9 @@ query=$(run "$exe" service query --name "$svc"); echo "$query"
 grep -q 'state    Stopped' <<<"$query" && grep -q 'exit     Win32(0)' <<<"$query"
 run "$exe" service uninstall --name "$svc"
 trap - EXIT
+if run "$system32/reg.exe" query "$evsource" >/dev/null 2>&1; then
+  echo "the event log source is still registered after uninstall" >&2; exit 1
+fi
 
 step "tests under Wine"
 log=$(mktemp)

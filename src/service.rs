@@ -5,12 +5,13 @@
 //! passes**, and says `STOPPING=1` when shutdown begins. A stalled event loop therefore stops
 //! the pings and the manager restarts the service (`Restart=on-failure`): the job of MxNet2's
 //! failure-protection service (manual section 5). Messages go through the `sd-notify` crate.
-//! Without `NOTIFY_SOCKET` (not under systemd, or not on Unix) nothing is sent and no task
-//! runs.
+//! On Windows the same notices feed the service's own hang watchdog instead
+//! ([`report_to`], [`crate::hang_watchdog`]). Without either (not under systemd nor the SCM)
+//! nothing is sent and no task runs.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -167,6 +168,17 @@ pub fn notify_stopping() {
 /// first value, doubling up to the second.
 const READY_POLL: (Duration, Duration) = (Duration::from_millis(5), Duration::from_millis(500));
 
+/// A manager this process reports to instead of systemd, with its watchdog interval: the
+/// Windows service's hang watchdog ([`crate::hang_watchdog`]). Set once, before the component
+/// starts.
+static PROCESS_MANAGER: OnceLock<(Arc<dyn Notifier>, Duration)> = OnceLock::new();
+
+/// Makes [`Service::from_env`] report to `notifier` with this watchdog interval for the rest
+/// of the process; false if a manager was already set (the first one stays).
+pub fn report_to(notifier: Arc<dyn Notifier>, watchdog: Duration) -> bool {
+    PROCESS_MANAGER.set((notifier, watchdog)).is_ok()
+}
+
 /// The service manager this process runs under, if any, and its watchdog interval.
 pub struct Service {
     notifier: Option<Arc<dyn Notifier>>,
@@ -174,9 +186,13 @@ pub struct Service {
 }
 
 impl Service {
-    /// systemd when `NOTIFY_SOCKET` is set (Unix only), with the watchdog interval from
-    /// `WATCHDOG_USEC` (when `WATCHDOG_PID`, if set, is this process); otherwise none.
+    /// The manager set by [`report_to`], else systemd when `NOTIFY_SOCKET` is set (Unix
+    /// only), with the watchdog interval from `WATCHDOG_USEC` (when `WATCHDOG_PID`, if set, is
+    /// this process); otherwise none.
     pub fn from_env() -> Self {
+        if let Some((notifier, watchdog)) = PROCESS_MANAGER.get() {
+            return Self::new(notifier.clone(), Some(*watchdog));
+        }
         #[cfg(unix)]
         if std::env::var_os("NOTIFY_SOCKET").is_some() {
             return Self::new(Arc::new(Systemd), sd_notify::watchdog_enabled());

@@ -1,9 +1,10 @@
 //! The tracing subscriber: human-readable lines on stderr filtered by `--log`/`RUST_LOG`, plus
-//! an optional daily log file when a command's configuration asks for one.
+//! an optional daily log file when a command's configuration asks for one, plus, for a Windows
+//! service, the event log.
 
 use std::path::PathBuf;
 
-use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+use tracing_subscriber::{EnvFilter, Layer, Registry, fmt, prelude::*};
 
 /// Logging options shared by every subcommand.
 #[derive(clap::Args, Debug, Clone)]
@@ -34,6 +35,21 @@ pub struct LogGuard {
 /// # Errors
 /// A malformed filter, or a log folder that cannot be created.
 pub fn init(args: &LogArgs, file: Option<FileLog>) -> anyhow::Result<LogGuard> {
+    init_with(args, file, None)
+}
+
+/// A further destination with its own filter (the Windows service's event log).
+pub type ExtraLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// [`init`] with a further destination.
+///
+/// # Errors
+/// As [`init`].
+pub fn init_with(
+    args: &LogArgs,
+    file: Option<FileLog>,
+    extra: Option<ExtraLayer>,
+) -> anyhow::Result<LogGuard> {
     let stderr_filter = EnvFilter::try_new(&args.filter)
         .map_err(|e| anyhow::anyhow!("bad --log filter {:?}: {e}", args.filter))?;
     let stderr = fmt::layer()
@@ -64,6 +80,7 @@ pub fn init(args: &LogArgs, file: Option<FileLog>) -> anyhow::Result<LogGuard> {
         None => None,
     };
     tracing_subscriber::registry()
+        .with(extra)
         .with(stderr)
         .with(file_layer)
         .try_init()

@@ -4,12 +4,13 @@
 //! Service Control Manager's entry point. The SCM's stop (and system shutdown) request cancels
 //! the same token SIGTERM cancels on Linux ([`crate::shutdown`]), so the component drains the
 //! same way; a component that ends with an error reports a service-specific exit code, which
-//! the failure actions set at install turn into a restart (after 5 s, 5 s, then 60 s).
+//! the failure actions set at install turn into a restart (after 5 s, 5 s, then 60 s). A hung
+//! component (no watchdog heartbeat for 30 s, [`crate::hang_watchdog`]) ends the process,
+//! which the SCM restarts the same way.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -25,6 +26,8 @@ use windows_service::service_dispatcher;
 use windows_service::service_manager::{ServiceManager, ServiceManagerAccess};
 
 use crate::cli::{Cli, Command};
+use crate::event_log::{self, SERVICE_EVENTS};
+use crate::hang_watchdog::{self, Heartbeat, HeartbeatNotifier};
 use crate::telemetry::{self, FileLog};
 
 /// `service`: manage the Windows services of dongle-relay's components.
@@ -39,8 +42,9 @@ pub struct Args {
 #[derive(Subcommand, Debug)]
 pub enum Action {
     /// Register a component as a service that starts with Windows, runs as LocalSystem and is
-    /// restarted after a failure (5 s, 5 s, then 60 s), e.g. `service install --name
-    /// dongle-relay-server -- server --config C:\dongle-relay\mxnet2.ini`.
+    /// restarted after a failure or a hang (5 s, 5 s, then 60 s), e.g. `service install --name
+    /// dongle-relay-server -- server` (mxnet2.ini beside dongle-relay.exe). Also registers the
+    /// event log source `dongle-relay` (Application log: start, stop, errors).
     Install {
         /// The service name, one per component and instance.
         #[arg(long)]
@@ -50,7 +54,7 @@ pub enum Action {
         #[arg(last = true, required = true)]
         component: Vec<String>,
     },
-    /// Stop a service if it runs, and remove it.
+    /// Stop a service if it runs, and remove it and the event log source `dongle-relay`.
     Uninstall {
         /// The service name.
         #[arg(long)]
@@ -63,7 +67,8 @@ pub enum Action {
         name: String,
     },
     /// The Service Control Manager's entry point (what `install` registers); not for a
-    /// console.
+    /// console. Logs to daily files and the event log; a component whose liveness heartbeat
+    /// stops for 30 s ends the process (exit code 70) so the SCM restarts it.
     Run {
         /// The service name.
         #[arg(long)]
@@ -77,6 +82,10 @@ pub enum Action {
 /// How long the SCM is told a stop may take before it considers the service hung: the
 /// components' drains end well within it.
 const STOP_WAIT_HINT: Duration = Duration::from_secs(30);
+
+/// The hang watchdog's limit: the component's supervision ticks it every half of it while
+/// live (as it pings systemd's `WatchdogSec=`); no tick for this long ends the process.
+const WATCHDOG: Duration = Duration::from_secs(30);
 
 /// The service-specific exit code of a component that ended with an error.
 const EXIT_FAILED: u32 = 1;
@@ -173,6 +182,11 @@ fn install(name: &str, component: &[String]) -> anyhow::Result<()> {
              with an error: {e}"
         );
     }
+    // Without the source the entries are still written, but Event Viewer shows them with
+    // "the description cannot be found".
+    if let Err(e) = event_log::register() {
+        eprintln!("dongle-relay: warning: {e:#}");
+    }
     println!("installed service {name}; start it with: sc start {name}");
     Ok(())
 }
@@ -201,6 +215,10 @@ fn uninstall(name: &str) -> anyhow::Result<()> {
         }
     }
     service.delete().context("cannot delete the service")?;
+    // Another dongle-relay service's entries lose their text until it is installed again.
+    if let Err(e) = event_log::deregister() {
+        eprintln!("dongle-relay: warning: {e:#}");
+    }
     println!("removed service {name}");
     Ok(())
 }
@@ -297,10 +315,11 @@ fn status(state: ServiceState, exit_code: ServiceExitCode) -> ServiceStatus {
 /// The daily log files of a service whose configuration names no log folder:
 /// `%ProgramData%\dongle-relay\logs\<service>-YYYY-MM-DD.log` (a service has no console).
 fn default_file_log(name: &str, filter: &str) -> FileLog {
-    let data = std::env::var_os("ProgramData")
-        .map_or_else(|| PathBuf::from(r"C:\ProgramData"), PathBuf::from);
+    let places = crate::default_paths::Places::current();
     FileLog {
-        dir: data.join("dongle-relay").join("logs"),
+        dir: places
+            .log_dir()
+            .unwrap_or_else(|| std::path::PathBuf::from("logs")),
         prefix: format!("{name}-"),
         filter: filter.to_owned(),
     }
@@ -337,29 +356,55 @@ fn run_component(
     shutdown: CancellationToken,
     report: impl Fn(ServiceState, ServiceExitCode) + Copy + Send + 'static,
 ) -> anyhow::Result<()> {
-    let loaded = cli.command.load()?;
-    let file_log = loaded
-        .file_log()
-        .unwrap_or_else(|| default_file_log(name, &cli.log.filter));
-    let _log_guard = telemetry::init(&cli.log, Some(file_log))?;
+    let started = cli.command.load().and_then(|loaded| {
+        let file_log = loaded
+            .file_log()
+            .unwrap_or_else(|| default_file_log(name, &cli.log.filter));
+        let guard = telemetry::init_with(&cli.log, Some(file_log), event_log_layer())?;
+        Ok((loaded, guard))
+    });
+    // Without logs yet, the event log is the one place a service's start failure shows.
+    let (loaded, _log_guard) = started.inspect_err(|err| {
+        event_log::error_now(&format!("service {name} cannot start: {err:#}"));
+    })?;
     hc_client::install_crypto_provider();
+    // The watchdog pings systemd would get tick the hang watchdog instead.
+    let heartbeat = Arc::new(Heartbeat::default());
+    crate::service::report_to(Arc::new(HeartbeatNotifier(heartbeat.clone())), WATCHDOG);
+    hang_watchdog::spawn(heartbeat, WATCHDOG).context("cannot start the hang watchdog")?;
     let runtime = crate::cli::runtime(cli.threads).context("cannot start the runtime")?;
+    let owned_name = name.to_owned();
     let result = runtime.block_on(async move {
         report(ServiceState::Running, ServiceExitCode::NO_ERROR);
+        tracing::info!(target: SERVICE_EVENTS, "service {owned_name} started");
         let stopping = shutdown.clone();
+        let name = owned_name;
         tokio::spawn(async move {
             stopping.cancelled().await;
-            tracing::info!("service stopping: draining");
+            tracing::info!(target: SERVICE_EVENTS, "service {name} stopping: draining");
             report(ServiceState::StopPending, ServiceExitCode::NO_ERROR);
         });
         loaded.run(shutdown).await
     });
     // Logged here, while the log file is still open.
     match &result {
-        Ok(()) => tracing::info!("service stopped"),
-        Err(err) => tracing::error!("service failed: {err:#}"),
+        Ok(()) => tracing::info!(target: SERVICE_EVENTS, "service {name} stopped"),
+        Err(err) => tracing::error!("service {name} failed: {err:#}"),
     }
     result
+}
+
+/// The event log as a further log destination, for [`event_log::wanted`] events; without it
+/// (the event log refused) the service still runs, logging to its files.
+fn event_log_layer() -> Option<telemetry::ExtraLayer> {
+    use tracing_subscriber::Layer as _;
+    match event_log::EventLogLayer::open() {
+        Ok(layer) => Some(layer.boxed()),
+        Err(e) => {
+            eprintln!("dongle-relay: the event log is not available: {e}");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! - [`engine`]: sessions, AppSlot seats, timeouts, licence types; pure logic.
 //! - [`dongle`]: what a dongle backend reports, and the naming rules of section 6.7.
 //! - [`protocol`]: frames, commands, key exchange and packet authentication.
+//! - [`private_file`]: who may read a file holding secrets (Windows: its ACL).
 //! - [`config_file`]: the error type and read step shared by the server's and the client's
 //!   configuration files.
 //!
@@ -19,6 +20,7 @@ pub mod dongle;
 pub mod engine;
 pub mod error;
 pub mod ids;
+pub mod private_file;
 pub mod protocol;
 
 pub use engine::Engine;

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::access::{RelayArgs, read_file, secret};
 use super::listen;
 use super::tasks::Tasks;
+use crate::default_paths::{self, Places};
 
 /// The identity key file used when the configuration names none.
 const DEFAULT_KEY_FILE: &str = "mxnet2-server.key";
@@ -36,14 +37,18 @@ session timeouts, per-session or per-IP licences) over dongle-relay's authentica
 protocol, on port 12300 of 127.0.0.1 by default.\n\
 \n\
 Configuration: --config FILE (mxnet2.ini as the MxNet2 manual writes it, or a .toml\n\
-equivalent); without it, ./mxnet2.ini when present, else built-in defaults: one simulated\n\
-dongle (serial 1234567890) with AppSlot 1 \"Demo Application\" (3 seats) and AppSlot 2 (10).\n\
+equivalent); without it, ./mxnet2.ini when present (Windows: first mxnet2.ini in the\n\
+executable's folder, as MxNet2), else built-in defaults: one simulated dongle (serial\n\
+1234567890) with AppSlot 1 \"Demo Application\" (3 seats) and AppSlot 2 (10).\n\
 Seat limits are LimitN= keys of the [dongleN] sections. LogFileFolder writes daily\n\
-mxnetYYYY-MM-DD.log files (LogLevel 0 errors, 1 information, 2 debug).\n\
+mxnetYYYY-MM-DD.log files (LogLevel 0 errors, 1 information, 2 debug); on Windows it\n\
+defaults to %ProgramData%\\dongle-relay\\logs.\n\
 \n\
 Identity: the server signs every session's key exchange with an Ed25519 key kept in\n\
-KeyFile (default mxnet2-server.key next to the configuration, created mode 0600). Its\n\
-public key is printed at start; clients pin it with serverkey= (mxnetapi.ini) or --pin-key.\n\
+KeyFile (default mxnet2-server.key next to the configuration, created mode 0600; on\n\
+Windows in %ProgramData%\\dongle-relay, readable by SYSTEM, Administrators and its owner\n\
+only). Its public key is printed at start; clients pin it with serverkey= (mxnetapi.ini)\n\
+or --pin-key.\n\
 \n\
 Dongles: simulated (default), usb (TDi Matrix keys 0e50:0001/0002 via libusb, polled every\n\
 2 s; seat limits still come from the configuration) or none. See docs/license-server.md.\n\
@@ -64,7 +69,8 @@ relay-listener in this process, bridging to this server with PROXY v2 headers.";
 #[derive(clap::Args, Debug)]
 #[command(after_long_help = SERVER_HELP)]
 pub struct Args {
-    /// Server configuration: mxnet2.ini, or a .toml file [default: ./mxnet2.ini if present].
+    /// Server configuration: mxnet2.ini, or a .toml file [default: ./mxnet2.ini if present;
+    /// Windows: first the one in the executable's folder].
     #[arg(
         long,
         short = 'c',
@@ -81,7 +87,8 @@ pub struct Args {
     /// Where dongles come from [default: the configuration's DongleBackend=, else simulated].
     #[arg(long, value_name = "simulated|usb|none", value_parser = parse_backend)]
     pub dongle: Option<BackendChoice>,
-    /// Identity key file [default: KeyFile=, else mxnet2-server.key beside the configuration].
+    /// Identity key file [default: KeyFile=, else mxnet2-server.key beside the configuration;
+    /// Windows: in %ProgramData%\dongle-relay].
     #[arg(long, value_name = "FILE", conflicts_with = "ephemeral_key")]
     pub key_file: Option<PathBuf>,
     /// Use a new identity key at every start, written nowhere (clients cannot pin it).
@@ -161,10 +168,12 @@ pub struct Loaded {
 /// # Errors
 /// Configuration errors, naming the file and key.
 pub fn load(args: Args) -> anyhow::Result<Loaded> {
-    let path = args.config.clone().or_else(|| {
-        let default = PathBuf::from("mxnet2.ini");
-        default.exists().then_some(default)
-    });
+    load_in(args, &Places::current())
+}
+
+/// [`load`] with the default places given ([`crate::default_paths`]).
+fn load_in(args: Args, places: &Places) -> anyhow::Result<Loaded> {
+    let path = args.config.clone().or_else(|| places.config(Path::exists));
     let mut config = match &path {
         Some(p) => ServerConfig::load(p)?,
         None => ServerConfig::default(),
@@ -207,11 +216,26 @@ pub fn load(args: Args) -> anyhow::Result<Loaded> {
     } else if let Some(key) = args.key_file {
         config.key_file = Some(key);
     } else if config.key_file.is_none() {
-        let dir = path
-            .as_deref()
-            .and_then(Path::parent)
-            .unwrap_or(Path::new(""));
+        // Windows: the data folder (a service cannot write to Program Files); elsewhere
+        // beside the configuration.
+        let dir = match places.data_dir() {
+            Some(data) => {
+                default_paths::create(&data)?;
+                data
+            }
+            None => path
+                .as_deref()
+                .and_then(Path::parent)
+                .unwrap_or(Path::new(""))
+                .to_path_buf(),
+        };
         config.key_file = Some(dir.join(DEFAULT_KEY_FILE));
+    }
+    if config.log_file_folder.is_none()
+        && let Some(logs) = places.log_dir()
+    {
+        default_paths::create(&logs)?;
+        config.log_file_folder = Some(logs);
     }
     Ok(Loaded {
         config,
@@ -435,8 +459,66 @@ pub fn file_log(loaded: &Loaded) -> Option<crate::telemetry::FileLog> {
 mod tests {
     use super::*;
 
+    /// Loads with the Linux layout, whatever the platform the test runs on.
     fn parse(args: &[&str]) -> anyhow::Result<Loaded> {
-        load(crate::commands::parse_args(args)?)
+        let unix = Places {
+            windows: false,
+            exe_dir: None,
+            program_data: None,
+        };
+        load_in(crate::commands::parse_args(args)?, &unix)
+    }
+
+    #[test]
+    fn windows_reads_the_ini_beside_the_exe_and_keeps_key_and_logs_in_program_data() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let exe_dir = dir.path().join("Program Files").join("dongle-relay");
+        std::fs::create_dir_all(&exe_dir).expect("exe dir");
+        std::fs::write(exe_dir.join("mxnet2.ini"), "[Option]\nPort=12399\n").expect("ini");
+        let program_data = dir.path().join("ProgramData");
+        let places = Places {
+            windows: true,
+            exe_dir: Some(exe_dir.clone()),
+            program_data: Some(program_data.clone()),
+        };
+        let l = load_in(crate::commands::parse_args(&[]).expect("args"), &places).expect("load");
+        assert_eq!(
+            l.config.port, 12399,
+            "the ini beside the executable is read"
+        );
+        let data = program_data.join("dongle-relay");
+        assert_eq!(l.config.key_file, Some(data.join(DEFAULT_KEY_FILE)));
+        assert_eq!(
+            file_log(&l).map(|log| log.dir),
+            Some(data.join("logs")),
+            "daily logs default to the data folder"
+        );
+        assert!(data.join("logs").is_dir(), "the folders are created");
+        // What the configuration or the command line says wins.
+        std::fs::write(
+            exe_dir.join("mxnet2.ini"),
+            "[Option]\nKeyFile=own.key\nLogFileFolder=own-logs\n",
+        )
+        .expect("ini");
+        let l = load_in(crate::commands::parse_args(&[]).expect("args"), &places).expect("load");
+        assert_eq!(l.config.key_file, Some(exe_dir.join("own.key")));
+        assert_eq!(
+            file_log(&l).map(|log| log.dir),
+            Some(exe_dir.join("own-logs"))
+        );
+        // A data folder that cannot be created is a clear error naming it.
+        let blocked = Places {
+            program_data: Some(exe_dir.join("mxnet2.ini")),
+            ..places
+        };
+        std::fs::write(exe_dir.join("mxnet2.ini"), "[Option]\n").expect("ini");
+        let err = load_in(crate::commands::parse_args(&[]).expect("args"), &blocked)
+            .err()
+            .expect("a file is in the way");
+        assert!(
+            format!("{err:#}").contains("cannot create the data folder"),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -346,6 +346,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)
 }
 
+/// The file is created empty and restricted ([`crate::private_file`]) before the key is
+/// written, so the key is never readable through the folder's inherited ACL; a file that
+/// cannot be restricted is removed.
 #[cfg(not(unix))]
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
@@ -353,6 +356,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .write(true)
         .create_new(true)
         .open(path)?;
+    if let Err(e) = crate::private_file::restrict(path) {
+        drop(f);
+        let _ = std::fs::remove_file(path);
+        return Err(std::io::Error::other(e));
+    }
     f.write_all(bytes)
 }
 

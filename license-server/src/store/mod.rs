@@ -500,7 +500,10 @@ fn create_private(path: &Path) -> std::io::Result<()> {
         file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     }
     #[cfg(not(unix))]
-    options.open(path)?;
+    {
+        options.open(path)?;
+        license_core::private_file::restrict(path).map_err(std::io::Error::other)?;
+    }
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! The relay's keys file: where the built-in configuration's keys are written, as complete
 //! connection strings, instead of being printed. Only its owner may read it (mode 0600 on
-//! Unix), so the keys stay out of consoles, journals and other users' reach.
+//! Unix; on Windows SYSTEM, Administrators and the owner, `license_core::private_file`), so
+//! the keys stay out of consoles, journals and other users' reach.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -29,6 +30,9 @@ pub fn write(path: &Path, text: &str) -> anyhow::Result<()> {
         file.set_permissions(std::fs::Permissions::from_mode(0o600))
             .with_context(|| format!("restricting {}", path.display()))?;
     }
+    // Windows: SYSTEM, Administrators and the owner only, before the keys are written.
+    license_core::private_file::restrict(path)
+        .with_context(|| format!("restricting {}", path.display()))?;
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
         .with_context(|| format!("writing the keys file {}", path.display()))
