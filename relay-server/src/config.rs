@@ -304,6 +304,11 @@ pub struct Limits {
     /// long that address stays valid. Then the sender gets `504`.
     #[serde(rename = "rendezvous_timeout_secs", with = "secs")]
     pub rendezvous_timeout: Duration,
+    /// HTTP request mode: how long the listener has to answer a request (the guide's 60 s),
+    /// then the client gets `504`; also bounds reading the request body and a request
+    /// rendezvous.
+    #[serde(rename = "http_response_timeout_secs", with = "secs")]
+    pub http_response_timeout: Duration,
     /// A bridged connection without data messages in either direction for this long is
     /// closed with 1001 (`0`: never).
     #[serde(rename = "idle_timeout_secs", with = "secs")]
@@ -337,6 +342,7 @@ impl Default for Limits {
             max_write_buffer_size: None,
             handshake_timeout: Duration::from_secs(10),
             rendezvous_timeout: Duration::from_secs(30),
+            http_response_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(3600),
             control_ping_interval: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(10),
@@ -564,6 +570,10 @@ impl Limits {
         let required = [
             ("limits.handshake_timeout_secs", self.handshake_timeout),
             ("limits.rendezvous_timeout_secs", self.rendezvous_timeout),
+            (
+                "limits.http_response_timeout_secs",
+                self.http_response_timeout,
+            ),
         ];
         for (key, value) in required {
             if value.is_zero() {
