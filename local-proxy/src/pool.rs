@@ -330,7 +330,7 @@ async fn run_connection(
     };
     let ended = tokio::select! {
         ended = drive => ended.map_err(|e| e.to_string()),
-        () = retire => Err("retired to return to its own relay".to_owned()),
+        () = retire => Err("retired to move to its own relay replica".to_owned()),
     };
     pool.retire(index, &pooled);
     status.update(|s| s.pooled = s.pooled.saturating_sub(1));
