@@ -141,6 +141,24 @@ async fn one_replica_stops_and_comes_back_while_clients_call() {
     .expect("within the limit");
 }
 
+/// Waits until `relays` carry `counts` bridged connections each (at the same moment).
+async fn bridged(relays: &[&Relay], counts: &[usize]) {
+    loop {
+        let now: Vec<usize> = relays
+            .iter()
+            .map(|r| r.stats().snapshot().bridged)
+            .collect();
+        if now == counts {
+            return;
+        }
+        let changes = relays
+            .iter()
+            .zip(now)
+            .map(|(r, n)| Box::pin(r.stats().wait_until(move |s| s.bridged != n)));
+        futures_util::future::select_all(changes).await;
+    }
+}
+
 /// `access` reaches the relays through the name `localhost` (port of `first`), resolved by
 /// `table`, trusting every relay of `all`.
 fn by_name(access: &mut AccessConfig, first: &Relay, all: &[&Relay], table: &Table) {
@@ -179,9 +197,13 @@ async fn replicas_behind_one_name_are_followed_as_the_name_changes() {
         by_name(&mut pooled_config.access, &a, &all, &table);
         let pooled = Proxy::spawn(pooled_config).await;
         pooled.status().wait_for(|s| s.pooled == 3).await;
-        // Spread: two slots on one address (sorted, so either), one on the other.
-        let on_a = a.stats().wait_until(|s| s.bridged >= 1).await.bridged;
-        b.stats().wait_until(|s| s.bridged == 3 - on_a).await;
+        // Spread: slots 0 and 2 on the lower address, slot 1 on the other.
+        let (low, high) = if a.addr() < b.addr() {
+            (&a, &b)
+        } else {
+            (&b, &a)
+        };
+        bridged(&[low, high], &[2, 1]).await;
         b.stats().wait_until(|s| s.bridged == 1).await;
         let mut single_config = a.proxy_config();
         by_name(&mut single_config.access, &a, &all, &table);
@@ -199,9 +221,7 @@ async fn replicas_behind_one_name_are_followed_as_the_name_changes() {
             .status()
             .wait_for(|s| s.control_channels == 3)
             .await;
-        for relay in all {
-            relay.stats().wait_until(|s| s.bridged == 1).await;
-        }
+        bridged(&all, &[1, 1, 1]).await;
         let before = c.stats().snapshot().bridged_total;
         for n in 0..3 {
             let data = format!("1:1 call {n}");
