@@ -204,7 +204,6 @@ async fn replicas_behind_one_name_are_followed_as_the_name_changes() {
             (&b, &a)
         };
         bridged(&[low, high], &[2, 1]).await;
-        b.stats().wait_until(|s| s.bridged == 1).await;
         let mut single_config = a.proxy_config();
         by_name(&mut single_config.access, &a, &all, &table);
         let single = Proxy::spawn(single_config).await;
