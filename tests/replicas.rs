@@ -36,33 +36,6 @@ fn pin(relay: &Relay) -> Fingerprint {
         .expect("fingerprint")
 }
 
-/// One client's loop until `until`: init once, then login and logout, one connection per call;
-/// returns when each failed call started.
-async fn calls(
-    license: &License,
-    proxy: std::net::SocketAddr,
-    name: String,
-    until: Instant,
-) -> Vec<Instant> {
-    let client = license.client(proxy, &name, None);
-    let mut failed = Vec::new();
-    while Instant::now() < until {
-        let started = Instant::now();
-        let ok = (client.session_id().await.is_some() || client.init().await.is_ok())
-            && client.login(seat()).await.is_ok()
-            && client.logout(seat()).await.is_ok();
-        if !ok {
-            // The program keeps its session and calls again, as MxNet2 programs do. (Calling
-            // rReset instead would forget the session without telling the server, so a seat
-            // taken by a login whose answer was lost with the stopped relay would stay taken
-            // until the login timeout: section 6.5 semantics, not a failover fault.)
-            failed.push(started);
-        }
-    }
-    let _ = client.release().await;
-    failed
-}
-
 #[tokio::test]
 async fn one_replica_stops_and_comes_back_while_clients_call() {
     tokio::time::timeout(LIMIT, async {
@@ -93,7 +66,11 @@ async fn one_replica_stops_and_comes_back_while_clients_call() {
         let until = Instant::now() + Duration::from_secs(6);
         let addr = proxy.addr();
         let license_ref = &license;
-        let loops = (0..CLIENTS).map(|i| calls(license_ref, addr, format!("station-{i}"), until));
+        let loops = (0..CLIENTS).map(|i| async move {
+            let name = format!("station-{i}");
+            let failed = license_ref.call_loop(addr, &name, until).await;
+            failed.into_iter().map(|f| f.started).collect::<Vec<_>>()
+        });
         let run = futures_util::future::join_all(loops);
         let chaos = async {
             tokio::time::sleep(Duration::from_millis(800)).await;
