@@ -8,27 +8,10 @@
 mod license_ops;
 
 use dongle_relay::commands::server::ops;
-use hc_protocol::{SasToken, Secret};
 use license_ops::{LIMIT, Ops, TOKEN, dongle_host};
 use relay_listener::RelayListener;
 use test_support::http::{HttpReply, https_request};
-use test_support::{HC, Listener, Relay, SEND_KEY};
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-}
-
-/// A Send token for the relay's hybrid connection.
-fn send_token(relay: &Relay) -> String {
-    let resource = format!("http://127.0.0.1:{}/{HC}", relay.port());
-    SasToken::sign(&resource, "send", &Secret::new(SEND_KEY), unix_now() + 3600)
-        .expect("sign")
-        .expose()
-        .to_owned()
-}
+use test_support::{Listener, Relay};
 
 async fn get(relay: &Relay, path: &str, headers: &[(&str, &str)]) -> HttpReply {
     https_request(relay.addr(), relay.cert(), "GET", path, headers, Vec::new()).await
@@ -47,7 +30,7 @@ async fn the_admin_endpoint_answers_through_the_relay_with_its_token_only() {
         let listener = Listener::run(built.with_http_target(&ops.admin.to_string()));
         listener.status().wait_for(|s| s.connected).await;
 
-        let token = send_token(&relay);
+        let token = relay.send_token();
         let relay_auth = ("ServiceBusAuthorization", token.as_str());
         let bearer = format!("Bearer {TOKEN}");
         let app_auth = ("Authorization", bearer.as_str());
@@ -152,7 +135,7 @@ async fn large_answers_take_the_rendezvous_and_no_target_is_404() {
     tokio::time::timeout(LIMIT, async {
         let relay = Relay::start_tls().await;
         let stop = tokio_util::sync::CancellationToken::new();
-        let token = send_token(&relay);
+        let token = relay.send_token();
         let relay_auth = ("ServiceBusAuthorization", token.as_str());
         let bearer = format!("Bearer {TOKEN}");
         let app_auth = ("Authorization", bearer.as_str());

@@ -3,6 +3,11 @@
 //! default settings) and the relay-listener (default reconnect schedule) succeeds within 2 s of
 //! the relay accepting again, and the license server's seat count stays exact.
 //!
+//! kill -9 of one of two relay replicas (issue 16) under 200 license programs calling in a
+//! loop through two proxies: the calls in flight on the killed replica fail fast (each within
+//! 2 s), every call started a second or more after the kill succeeds on the other replica,
+//! and the seat count is exact at the end.
+//!
 //! Unix only: `Child::kill` is SIGKILL there, which is the point (no shutdown code runs, sockets
 //! vanish as in a crash); on Windows it is `TerminateProcess`, a different failure.
 #![cfg(unix)]
@@ -12,7 +17,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use hc_protocol::ConnectionString;
+use hc_protocol::{ConnectionString, RelayEndpoint};
 use local_proxy::{ProxyConfig, TunnelMode};
 use relay_listener::{IdentityMode, ListenerConfig};
 use test_support::license::{License, seat};
@@ -115,6 +120,85 @@ async fn a_call_succeeds_within_two_seconds_of_a_killed_relay_restarting() {
         }
         assert_eq!(license.taken(), 0);
         relay.kill().await.expect("kill");
+        license.stop().await;
+    })
+    .await
+    .expect("within the limit");
+}
+
+const PROGRAMS: usize = 200;
+
+#[tokio::test]
+async fn killing_one_of_two_replicas_fails_only_its_calls_in_flight_and_fast() {
+    timeout(LIMIT * 2, async {
+        let dir = tempfile::tempdir().expect("dir");
+        let (port_a, port_b) = (free_port(), free_port());
+        let license = License::start(PROGRAMS as u32).await;
+        let mut relay_a = start_relay(port_a, dir.path()).await;
+        let mut relay_b = start_relay(port_b, dir.path()).await;
+        let replica_b =
+            RelayEndpoint::parse(&format!("ws://127.0.0.1:{port_b}/")).expect("endpoint");
+
+        let mut listener_config = ListenerConfig::new(connection(port_a, "listen", LISTEN_KEY));
+        listener_config.access.relays = vec![replica_b.clone()];
+        listener_config.target = license.addr().to_string();
+        listener_config.identity.mode = IdentityMode::ProxyV2;
+        let listener = Listener::spawn(listener_config);
+        listener
+            .status()
+            .wait_for(|s| s.control_channels == 2)
+            .await;
+        let mut proxies = Vec::new();
+        for _ in 0..2 {
+            let mut config = ProxyConfig::new(connection(port_a, "send", SEND_KEY));
+            config.mode = TunnelMode::Mux;
+            config.pool_size = 2;
+            config.access.relays = vec![replica_b.clone()];
+            let proxy = Proxy::spawn(config).await;
+            proxy.status().wait_for(|s| s.pooled == 2).await;
+            proxies.push(proxy);
+        }
+
+        let until = Instant::now() + Duration::from_secs(7);
+        let license_ref = &license;
+        let programs = (0..PROGRAMS).map(|i| {
+            let proxy = proxies[i % 2].addr();
+            async move {
+                let name = format!("station-{i}");
+                license_ref.call_loop(proxy, &name, until).await
+            }
+        });
+        let run = futures_util::future::join_all(programs);
+        let kill = async {
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            relay_a.kill().await.expect("SIGKILL");
+            Instant::now()
+        };
+        let (failures, killed) = tokio::join!(run, kill);
+        let failed: Vec<_> = failures.into_iter().flatten().collect();
+        let late: Vec<Duration> = failed
+            .iter()
+            .filter(|f| f.started >= killed + Duration::from_secs(1))
+            .map(|f| f.started - killed)
+            .collect();
+        assert!(late.is_empty(), "calls started {late:?} after the kill failed");
+        // How long each failing call took to fail once the replica was gone (a call that
+        // started before the kill counts from the kill: its earlier part was ordinary work).
+        let to_fail: Vec<Duration> = failed
+            .iter()
+            .map(|f| (f.started + f.took).saturating_duration_since(f.started.max(killed)))
+            .collect();
+        let slowest = to_fail.iter().max().copied().unwrap_or_default();
+        eprintln!(
+            "{PROGRAMS} programs: {} call(s) failed around the kill, the slowest failed {slowest:?} after it",
+            failed.len()
+        );
+        assert!(
+            slowest < Duration::from_secs(2),
+            "a failing call took {slowest:?} to fail"
+        );
+        assert_eq!(license.taken(), 0, "seats exact: every seat was given back");
+        relay_b.kill().await.expect("kill");
         license.stop().await;
     })
     .await

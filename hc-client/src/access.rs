@@ -7,6 +7,7 @@
 //! - **accept**: the listener's dial-back to an accept address, used as-is, no token;
 //! - **reject**: the accept address plus status and description; the relay answers 410.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use hc_protocol::connection_string::ConnectionString;
@@ -17,6 +18,7 @@ use url::Url;
 
 use crate::dial::{DialError, DialRequest, DialTimeouts, Dialer, RelayStream, ws_config};
 use crate::egress::Egress;
+use crate::resolve::Resolver;
 use crate::token::{IssuedToken, TokenError, TokenSource};
 use crate::trust::{TrustConfig, TrustError};
 
@@ -78,6 +80,9 @@ pub struct RelayAccess {
     entity_path: String,
     tokens: TokenSource,
     dialer: Dialer,
+    /// The one address of the endpoint's host this access dials (a replica behind a name
+    /// with several addresses); `None`: the host is resolved at every dial.
+    address: Option<SocketAddr>,
 }
 
 /// Settings from which a [`RelayAccess`] is built.
@@ -101,6 +106,11 @@ pub struct AccessConfig {
     /// the connection string's endpoint; same credentials and settings (see
     /// [`crate::replicas`]).
     pub relays: Vec<RelayEndpoint>,
+    /// How relay host names are resolved into replicas (see [`crate::resolve`]).
+    pub resolver: Resolver,
+    /// How often relay host names are resolved again to follow replicas that were added,
+    /// removed or moved (also after a replica could not be reached).
+    pub resolve_interval: Duration,
 }
 
 impl AccessConfig {
@@ -115,8 +125,13 @@ impl AccessConfig {
             token_ttl: TokenSource::DEFAULT_TTL,
             max_frame: 64 * 1024,
             relays: Vec::new(),
+            resolver: Resolver::default(),
+            resolve_interval: Self::DEFAULT_RESOLVE_INTERVAL,
         }
     }
+
+    /// The default of [`AccessConfig::resolve_interval`].
+    pub const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
 
     /// One configuration per relay: this one, then one per entry of `relays` (each with that
     /// endpoint and no further relays). Duplicates are left out.
@@ -173,7 +188,26 @@ impl RelayAccess {
             entity_path,
             tokens,
             dialer,
+            address: None,
         })
+    }
+
+    /// The same access, dialling `address` for the endpoint's host instead of resolving it.
+    /// TLS still checks the certificate against the host name, and `Host` still names it;
+    /// accept addresses on that host (the relay builds them from the `Host` it was sent) are
+    /// dialled at `address` too, so a listener's dial-back reaches the replica that sent the
+    /// accept.
+    pub fn with_address(mut self, address: SocketAddr) -> Self {
+        self.dialer = self
+            .dialer
+            .pinned(&self.endpoint.host, self.endpoint.port, address);
+        self.address = Some(address);
+        self
+    }
+
+    /// The address this access dials, when it is pinned to one (see [`Self::with_address`]).
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.address
     }
 
     /// The relay endpoint.
@@ -201,9 +235,13 @@ impl RelayAccess {
         self.tokens.renewable()
     }
 
-    /// A one-line description for logs: `wss://host:443/$hc/path`.
+    /// A one-line description for logs: `wss://host:443/$hc/path`, followed by ` at
+    /// 10.0.0.5:443` when the access is pinned to one address of the host.
     pub fn describe(&self) -> String {
-        format!("{}/$hc/{}", self.endpoint, self.entity_path)
+        match self.address {
+            Some(address) => format!("{}/$hc/{} at {address}", self.endpoint, self.entity_path),
+            None => format!("{}/$hc/{}", self.endpoint, self.entity_path),
+        }
     }
 
     /// Opens a listener control channel with tracking id `id` and a freshly issued token.

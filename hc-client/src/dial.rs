@@ -3,6 +3,7 @@
 //! answers the upgrade with an HTTP error becomes [`DialError::Refused`] with its status and
 //! description, which is what operators need to see ("401 token rejected …").
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -156,6 +157,15 @@ pub struct Dialer {
     egress: Egress,
     timeouts: DialTimeouts,
     ws_config: WebSocketConfig,
+    pinned: Option<Pinned>,
+}
+
+/// A host whose TCP connections go to one known address instead of a fresh resolution.
+#[derive(Debug, Clone)]
+struct Pinned {
+    host: String,
+    port: u16,
+    address: SocketAddr,
 }
 
 impl std::fmt::Debug for Dialer {
@@ -163,6 +173,7 @@ impl std::fmt::Debug for Dialer {
         f.debug_struct("Dialer")
             .field("egress", &self.egress)
             .field("timeouts", &self.timeouts)
+            .field("pinned", &self.pinned)
             .finish_non_exhaustive()
     }
 }
@@ -180,6 +191,44 @@ impl Dialer {
             egress,
             timeouts,
             ws_config,
+            pinned: None,
+        }
+    }
+
+    /// The same dialer, connecting to `address` whenever it dials `host:port` (direct egress
+    /// only: through a proxy, the proxy resolves). TLS and `Host` still use `host`.
+    pub fn pinned(mut self, host: &str, port: u16, address: SocketAddr) -> Self {
+        self.pinned = Some(Pinned {
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port,
+            address,
+        });
+        self
+    }
+
+    /// Opens TCP to `host:port`: at its pinned address, or by the egress.
+    async fn tcp(&self, host: &str, port: u16) -> Result<TcpStream, EgressError> {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let pinned = self
+            .pinned
+            .as_ref()
+            .filter(|p| p.port == port && p.host.eq_ignore_ascii_case(bare));
+        match pinned {
+            Some(p) if self.egress == Egress::Direct => {
+                let stream =
+                    TcpStream::connect(p.address)
+                        .await
+                        .map_err(|source| EgressError::Connect {
+                            addr: format!("{host}:{port} at {}", p.address),
+                            source,
+                        })?;
+                crate::net::tune(&stream, None);
+                Ok(stream)
+            }
+            _ => self.egress.connect(host, port).await,
         }
     }
 
@@ -206,7 +255,7 @@ impl Dialer {
         let host = url.host_str().ok_or_else(|| bad("no host"))?;
         let port = url.port_or_known_default().ok_or_else(|| bad("no port"))?;
         let addr = format!("{host}:{port}");
-        let tcp = tokio::time::timeout(self.timeouts.connect, self.egress.connect(host, port))
+        let tcp = tokio::time::timeout(self.timeouts.connect, self.tcp(host, port))
             .await
             .map_err(|_| DialError::Timeout {
                 stage: "connecting to",

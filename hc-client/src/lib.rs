@@ -11,7 +11,9 @@
 //! - [`subprotocol`]: the `dongle-relay.v1` half-close negotiation.
 //! - [`identity`]: how the listener learns who the local client is (custom headers, PROXY v2).
 //! - [`pump`]: the one byte pump between a local stream and a relay WebSocket.
-//! - [`replicas`]: several relays serving one hybrid connection, and the order to try them.
+//! - [`replicas`]: several relays serving one hybrid connection (configured, or the addresses
+//!   of one host name, re-resolved), and the order to try them.
+//! - [`resolve`]: host name → replica addresses, injectable for tests ([`resolve::Resolver`]).
 //! - [`ws_io`]: a relay WebSocket as one byte stream (for the multiplexer).
 //! - [`mux`]: many TCP streams over one relay WebSocket (`dongle-relay.mux.v1`, yamux).
 //! - [`splice`]: the byte copy between a local stream and one multiplexed stream.
@@ -33,6 +35,7 @@ pub mod mux;
 pub mod net;
 pub mod pump;
 pub mod replicas;
+pub mod resolve;
 pub mod settings;
 pub mod slots;
 pub mod splice;
@@ -47,6 +50,7 @@ pub use dial::{DialError, DialTimeouts, Dialer, RelayIo, RelayStream};
 pub use egress::{Egress, ProxyAuth};
 pub use pump::{ByteMeter, PumpConfig, PumpEnd, PumpReport, pump};
 pub use replicas::Replicas;
+pub use resolve::{Resolve, Resolver};
 pub use subprotocol::Framing;
 pub use token::{IssuedToken, TokenError, TokenSource};
 pub use trust::{Fingerprint, TrustConfig, TrustError};

@@ -53,6 +53,8 @@ pub struct AccessKeys<'a> {
     pub egress: &'a EgressSection,
     /// `relays`: more relays of the same hybrid connection.
     pub relays: Option<&'a [String]>,
+    /// `resolve_interval`: how often relay host names are resolved again.
+    pub resolve_interval: Option<Duration>,
 }
 
 /// `[tls]`: how the relay's certificate is trusted.

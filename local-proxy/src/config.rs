@@ -245,6 +245,13 @@ pub struct ProxyFile {
     /// More relays serving the same hybrid connection (replicas, or another Azure namespace):
     /// `["sb://relay-b.example.net/"]`, same credentials as the connection string's.
     pub relays: Option<Vec<String>>,
+    /// How often relay host names are resolved again, so that replicas behind one name
+    /// (added, removed, moved) are followed (`30s`).
+    #[serde(
+        default,
+        deserialize_with = "config_syntax::duration::deserialize_option"
+    )]
+    pub resolve_interval: Option<Duration>,
     /// Trust of the relay's certificate.
     #[serde(default)]
     pub tls: TlsSection,
@@ -273,6 +280,7 @@ impl ProxyFile {
             tls: &self.tls,
             egress: &self.egress,
             relays: self.relays.as_deref(),
+            resolve_interval: self.resolve_interval,
         }
     }
 }

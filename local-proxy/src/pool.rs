@@ -11,7 +11,10 @@
 //! the pool is spread over them; when that replica cannot be reached the slot fails over to
 //! the next, and after `pool_rehome` ([`REHOME_AFTER`]) there it stops taking streams, lets its open ones
 //! finish and dials its own replica again (falling back again while that is still down), so a
-//! replica that comes back takes its share without a restart.
+//! replica that comes back takes its share without a restart. The same happens when the set
+//! of replicas changes (a relay's name resolves to another set of addresses): a slot whose
+//! replica is no longer `i mod n` moves there after `pool_rehome`, so a replica that is
+//! added gets its share and one that is removed is left.
 //!
 //! When the listener answers `raw` or nothing it is a plain Hybrid Connections peer (a foreign
 //! listener, or ours with multiplexing turned off): the slot closes that connection, the pool
@@ -29,7 +32,7 @@ use hc_client::identity::SITE_HEADER;
 use hc_client::mux::{self, MuxHandle, MuxMode};
 use hc_client::subprotocol::{MUX_OFFER, is_mux};
 use hc_client::ws_io::WsIo;
-use hc_client::{Backoff, Reconnect, RelayStream, Replicas};
+use hc_client::{Backoff, Reconnect, RelayAccess, RelayStream, Replicas};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -176,7 +179,6 @@ async fn maintain(
     status: ProxyStatus,
     stop: CancellationToken,
 ) {
-    let home = index % relays.len().max(1);
     let mut backoff = Reconnect::new(Duration::from_secs(30));
     let mut probe = Backoff::new(PROBE_FIRST, PROBE_MAX);
     let mut failures = 0u32;
@@ -190,10 +192,9 @@ async fn maintain(
         let dial_started = tokio::time::Instant::now();
         let dialled = tokio::select! {
             _ = stop.cancelled() => break,
-            r = connect_any(&relays, home, &id, &headers) => r,
+            r = connect_any(&relays, index, &id, &headers) => r,
         };
-        let (used, dialled) = dialled;
-        let access = relays.get(used);
+        let (access, dialled) = dialled;
         if dialled.is_ok() {
             status
                 .relay_dial_latency()
@@ -205,9 +206,12 @@ async fn maintain(
                 probe.reset();
                 pool.single_only.send_replace(false);
                 let started = Instant::now();
-                let away = (used != home).then_some(config.pool_rehome);
-                let at = Slot { index, away };
-                let end = run_connection(at, &pool, &config, &status, stream.ws, &stop).await;
+                let at = Slot {
+                    index,
+                    on: access.clone(),
+                };
+                let end =
+                    run_connection(at, &pool, &relays, &config, &status, stream.ws, &stop).await;
                 if stop.is_cancelled() {
                     break;
                 }
@@ -250,39 +254,39 @@ async fn maintain(
     }
 }
 
-/// Dials a pooled connection on replica `home`, or the next reachable one; returns the
-/// replica used (the last one tried when none could be reached).
+/// Dials a pooled connection for slot `index` on its replica, or the next reachable one;
+/// returns the replica used (the last one tried when none could be reached).
 async fn connect_any(
     relays: &Replicas,
-    home: usize,
+    index: usize,
     id: &str,
     headers: &[(String, String)],
-) -> (usize, Result<RelayStream, AccessError>) {
-    let mut last = (home, Err(AccessError::NoEntityPath));
-    for index in relays.order(Some(home)) {
-        let dialled = relays.get(index).connect(id, headers, &MUX_OFFER).await;
+) -> (Arc<RelayAccess>, Result<RelayStream, AccessError>) {
+    let mut last = (relays.home(index), Err(AccessError::NoEntityPath));
+    for access in relays.order(Some(index)) {
+        let dialled = access.connect(id, headers, &MUX_OFFER).await;
         let unreachable = dialled.as_ref().is_err_and(AccessError::relay_unreachable);
-        relays.report(index, !unreachable);
+        relays.report(&access, !unreachable);
         if !unreachable {
-            return (index, dialled);
+            return (access, dialled);
         }
-        last = (index, dialled);
+        last = (access, dialled);
     }
     last
 }
 
-/// A pool slot and, when its connection is on another replica than its own, how long it may
-/// serve there.
+/// A pool slot and the replica its connection is on.
 struct Slot {
     index: usize,
-    away: Option<Duration>,
+    on: Arc<RelayAccess>,
 }
 
 /// Runs one pooled connection until it ends (or, away from its replica, until it has been
 /// retired and its streams have finished); returns why, for the log.
 async fn run_connection(
-    Slot { index, away }: Slot,
+    Slot { index, on }: Slot,
     pool: &Pool,
+    relays: &Replicas,
     config: &ProxyConfig,
     status: &ProxyStatus,
     ws: hc_client::tokio_tungstenite::WebSocketStream<hc_client::RelayIo>,
@@ -303,11 +307,21 @@ async fn run_connection(
     tracing::info!("pooled relay connection {index} open (dongle-relay.mux.v1)");
     // The listener never opens streams towards us; dropping one resets it.
     let drive = mux::drive(conn, Some(opens), drop, stop);
+    // Away from the slot's replica (it failed over, or the replicas changed so that the
+    // slot belongs on another), the connection serves `pool_rehome` longer, then retires.
     let retire = async {
-        let Some(away) = away else {
-            return std::future::pending().await;
-        };
-        tokio::time::sleep(away).await;
+        let mut changes = relays.subscribe();
+        let away = || relays.home(index).describe() != on.describe();
+        loop {
+            if away() {
+                tokio::time::sleep(config.pool_rehome).await;
+                if away() {
+                    break;
+                }
+            } else if changes.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
         pool.retire(index, &pooled);
         // Bounded: the streams' own idle deadline ends them at the latest.
         while pooled.streams.load(Ordering::Relaxed) > 0 {
@@ -316,7 +330,7 @@ async fn run_connection(
     };
     let ended = tokio::select! {
         ended = drive => ended.map_err(|e| e.to_string()),
-        () = retire => Err("retired to return to its own relay".to_owned()),
+        () = retire => Err("retired to move to its own relay replica".to_owned()),
     };
     pool.retire(index, &pooled);
     status.update(|s| s.pooled = s.pooled.saturating_sub(1));

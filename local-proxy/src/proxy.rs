@@ -127,6 +127,11 @@ impl LocalProxy {
         );
         let pool_tasks = TaskTracker::new();
         let pool_stop = CancellationToken::new();
+        // Names with several addresses are several replicas before the first dial, and are
+        // followed while the proxy runs.
+        self.relays.refresh().await;
+        let (relays, stop) = (self.relays.clone(), pool_stop.clone());
+        pool_tasks.spawn(async move { relays.follow(&stop).await });
         let pool = matches!(self.config.mode, TunnelMode::Auto | TunnelMode::Mux).then(|| {
             Pool::start(
                 self.config.clone(),
@@ -456,8 +461,7 @@ impl Tunnel {
         }
         let started = tokio::time::Instant::now();
         let mut last = None;
-        for index in self.relays.order(None) {
-            let access = self.relays.get(index);
+        for access in self.relays.order(None) {
             let id = uuid::Uuid::new_v4().to_string();
             let dialled = match access.connect(&id, &headers, &SENDER_OFFER).await {
                 Err(AccessError::Dial(DialError::NoSubprotocol { .. })) => {
@@ -468,7 +472,7 @@ impl Tunnel {
                 other => other,
             };
             let unreachable = dialled.as_ref().is_err_and(AccessError::relay_unreachable);
-            self.relays.report(index, !unreachable);
+            self.relays.report(&access, !unreachable);
             if !unreachable {
                 if dialled.is_ok() {
                     self.status

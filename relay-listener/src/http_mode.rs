@@ -27,6 +27,8 @@ use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
 use hc_client::RelayAccess;
 use hc_client::tokio_tungstenite::tungstenite::Message;
+use hc_client::tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use hc_client::tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use hc_protocol::headers::{header_fields, header_map, is_hop_by_hop};
 use hc_protocol::{ControlMessage, HttpRequest, HttpResponse};
 use http::{Method, header};
@@ -43,6 +45,8 @@ const MAX_RESPONSE: usize = 4 << 20;
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a request's rendezvous may take to open, deliver the request and take the answer.
 const RENDEZVOUS_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest frame of an answer body sent on a request's rendezvous.
+const FRAGMENT: usize = 64 << 10;
 
 /// Whether a header stays out of the request to the endpoint and out of the answer: the
 /// hop-by-hop ones, and `Host` (set to the relay's name, see the module documentation).
@@ -317,8 +321,16 @@ where
     let sent = async {
         ws.feed(Message::text(ControlMessage::Response(head).to_json()))
             .await?;
-        if !body.is_empty() {
-            ws.feed(Message::binary(body)).await?;
+        // One message in frames of at most FRAGMENT bytes, each sent on its own: the
+        // WebSocket's write buffer is bounded (a few control-channel messages), so a body
+        // fed whole fails once it is larger than that.
+        let mut chunks = body.chunks(FRAGMENT).peekable();
+        let mut opcode = OpCode::Data(Data::Binary);
+        while let Some(chunk) = chunks.next() {
+            let last = chunks.peek().is_none();
+            let frame = Frame::message(body.slice_ref(chunk), opcode, last);
+            ws.send(Message::Frame(frame)).await?;
+            opcode = OpCode::Data(Data::Continue);
         }
         ws.flush().await
     };

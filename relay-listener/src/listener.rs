@@ -1,11 +1,17 @@
 //! The relay-listener's main loop: open the control channel, run a session, and when it is
 //! lost reconnect — one such loop per relay replica (`hc_client::replicas`: replicas share no
-//! state, so a sender on any of them must find a listener there); each loop may (`hc_client::Reconnect`: at most 1.5 s apart while the relay cannot be
+//! state, so a sender on any of them must find a listener there; a replica that appears when
+//! a relay's name is resolved again gets a loop, one that disappears has its loop stopped);
+//! each loop may (`hc_client::Reconnect`: at most 1.5 s apart while the relay cannot be
 //! reached, exponential back-off with full jitter after refusals), forever, until shutdown. Each
 //! failure is one log line saying what the relay said. On shutdown the control channel is
 //! closed first (no new senders), then open streams get a grace period to finish.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 
 use hc_client::access::AccessError;
 use hc_client::dial::DialError;
@@ -118,13 +124,17 @@ impl<C: TargetConnector> RelayListener<C> {
             self.access.dialer().egress().label(),
             self.connector.describe()
         );
-        // The main loop and its heartbeat share this task: a stuck loop stops the beats.
-        let loops = self.replicas.all().iter().map(|access| {
-            let backoff = Reconnect::new(self.config.reconnect_max);
-            self.main_loop(access, &streams, &abort, backoff, &shutdown)
-        });
+        // Before the first control channel: a name with several addresses is several
+        // replicas, each needing a channel of its own.
+        self.replicas.refresh().await;
+        // The main loops and their heartbeat share this task: a stuck loop stops the beats.
         tokio::select! {
-            _ = futures_util::future::join_all(loops) => {}
+            () = self.supervise(&streams, &abort, &shutdown) => {}
+            // Ends only with `shutdown`, when `supervise` must still close the channels.
+            () = async {
+                self.replicas.follow(&shutdown).await;
+                std::future::pending().await
+            } => {}
             () = self.status.heartbeat().beat_forever() => {}
         }
         streams.close();
@@ -139,24 +149,74 @@ impl<C: TargetConnector> RelayListener<C> {
         Ok(())
     }
 
-    /// Connects to `access`'s relay, serves the control channel and reconnects, until
-    /// `shutdown`.
+    /// Runs one main loop per replica until `shutdown`: starts a loop for every replica that
+    /// appears (a name resolving to one more address) and stops the loop of every replica
+    /// that goes away.
+    async fn supervise(
+        &self,
+        streams: &TaskTracker,
+        abort: &CancellationToken,
+        shutdown: &CancellationToken,
+    ) {
+        let mut changes = self.replicas.subscribe();
+        let mut running: HashMap<String, CancellationToken> = HashMap::new();
+        let mut loops = FuturesUnordered::new();
+        loop {
+            let current = self.replicas.current();
+            running.retain(|key, stop| {
+                let keep = current.iter().any(|a| a.describe() == *key);
+                if !keep {
+                    tracing::info!("relay replica {key} is gone; closing its control channel");
+                    stop.cancel();
+                }
+                keep
+            });
+            for access in current {
+                let key = access.describe();
+                if running.contains_key(&key) {
+                    continue;
+                }
+                let stop = shutdown.child_token();
+                running.insert(key, stop.clone());
+                let backoff = Reconnect::new(self.config.reconnect_max);
+                loops.push(self.main_loop(access, streams, abort, backoff, stop, shutdown));
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+                Some(()) = loops.next() => {}
+            }
+        }
+        while loops.next().await.is_some() {}
+    }
+
+    /// Connects to `access`'s relay, serves the control channel and reconnects, until `stop`
+    /// (the replica went away, or `shutdown`).
     async fn main_loop(
         &self,
-        access: &Arc<RelayAccess>,
+        access: Arc<RelayAccess>,
         streams: &TaskTracker,
         abort: &CancellationToken,
         mut backoff: Reconnect,
+        stop: CancellationToken,
         shutdown: &CancellationToken,
     ) {
+        let access = &access;
         let mut failures = 0u32;
-        while !shutdown.is_cancelled() {
+        while !stop.is_cancelled() {
             let dialled = tokio::select! {
-                _ = shutdown.cancelled() => break,
+                _ = stop.cancelled() => break,
                 r = access.listen(&self.id) => r,
             };
             let delay = match dialled {
                 Err(e) => {
+                    if e.relay_unreachable() {
+                        self.replicas.report(access, false);
+                    }
                     let line = self.describe_failure(access, &e);
                     // One warning per outage; retries while the relay stays away at debug.
                     if failures == 0 || !e.relay_unreachable() {
@@ -184,7 +244,7 @@ impl<C: TargetConnector> RelayListener<C> {
                         &token,
                         self.config.control_ping,
                         &self.status,
-                        shutdown,
+                        &stop,
                         Handlers {
                             on_accept: |accept| {
                                 let task = rendezvous::handle(
@@ -220,7 +280,7 @@ impl<C: TargetConnector> RelayListener<C> {
                 }
             };
             tokio::select! {
-                _ = shutdown.cancelled() => break,
+                _ = stop.cancelled() => break,
                 _ = tokio::time::sleep(delay) => {}
             }
         }

@@ -315,6 +315,11 @@ pub struct Limits {
         deserialize_with = "config_syntax::duration::deserialize"
     )]
     pub rendezvous_timeout: Duration,
+    /// HTTP request mode: how long the listener has to answer a request (the guide's 60 s),
+    /// then the client gets `504`; also bounds reading the request body and a request
+    /// rendezvous.
+    #[serde(deserialize_with = "config_syntax::duration::deserialize")]
+    pub http_response_timeout: Duration,
     /// A bridged connection without data messages in either direction for this long is
     /// closed with 1001 (`0`: never).
     #[serde(
@@ -363,6 +368,7 @@ impl Default for Limits {
             max_write_buffer_size: None,
             handshake_timeout: Duration::from_secs(10),
             rendezvous_timeout: Duration::from_secs(15),
+            http_response_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(3600),
             peer_response_timeout: Duration::from_secs(10),
             control_ping_interval: Duration::from_secs(2),
@@ -568,6 +574,7 @@ impl Limits {
         let required = [
             ("limits.handshake_timeout", self.handshake_timeout),
             ("limits.rendezvous_timeout", self.rendezvous_timeout),
+            ("limits.http_response_timeout", self.http_response_timeout),
         ];
         for (key, value) in required {
             if value.is_zero() {

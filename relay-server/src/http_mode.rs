@@ -14,7 +14,7 @@
 //! - The listener answers on its control channel or, for large responses, on the request's
 //!   rendezvous (`sb-hc-action=request`), which the relay closes after the response.
 //! - Limits and statuses: bodies up to `max_message_bytes` (else `413`); no listener `502`;
-//!   no response within 60 s `504`; the listener gone before answering `502`.
+//!   no response within `limits.http_response_timeout` (the guide's 60 s) `504`; the listener gone before answering `502`.
 
 use std::time::Duration;
 
@@ -43,8 +43,6 @@ use crate::hub::{ListenerHandle, Outbound};
 use crate::refusal::{Body, Refusal};
 use crate::router::{Target, Unanswered, hand_over};
 
-/// How long the listener has to answer (and a streamed answer may idle), per the guide.
-pub(crate) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest body sent inline on the control channel.
 const MAX_INLINE_BODY: usize = 64 << 10;
 /// Largest header metadata sent inline on the control channel.
@@ -102,7 +100,8 @@ pub(crate) async fn serve(
         return Err(no_listener(&hc.name));
     }
     let (parts, body) = req.into_parts();
-    let body = read_body(body, relay.limits.max_message_size).await?;
+    let timeout = relay.limits.http_response_timeout;
+    let body = read_body(body, relay.limits.max_message_size, timeout).await?;
     let mut headers = header_fields(&parts.headers, |name| {
         is_hop_by_hop(name)
             || REQUEST_RELAY_ONLY.contains(&name)
@@ -170,14 +169,14 @@ pub(crate) async fn serve(
         };
         Outbound::from(ControlMessage::Request(only).to_json())
     };
-    let deadline = tokio::time::Instant::now() + RESPONSE_TIMEOUT;
+    let deadline = tokio::time::Instant::now() + timeout;
     let unanswered = Unanswered {
         no_listener: no_listener(&hc.name),
         timed_out: Refusal::new(
             StatusCode::GATEWAY_TIMEOUT,
             format!(
-                "GatewayTimeout: the listener did not respond within {} s",
-                RESPONSE_TIMEOUT.as_secs()
+                "GatewayTimeout: the listener did not respond within {:?}",
+                timeout
             ),
         ),
     };
@@ -198,9 +197,9 @@ fn no_listener(hc: &str) -> Refusal {
     )
 }
 
-/// Reads the whole request body, up to `limit` bytes and within the response deadline.
-async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, Refusal> {
-    match tokio::time::timeout(RESPONSE_TIMEOUT, Limited::new(body, limit).collect()).await {
+/// Reads the whole request body, up to `limit` bytes and within the response timeout.
+async fn read_body(body: Incoming, limit: usize, timeout: Duration) -> Result<Bytes, Refusal> {
+    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => Err(Refusal::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -267,6 +266,7 @@ pub(crate) fn rendezvous(
     let upgrade = hyper::upgrade::on(&mut req);
     let config = handshake::data_ws_config(&relay.limits);
     let slot = conn.slot.clone();
+    let timeout = relay.limits.http_response_timeout;
     let span = tracing::debug_span!("http-rendezvous", hc = %hc.name, %id, peer = %conn.peer);
     relay.tasks.spawn(
         async move {
@@ -276,7 +276,7 @@ pub(crate) fn rendezvous(
                 };
                 exchange_on(ws, taken).await;
             };
-            if tokio::time::timeout(RESPONSE_TIMEOUT, serve).await.is_err() {
+            if tokio::time::timeout(timeout, serve).await.is_err() {
                 tracing::debug!("no response on the rendezvous in time");
             }
             drop(slot);

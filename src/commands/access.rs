@@ -59,6 +59,12 @@ pub struct RelayArgs {
     /// [default: the file's `relays`, else only the connection string's endpoint].
     #[arg(long = "relay", value_name = "ENDPOINT")]
     pub relays: Vec<String>,
+    /// How often relay host names are resolved again: a name with several addresses (a
+    /// Kubernetes headless Service, DNS round robin) is one relay replica per address, and
+    /// replicas that are added, removed or move are followed without a restart (also soon
+    /// after a replica could not be reached) [default: the file's `resolve_interval`, else 30s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub resolve_interval: Option<Duration>,
     /// Lifetime of the SAS tokens signed with the key [default: 1h].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub token_ttl: Option<Duration>,
@@ -114,6 +120,9 @@ impl RelayArgs {
         };
         if let Some(ttl) = self.token_ttl.or(file.token_ttl) {
             access.token_ttl = ttl;
+        }
+        if let Some(interval) = self.resolve_interval.or(file.resolve_interval) {
+            access.resolve_interval = interval;
         }
         let relays = if self.relays.is_empty() {
             file.relays.unwrap_or_default()

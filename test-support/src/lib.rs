@@ -13,7 +13,9 @@
 //!   [`client::refused_client`], [`client::connect_tls`], [`client::random`].
 //! - [`foreign`]: a foreign listener that half-closes as .NET's does (frames, not messages).
 //! - [`sender`]: a raw Hybrid Connections sender with hand-picked headers.
-//! - [`http`]: a plain HTTPS client for HTTP request mode, [`http::https_request`].
+//! - [`http`]: HTTP request mode: a plain HTTPS client ([`http::https_request`]), an endpoint
+//!   for a listener to forward to ([`http::echo_endpoint`]), a listener that never answers
+//!   ([`http::silent_listener`]).
 //! - [`license`]: [`license::License`], a license server with a seat count, and its clients.
 //!
 //! ```no_run

@@ -145,6 +145,36 @@ impl License {
         }
     }
 
+    /// A license program `name` calling through `proxy` in a loop until `until`: init once,
+    /// then login and logout, one connection per call (as MxNet2 does). A call that fails is
+    /// recorded and the program carries on with the same session, as MxNet2 programs do
+    /// (rReset instead would forget the session without telling the server, so a seat taken
+    /// by a login whose answer was lost stays taken until the login timeout). Releases the
+    /// session at the end; returns the calls that failed.
+    pub async fn call_loop(
+        &self,
+        proxy: SocketAddr,
+        name: &str,
+        until: tokio::time::Instant,
+    ) -> Vec<FailedCall> {
+        let client = self.client(proxy, name, None);
+        let mut failed = Vec::new();
+        while tokio::time::Instant::now() < until {
+            let started = tokio::time::Instant::now();
+            let ok = (client.session_id().await.is_some() || client.init().await.is_ok())
+                && client.login(seat()).await.is_ok()
+                && client.logout(seat()).await.is_ok();
+            if !ok {
+                failed.push(FailedCall {
+                    started,
+                    took: started.elapsed(),
+                });
+            }
+        }
+        let _ = client.release().await;
+        failed
+    }
+
     /// Stops the server and waits for it.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
@@ -155,6 +185,15 @@ impl License {
                 .expect("server task");
         }
     }
+}
+
+/// A call of [`License::call_loop`] that failed: when it started and how long it took to fail.
+#[derive(Debug, Clone, Copy)]
+pub struct FailedCall {
+    /// When the call started.
+    pub started: tokio::time::Instant,
+    /// How long until it failed.
+    pub took: Duration,
 }
 
 impl Drop for License {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use hc_client::access::AccessConfig;
 use hc_client::trust::{Fingerprint, TrustConfig};
 use hc_protocol::connection_string::ConnectionString;
+use hc_protocol::{SasToken, Secret};
 use local_proxy::{ProxyConfig, TunnelMode};
 use relay_listener::ListenerConfig;
 use relay_server::config::{HybridConnectionConfig, Right, SasRule};
@@ -152,6 +153,20 @@ impl Relay {
     /// The Send connection string.
     pub fn send_connection(&self) -> ConnectionString {
         self.connection("send", SEND_KEY, HC)
+    }
+
+    /// A Send token (valid for an hour) for HTTP request mode: the `ServiceBusAuthorization`
+    /// header's value, or (URL-encoded) the `sb-hc-token` parameter's.
+    pub fn send_token(&self) -> String {
+        let resource = format!("http://127.0.0.1:{}/{HC}", self.port());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        SasToken::sign(&resource, "send", &Secret::new(SEND_KEY), now + 3600)
+            .expect("sign")
+            .expose()
+            .to_owned()
     }
 
     /// Relay access with `connection`, trusting exactly this relay's certificate (pinned).
