@@ -165,7 +165,6 @@ impl<S: TokioRead + TokioWrite + Unpin> AsyncRead for WsIo<S> {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.poll_keepalive(cx)?;
         loop {
             if !this.rx.is_empty() {
                 let n = this.rx.len().min(buf.len());
@@ -175,7 +174,12 @@ impl<S: TokioRead + TokioWrite + Unpin> AsyncRead for WsIo<S> {
             if this.eof {
                 return Poll::Ready(Ok(0));
             }
-            let next = ready!(Pin::new(&mut this.ws).poll_next(cx));
+            let Poll::Ready(next) = Pin::new(&mut this.ws).poll_next(cx) else {
+                // Only with nothing left to read is silence judged: a task that ran late (a
+                // busy machine) must not time out a peer whose answer is already waiting.
+                this.poll_keepalive(cx)?;
+                return Poll::Pending;
+            };
             this.touch();
             match next {
                 Some(Ok(Message::Binary(data))) => this.rx = data,
@@ -291,6 +295,33 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert!(frozen.elapsed() <= PONG_DEADLINE + Duration::from_millis(10));
         drop(peer);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_waiting_when_a_late_reader_runs_is_not_silence() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let ws = WebSocketStream::from_raw_socket(a, Role::Client, None).await;
+        let mut peer = WebSocketStream::from_raw_socket(b, Role::Server, None).await;
+        let mut io = WsIo::new(ws, 4096, Some(Duration::from_secs(30)));
+        let mut buf = [0u8; 16];
+        // A call goes out; the reader finds nothing yet, so the ping leaves with its deadline.
+        io.write_all(b"call").await.expect("write");
+        io.flush().await.expect("flush");
+        let idle = tokio::time::timeout(Duration::from_millis(1), io.read(&mut buf)).await;
+        assert!(idle.is_err(), "nothing to read yet");
+        // The peer answers in time...
+        assert_eq!(
+            peer.next().await.expect("msg").expect("ok"),
+            Message::binary(b"call".to_vec())
+        );
+        peer.send(Message::binary(b"answer".to_vec()))
+            .await
+            .expect("send");
+        // ...but the reader only runs again after the deadline (a busy machine): the answer
+        // waiting for it counts, not the time.
+        tokio::time::advance(PONG_DEADLINE + Duration::from_secs(1)).await;
+        assert_eq!(io.read(&mut buf).await.expect("the answer"), 6);
+        assert_eq!(&buf[..6], b"answer");
     }
 
     #[tokio::test(start_paused = true)]
