@@ -350,6 +350,9 @@ async fn watchdog(activity: &Activity, peers: &[Peer], halt: &Halt, settings: &B
             }
             () = &mut owed => {}
             () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                // Let the pumps take what already arrived first: on a busy machine this timer
+                // can run late, beside frames that answer what it is about to judge.
+                tokio::task::yield_now().await;
                 let now = Instant::now();
                 if let Some(peer) = peers.iter().find(|p| due(p).is_some_and(|at| at <= now)) {
                     halt.trigger(&format!(
