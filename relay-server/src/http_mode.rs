@@ -34,9 +34,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tracing::Instrument;
 
-use crate::auth::{request_host, unix_now};
 use crate::bridge::CLOSE_GRACE;
-use crate::config::Right;
 use crate::handshake::{self, Ws, switching_protocols, upgrade_key};
 use crate::http_exchange::{ListenerReply, Rendezvous};
 use crate::hub::{ListenerHandle, Outbound};
@@ -87,15 +85,7 @@ pub(crate) async fn serve(
         query,
     } = *at;
     let (token, in_authorization) = http_token(req.headers(), &query.pairs);
-    if hc.config.requires_client_authorization {
-        relay.auth.authorize(
-            &hc.config,
-            token,
-            Right::Send,
-            unix_now(),
-            request_host(req.headers()),
-        )?;
-    }
+    at.authorize_send(token, req.headers())?;
     if !hc.has_listeners() {
         return Err(no_listener(&hc.name));
     }

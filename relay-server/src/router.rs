@@ -101,6 +101,27 @@ pub(crate) struct Target<'a> {
     pub query: &'a Query<'a>,
 }
 
+impl Target<'_> {
+    /// Checks a sender's Send token (WebSocket or HTTP request mode) when the hybrid
+    /// connection requires client authorization.
+    pub(crate) fn authorize_send(
+        &self,
+        token: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<(), Refusal> {
+        if self.hc.config.requires_client_authorization {
+            self.relay.auth.authorize(
+                &self.hc.config,
+                token,
+                Right::Send,
+                unix_now(),
+                request_host(headers),
+            )?;
+        }
+        Ok(())
+    }
+}
+
 async fn route(
     relay: &Arc<Relay>,
     conn: &Arc<ConnInfo>,
@@ -304,16 +325,7 @@ async fn connect(
         hc,
         query,
     } = *at;
-    if hc.config.requires_client_authorization {
-        let token = request_token(req.headers(), &query.pairs);
-        relay.auth.authorize(
-            &hc.config,
-            token,
-            Right::Send,
-            unix_now(),
-            request_host(req.headers()),
-        )?;
-    }
+    at.authorize_send(request_token(req.headers(), &query.pairs), req.headers())?;
     conn.slot.authenticated();
     let key = upgrade_key(&req)?;
     let no_listener = Refusal::not_found(format!(
