@@ -200,9 +200,10 @@ async fn malformed_and_oversized_identity_headers_never_break_a_connection() {
 /// A plain target (one that records each connection's peer address) sees two distinct source
 /// addresses for two clients at different sites, and the same one for repeated connections of
 /// one client; a second client IP at the same site gets its own address too.
-// Linux only: the listener's loopback identity mode binds each target connection to a source
-// in 127.0.0.0/8 (relay-listener's `loopback` module), which it implements only on Linux.
-#[cfg(target_os = "linux")]
+// Linux and Windows: the listener's loopback identity mode binds each target connection to a
+// source in 127.0.0.0/8 (relay-listener's `loopback` module), which only those answer on
+// without configuration. Under Wine the Windows build's bind reaches Linux's socket layer.
+#[cfg(any(target_os = "linux", windows))]
 #[tokio::test]
 async fn loopback_sources_are_stable_per_client_and_distinct_between_clients() {
     use std::net::{IpAddr, Ipv4Addr};

@@ -33,7 +33,7 @@ pub const MAX_SITE_LEN: usize = 64;
 const MAX_CLIENT_HEADER_LEN: usize = 64;
 
 /// The default loopback range of [`IdentityMode::Loopback`]: 4 194 304 addresses, none of
-/// them `127.0.0.1`, all routed to `lo` on Linux.
+/// them `127.0.0.1`, all local on Linux and Windows.
 pub const DEFAULT_LOOPBACK_RANGE: &str = "127.64.0.0/10";
 
 /// Where a [`RemoteClient`]'s address came from.
@@ -189,7 +189,7 @@ pub enum IdentityMode {
     /// A PROXY protocol v2 header precedes each connection's bytes (our license server).
     ProxyV2,
     /// Each client's connection comes from its own loopback address (vendor servers that count
-    /// seats per IP and cannot read a PROXY header). Linux only.
+    /// seats per IP and cannot read a PROXY header). Linux and Windows.
     Loopback,
 }
 

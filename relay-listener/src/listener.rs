@@ -62,9 +62,9 @@ impl RelayListener<ConfiguredTarget> {
         let access = replicas.primary().clone();
         config.identity.validate()?;
         let connector = ConfiguredTarget::new(&config)?;
-        if connector.mode() == IdentityMode::Loopback && !cfg!(target_os = "linux") {
+        if connector.mode() == IdentityMode::Loopback && !crate::loopback::SUPPORTED {
             tracing::warn!(
-                "loopback identity mode needs Linux; every connection will be rejected with 502"
+                "loopback identity mode needs Linux or Windows; every connection will be rejected with 502"
             );
         }
         let http = forward_of(&config, &access);

@@ -10,8 +10,10 @@
 //! broadcast-like addresses some software treats specially), and never `127.0.0.1`.
 //!
 //! Two clients can hash to the same address; a bounded map of recent owners detects it and
-//! the listener warns. Binding works on Linux, where the whole of 127/8 is routed to `lo`;
-//! elsewhere, or when the bind fails, the connection fails with a clear reason (the sender is
+//! the listener warns. Binding works on Linux, where the whole of 127/8 is routed to `lo`, and
+//! on Windows, whose loopback pseudo-interface answers on every address of 127/8 too (the
+//! vendor's license server runs there). Elsewhere (macOS and the BSDs configure only
+//! 127.0.0.1), or when the bind fails, the connection fails with a clear reason (the sender is
 //! rejected with 502 like an unreachable target).
 
 use std::collections::{HashMap, VecDeque};
@@ -25,6 +27,10 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use crate::identity::{IdentityError, RemoteClient};
 use crate::target::{Connected, TargetConnector, TargetRequest, TcpTarget};
+
+/// Whether this platform answers on every address of `127.0.0.0/8` without configuration, so
+/// that any source in the range can be bound: Linux and Windows do.
+pub const SUPPORTED: bool = cfg!(any(target_os = "linux", windows));
 
 /// Recent address owners remembered for collision detection.
 pub const OWNER_MEMORY: usize = 4096;
@@ -244,11 +250,11 @@ impl TargetConnector for LoopbackTarget {
     async fn connect(&self, request: &TargetRequest<'_>) -> std::io::Result<Connected<TcpStream>> {
         let client = request.client;
         let source = self.source_for(client);
-        if !cfg!(target_os = "linux") {
+        if !SUPPORTED {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::Unsupported,
                 format!(
-                    "loopback identity (source {source} for client {}) needs Linux, where all of 127.0.0.0/8 reaches lo",
+                    "loopback identity (source {source} for client {}) needs Linux or Windows, where all of 127.0.0.0/8 is local",
                     client.addr.ip()
                 ),
             ));

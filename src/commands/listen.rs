@@ -59,7 +59,7 @@ pub struct Args {
     pub shutdown_grace: Option<Duration>,
     /// How the target learns the real client: `none`; `proxy-v2` (a PROXY protocol v2 header
     /// with the client's address and site, for our license server); `loopback` (one loopback
-    /// source address per client, for servers that count seats per IP; Linux only). Without
+    /// source address per client, for servers that count seats per IP; Linux and Windows). Without
     /// proxy-v2 or loopback every client reaches the target from this host's one address
     /// [default: none].
     #[arg(long, value_name = "MODE", value_parser = identity_mode)]
