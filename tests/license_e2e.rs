@@ -51,9 +51,18 @@ fn config(limit: u32) -> ServerConfig {
 /// The tunnel in front of `license`: a TLS relay, a connected listener in PROXY v2 mode, and
 /// one local-proxy per site.
 async fn tunnel(license: &License, sites: &[&str]) -> (Relay, Listener, Vec<Proxy>) {
+    tunnel_in(IdentityMode::ProxyV2, license, sites).await
+}
+
+/// [`tunnel`] with the listener in identity `mode`.
+async fn tunnel_in(
+    mode: IdentityMode,
+    license: &License,
+    sites: &[&str],
+) -> (Relay, Listener, Vec<Proxy>) {
     let relay = Relay::start_tls().await;
     let mut config = relay.listener_config(license.addr());
-    config.identity.mode = IdentityMode::ProxyV2;
+    config.identity.mode = mode;
     let listener = Listener::connected(config).await;
     let mut proxies = Vec::new();
     for site in sites {
@@ -282,6 +291,70 @@ async fn ip_licences_through_the_tunnel_count_real_client_addresses() {
                 .sessions
                 .iter()
                 .all(|s| s.site.as_deref() == Some("branch-a"))
+        );
+        direct.stop().await;
+        tunnelled.stop().await;
+    })
+    .await
+    .expect("within the limit");
+}
+
+/// What the vendor's server does on Windows, with dongle-relay's server standing in for it: it
+/// reads no PROXY header and counts IP-based seats by peer address. With the listener in
+/// `loopback` identity mode each real client reaches it from its own 127/8 address, so the IP
+/// script gets the same answers and seat counts as direct, and the server sees one stable
+/// mapped address per client. Runs on Linux and, as a Windows executable, under Wine.
+#[cfg(any(target_os = "linux", windows))]
+#[tokio::test]
+async fn ip_licences_count_real_clients_through_loopback_identity_without_proxy_headers() {
+    use relay_listener::identity::default_loopback_range;
+    use relay_listener::loopback::SourceRange;
+
+    timeout(LIMIT, async {
+        let ip_config = || ServerConfig {
+            license_mode: LicenseMode::Ip,
+            ..config(3)
+        };
+        let direct = License::start_with(ip_config()).await;
+        let expected = ip_script(&direct, direct.addr()).await;
+        let tunnelled = License::start_with(ip_config()).await;
+        let (_relay, _listener, proxies) =
+            tunnel_in(IdentityMode::Loopback, &tunnelled, &["branch-a"]).await;
+        let got = ip_script(&tunnelled, proxies[0].addr()).await;
+        const ADDRESSES: &str = "session addresses";
+        let answers = |t: &Transcript| -> Transcript {
+            t.iter().filter(|(l, _)| l != ADDRESSES).cloned().collect()
+        };
+        assert_eq!(
+            answers(&got),
+            answers(&expected),
+            "direct and tunnelled differ"
+        );
+        // The server saw each client at the address the listener mapped it to, never the
+        // listener's own 127.0.0.1.
+        let range = SourceRange::new(default_loopback_range()).expect("range");
+        let mut mapped: Vec<String> = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
+            .iter()
+            .map(|ip| {
+                range
+                    .map(Some("branch-a"), ip.parse().expect("ip"))
+                    .to_string()
+            })
+            .collect();
+        mapped.sort();
+        let mut seen: Vec<String> = tunnelled
+            .snapshot()
+            .sessions
+            .iter()
+            .map(|s| s.client_addr.ip().to_string())
+            .collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen, mapped, "one mapped source per client");
+        assert_eq!(
+            tunnelled.server().proxy_header_stats().accepted,
+            0,
+            "no PROXY header was sent"
         );
         direct.stop().await;
         tunnelled.stop().await;
