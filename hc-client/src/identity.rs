@@ -7,35 +7,25 @@
 //!   stream starts with a PROXY protocol v2 header instead: the client as source, the proxy's
 //!   local address as destination, the site in TLV [`PP2_TYPE_SITE`]. It is the same header
 //!   format the relay-listener writes to a target in `proxy-v2` mode ([`proxy_v2_header`]
-//!   builds both), and [`read_proxy_v2`] parses it with `ppp`.
+//!   builds both), and [`read_proxy_v2`] reads it; the bytes are the `proxy-header` crate's.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use futures_util::io::{AsyncRead, AsyncReadExt as _};
-use ppp::v2::{
-    Addresses, Builder, Command, Header, IPv4, IPv6, PROTOCOL_PREFIX, Protocol, Version,
-};
+use proxy_header::{FIXED_LEN, HeaderError};
 
 /// The local client's address as the local-proxy saw it, `ip:port` (`[v6]:port`).
 pub const CLIENT_HEADER: &str = "X-Dongle-Relay-Client";
 /// The configured name of the client site (e.g. `branch-a`).
 pub const SITE_HEADER: &str = "X-Dongle-Relay-Site";
 
-/// The TLV type carrying the client's site name (UTF-8, at most 64 bytes). `0xE0`–`0xEF` are
-/// reserved for applications by the PROXY protocol specification.
-pub const PP2_TYPE_SITE: u8 = 0xE0;
+/// The TLV type carrying the client's site name (UTF-8, at most 64 bytes).
+pub const PP2_TYPE_SITE: u8 = proxy_header::PP2_TYPE_SITE;
 
-/// Fixed part of a PROXY v2 header: signature, version/command, family/protocol, length.
-const FIXED: usize = 16;
-
-/// Longest address-and-TLV part accepted when reading (ours are under 100 bytes).
-const MAX_BODY: usize = 1024;
-
-/// A PROXY v2 header (version 2, command PROXY) announcing `source` on a connection to
-/// `destination`, with the site TLV when `site` is given. `source == None` (unknown client)
-/// gives family and protocol `0x00` (UNSPEC) and no TLV, because parsers read everything after
-/// an UNSPEC header as address bytes. Mixed families are sent as IPv6, IPv4-mapped.
+/// A PROXY v2 header announcing `source` on a connection to `destination`, with the site TLV
+/// when `site` is given ([`proxy_header::build`], which says how unknown clients and mixed
+/// families are sent).
 ///
 /// # Errors
 /// Only if the header could not be encoded (it is far below the format's 64 KiB limit).
@@ -44,28 +34,7 @@ pub fn proxy_v2_header(
     destination: SocketAddr,
     site: Option<&str>,
 ) -> io::Result<Vec<u8>> {
-    let proxy = Version::Two | Command::Proxy;
-    let Some(source) = source else {
-        return Builder::with_addresses(proxy, Protocol::Unspecified, Addresses::Unspecified)
-            .build();
-    };
-    let builder = Builder::with_addresses(proxy, Protocol::Stream, addresses(source, destination));
-    match site {
-        Some(site) => builder.write_tlv(PP2_TYPE_SITE, site.as_bytes())?.build(),
-        None => builder.build(),
-    }
-}
-
-/// Source and destination in one family (IPv4-mapped IPv6 when they differ).
-fn addresses(source: SocketAddr, destination: SocketAddr) -> Addresses {
-    let v6 = |ip: IpAddr| match ip {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-        IpAddr::V6(v6) => v6,
-    };
-    match (source.ip(), destination.ip()) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => IPv4::new(s, d, source.port(), destination.port()).into(),
-        (s, d) => IPv6::new(v6(s), v6(d), source.port(), destination.port()).into(),
-    }
+    proxy_header::build(source, destination, site)
 }
 
 /// What a PROXY v2 header said.
@@ -79,56 +48,30 @@ pub struct ProxyV2 {
     pub site: Option<String>,
 }
 
-/// Reads exactly one PROXY v2 header from the start of `reader` and parses it with `ppp`.
+/// Reads exactly one PROXY v2 header from the start of `reader` and parses it with
+/// [`proxy_header::parse`].
 ///
 /// # Errors
 /// `InvalidData` when the bytes are not a PROXY v2 header (or an oversized one); the read
 /// error, or `UnexpectedEof`, when the stream ends first.
 pub async fn read_proxy_v2<R: AsyncRead + Unpin>(reader: &mut R) -> io::Result<ProxyV2> {
-    let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidData, why);
-    let mut buf = vec![0u8; FIXED];
-    reader.read_exact(&mut buf).await?;
-    if !buf.starts_with(PROTOCOL_PREFIX) {
-        return Err(invalid(
-            "stream does not start with a PROXY v2 header".into(),
-        ));
-    }
-    let body = usize::from(u16::from_be_bytes([buf[14], buf[15]]));
-    if body > MAX_BODY {
-        return Err(invalid(format!(
-            "PROXY v2 header of {body} bytes is too long"
-        )));
-    }
-    buf.resize(FIXED + body, 0);
-    reader.read_exact(&mut buf[FIXED..]).await?;
-    let header = Header::try_from(buf.as_slice())
-        .map_err(|e| invalid(format!("bad PROXY v2 header: {e:?}")))?;
-    let (source, destination) = match (header.command, header.addresses) {
-        (Command::Proxy, Addresses::IPv4(a)) => (
-            Some(SocketAddr::from((a.source_address, a.source_port))),
-            Some(SocketAddr::from((
-                a.destination_address,
-                a.destination_port,
-            ))),
-        ),
-        (Command::Proxy, Addresses::IPv6(a)) => (
-            Some(SocketAddr::from((a.source_address, a.source_port))),
-            Some(SocketAddr::from((
-                a.destination_address,
-                a.destination_port,
-            ))),
-        ),
-        _ => (None, None),
+    let invalid = |e: HeaderError| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("bad PROXY v2 header: {e}"),
+        )
     };
-    let site = header
-        .tlvs()
-        .filter_map(Result::ok)
-        .find(|t| t.kind == PP2_TYPE_SITE)
-        .and_then(|t| String::from_utf8(t.value.to_vec()).ok());
+    let mut fixed = [0u8; FIXED_LEN];
+    reader.read_exact(&mut fixed).await?;
+    let total = proxy_header::header_len(&fixed).map_err(invalid)?;
+    let mut buf = fixed.to_vec();
+    buf.resize(total, 0);
+    reader.read_exact(&mut buf[FIXED_LEN..]).await?;
+    let announced = proxy_header::parse(&buf).map_err(invalid)?;
     Ok(ProxyV2 {
-        source,
-        destination,
-        site,
+        source: announced.source,
+        destination: announced.destination,
+        site: announced.site.and_then(|s| String::from_utf8(s).ok()),
     })
 }
 

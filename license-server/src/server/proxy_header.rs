@@ -4,7 +4,7 @@
 //!
 //! The first bytes are *peeked*: a legacy client's frame starts with `MXR2`, so nothing of it
 //! is consumed. Only a connection whose first bytes are the start of the 12-byte v2 signature
-//! is read as a header (parsed with the `ppp` crate, at most [`MAX_HEADER_LEN`] bytes, within
+//! is read as a header (the `proxy-header` crate's bytes, at most [`MAX_HEADER_LEN`], within
 //! [`HEADER_TIMEOUT`]): from a trusted peer its source address and its site TLV
 //! ([`PP2_TYPE_SITE`]) become the [`Peer`]; a `LOCAL` header (a proxy's own health check) keeps
 //! the TCP peer. A header from an untrusted peer, a malformed one, or one that stalls closes the
@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ppp::v2::{Addresses, Command, Header, PROTOCOL_PREFIX};
+use proxy_header::{FIXED_LEN, PROTOCOL_PREFIX};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpStream;
@@ -25,17 +25,14 @@ use crate::config::TrustedProxies;
 
 /// The TLV type carrying the client's site (UTF-8, 1 to [`MAX_SITE_LEN`] bytes), in the range
 /// `0xE0`–`0xEF` the PROXY protocol leaves to applications. The relay-listener writes it.
-pub const PP2_TYPE_SITE: u8 = 0xE0;
+pub const PP2_TYPE_SITE: u8 = proxy_header::PP2_TYPE_SITE;
 /// The longest site name accepted.
 pub const MAX_SITE_LEN: usize = 64;
 /// The longest header accepted (signature, fixed part, addresses and TLVs). The relay-listener
 /// sends at most 119 bytes; the format allows 64 KiB, which nobody needs here.
-pub const MAX_HEADER_LEN: usize = 1024;
+pub const MAX_HEADER_LEN: usize = proxy_header::MAX_HEADER_LEN;
 /// A header must arrive completely within this time once its first byte came.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Signature (12) + version/command (1) + family/protocol (1) + length (2).
-const FIXED_LEN: usize = 16;
 
 /// What the header said, once parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,33 +67,12 @@ pub enum Refusal {
 /// # Errors
 /// A description of what is malformed.
 pub fn parse(bytes: &[u8]) -> Result<ProxiedClient, String> {
-    let header = Header::try_from(bytes).map_err(|e| e.to_string())?;
-    if header.len() != bytes.len() {
-        return Err(format!(
-            "{} bytes after the header's announced end",
-            bytes.len() - header.len()
-        ));
-    }
-    let mut site = None;
-    for tlv in header.tlvs() {
-        let tlv = tlv.map_err(|e| e.to_string())?;
-        if tlv.kind == PP2_TYPE_SITE {
-            site = Some(site_name(&tlv.value)?);
-        }
-    }
-    if header.command == Command::Local {
-        // A proxy's own connection (health check): the TCP peer is the client.
-        return Ok(ProxiedClient { addr: None, site });
-    }
-    let addr = match header.addresses {
-        Addresses::IPv4(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
-        Addresses::IPv6(a) => Some(SocketAddr::new(
-            a.source_address.to_canonical(),
-            a.source_port,
-        )),
-        // No usable address: the specification says to keep the connection's own.
-        Addresses::Unspecified | Addresses::Unix(_) => None,
-    };
+    let announced = proxy_header::parse(bytes).map_err(|e| e.to_string())?;
+    let site = announced.site.as_deref().map(site_name).transpose()?;
+    // A LOCAL header (a proxy's health check) or no usable address keeps the TCP peer.
+    let addr = announced
+        .source
+        .map(|a| SocketAddr::new(a.ip().to_canonical(), a.port()));
     Ok(ProxiedClient { addr, site })
 }
 
@@ -224,12 +200,11 @@ async fn read_header(
         .read_exact(&mut bytes[PROTOCOL_PREFIX.len()..])
         .await
         .map_err(io)?;
-    let total = FIXED_LEN + usize::from(u16::from_be_bytes([bytes[14], bytes[15]]));
-    if total > MAX_HEADER_LEN {
-        return Err(malformed(format!(
-            "{total} bytes, more than the {MAX_HEADER_LEN} accepted"
-        )));
-    }
+    let fixed: [u8; FIXED_LEN] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| malformed("short fixed part".to_owned()))?;
+    let total = proxy_header::header_len(&fixed).map_err(|e| malformed(e.to_string()))?;
     bytes.resize(total, 0);
     stream
         .read_exact(&mut bytes[FIXED_LEN..])
@@ -240,7 +215,7 @@ async fn read_header(
 
 #[cfg(test)]
 mod tests {
-    use ppp::v2::{Builder, IPv4, IPv6, Protocol, Version};
+    use ppp::v2::{Addresses, Builder, Command, IPv4, IPv6, Protocol, Version};
 
     use super::*;
 
