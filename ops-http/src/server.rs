@@ -93,33 +93,22 @@ pub async fn serve(
     let endpoint = Endpoint::new(router, auth);
     let tracker = TaskTracker::new();
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let permit = tokio::select! {
-            () = shutdown.cancelled() => break,
-            p = permits.clone().acquire_owned() => p,
-        };
-        let Ok(permit) = permit else { break };
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => break,
-            a = listener.accept() => a,
-        };
-        match accepted {
-            Ok((tcp, peer)) => {
-                tracker.spawn(connection(
-                    endpoint.clone(),
-                    tcp,
-                    peer,
-                    shutdown.clone(),
-                    permit,
-                ));
-            }
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!("admin endpoint: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+    crate::accept::accept_limited(
+        &listener,
+        "admin endpoint",
+        &shutdown,
+        permits,
+        |tcp, peer, permit| {
+            tracker.spawn(connection(
+                endpoint.clone(),
+                tcp,
+                peer,
+                shutdown.clone(),
+                permit,
+            ));
+        },
+    )
+    .await;
     drop(listener);
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
