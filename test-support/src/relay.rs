@@ -1,6 +1,7 @@
-//! The relay fixture: the real self-hosted relay (`relay-server`) on `127.0.0.1:0` over TLS with
-//! a freshly generated self-signed certificate, one hybrid connection ([`HC`]) with a Listen
-//! rule and a Send rule, and builders for listener and proxy configurations that pin the
+//! The relay fixture: the real self-hosted relay (`relay-server`) on `127.0.0.1:0` as
+//! `loopback-stack` plans it (TLS with a freshly generated self-signed certificate, one hybrid
+//! connection [`HC`] with `listen`, `send` and `manage` rules), with fixed Listen and Send keys,
+//! short timeouts for tests, and builders for listener and proxy configurations that pin the
 //! certificate and carry real SAS credentials. It can be stopped and restarted on the same
 //! port to test reconnection.
 
@@ -9,12 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hc_client::access::AccessConfig;
-use hc_client::trust::{Fingerprint, TrustConfig};
 use hc_protocol::connection_string::ConnectionString;
 use hc_protocol::{SasToken, Secret};
 use local_proxy::{ProxyConfig, TunnelMode};
+use loopback_stack::LoopbackRelay;
 use relay_listener::ListenerConfig;
-use relay_server::config::{HybridConnectionConfig, Right, SasRule};
+use relay_server::quickstart::QuickstartKeys;
 use relay_server::{RelayConfig, RelayError, RelayStats, SelfSigned};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -32,7 +33,7 @@ type Customise = Arc<dyn Fn(&mut RelayConfig) + Send + Sync>;
 /// A running (or stopped) relay. Dropping it shuts the relay down.
 pub struct Relay {
     addr: SocketAddr,
-    cert: SelfSigned,
+    plan: LoopbackRelay,
     customise: Option<Customise>,
     stats: RelayStats,
     shutdown: CancellationToken,
@@ -56,13 +57,17 @@ impl Relay {
 
     async fn start(customise: Option<Customise>) -> Self {
         hc_client::install_crypto_provider();
-        let cert =
-            relay_server::tls::self_signed(&["localhost", "127.0.0.1"]).expect("certificate");
         let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
         let addr = socket.local_addr().expect("relay addr");
+        let keys = QuickstartKeys {
+            listen: Some(Secret::new(LISTEN_KEY)),
+            send: Some(Secret::new(SEND_KEY)),
+            manage: None,
+        };
+        let plan = LoopbackRelay::new(addr.port(), HC, keys).expect("certificate");
         let mut relay = Self {
             addr,
-            cert,
+            plan,
             customise,
             stats: RelayStats::default(),
             shutdown: CancellationToken::new(),
@@ -73,16 +78,7 @@ impl Relay {
     }
 
     async fn serve(&mut self, socket: TcpListener) {
-        let mut config = RelayConfig::new(
-            self.cert.tls_config(),
-            vec![HybridConnectionConfig::new(
-                HC,
-                vec![
-                    SasRule::new("listen", LISTEN_KEY, &[Right::Listen]),
-                    SasRule::new("send", SEND_KEY, &[Right::Send]),
-                ],
-            )],
-        );
+        let mut config = self.plan.relay_config();
         config.limits.shutdown_grace = Duration::from_millis(200);
         if let Some(customise) = &self.customise {
             customise(&mut config);
@@ -127,7 +123,7 @@ impl Relay {
 
     /// The relay's self-signed certificate.
     pub fn cert(&self) -> &SelfSigned {
-        &self.cert
+        self.plan.cert()
     }
 
     /// Counters and readiness of the relay (of the latest start).
@@ -137,22 +133,17 @@ impl Relay {
 
     /// A connection string for rule `rule` with `key` on hybrid connection `hc`.
     pub fn connection(&self, rule: &str, key: &str, hc: &str) -> ConnectionString {
-        format!(
-            "Endpoint=sb://127.0.0.1:{}/;SharedAccessKeyName={rule};SharedAccessKey={key};EntityPath={hc}",
-            self.port()
-        )
-        .parse()
-        .expect("connection string")
+        self.plan.connection(rule, Secret::new(key), hc)
     }
 
     /// The Listen connection string.
     pub fn listen_connection(&self) -> ConnectionString {
-        self.connection("listen", LISTEN_KEY, HC)
+        self.plan.listen_connection()
     }
 
     /// The Send connection string.
     pub fn send_connection(&self) -> ConnectionString {
-        self.connection("send", SEND_KEY, HC)
+        self.plan.send_connection()
     }
 
     /// A Send token (valid for an hour) for HTTP request mode: the `ServiceBusAuthorization`
@@ -163,7 +154,7 @@ impl Relay {
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock")
             .as_secs();
-        SasToken::sign(&resource, "send", &Secret::new(SEND_KEY), now + 3600)
+        SasToken::sign(&resource, "send", self.plan.send_key(), now + 3600)
             .expect("sign")
             .expose()
             .to_owned()
@@ -171,17 +162,7 @@ impl Relay {
 
     /// Relay access with `connection`, trusting exactly this relay's certificate (pinned).
     pub fn access(&self, connection: ConnectionString) -> AccessConfig {
-        let mut access = AccessConfig::new(connection);
-        access.trust = TrustConfig {
-            pins: vec![
-                self.cert
-                    .sha256_fingerprint
-                    .parse::<Fingerprint>()
-                    .expect("fingerprint"),
-            ],
-            ..TrustConfig::default()
-        };
-        access
+        self.plan.access(connection)
     }
 
     /// A listener configuration bridging to `target` with the Listen key (target timeout 2 s,
@@ -196,9 +177,9 @@ impl Relay {
         connection: ConnectionString,
         target: SocketAddr,
     ) -> ListenerConfig {
-        let mut config = ListenerConfig::new(connection.clone());
-        config.access = self.access(connection);
-        config.target = target.to_string();
+        let mut config = self
+            .plan
+            .listener_config_with(connection, &target.to_string());
         config.target_timeout = Duration::from_secs(2);
         config.reconnect_max = Duration::from_secs(1);
         config
@@ -219,8 +200,7 @@ impl Relay {
 
     /// A proxy configuration with any connection string and no site, in 1:1 mode.
     pub fn proxy_config_with(&self, connection: ConnectionString) -> ProxyConfig {
-        let mut config = ProxyConfig::new(connection.clone());
-        config.access = self.access(connection);
+        let mut config = self.plan.proxy_config_with(connection);
         config.mode = TunnelMode::Single;
         config
     }

@@ -1,6 +1,6 @@
 //! The demo's stack: every component of the product in one process, wired the way the sites
-//! are in production but on loopback — the self-hosted relay (TLS, self-signed certificate,
-//! generated SAS keys), the license server (simulated dongle, ephemeral key, PROXY headers
+//! are in production but on loopback — the self-hosted relay as `loopback-stack` plans it
+//! (TLS, self-signed certificate, generated SAS keys), the license server (simulated dongle, ephemeral key, PROXY headers
 //! trusted from loopback), the relay-listener (pinning the relay's certificate, identity mode
 //! PROXY v2), the license server's admin endpoint (status page, JSON, metrics, with a token
 //! generated now; it shows the relay-listener's state) and one local-proxy for a named site.
@@ -11,16 +11,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use hc_client::access::AccessConfig;
-use hc_client::trust::{Fingerprint, TrustConfig};
-use hc_protocol::connection_string::Credentials;
-use hc_protocol::{ConnectionString, RelayEndpoint};
+use hc_protocol::ConnectionString;
 use license_server::{LicenseServer, ServerConfig};
-use local_proxy::{LocalProxy, ProxyConfig, ProxyStatus};
+use local_proxy::{LocalProxy, ProxyStatus};
+use loopback_stack::LoopbackRelay;
 use ops_http::BearerToken;
-use relay_listener::{IdentityMode, ListenerConfig, ListenerStatus, RelayListener};
-use relay_server::config::Right;
-use relay_server::quickstart::{self, DEFAULT_HC, QuickstartKeys};
+use relay_listener::{IdentityMode, ListenerStatus, RelayListener};
+use relay_server::quickstart::{DEFAULT_HC, QuickstartKeys};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -126,56 +123,21 @@ impl DemoStack {
         tasks: &mut Tasks,
     ) -> anyhow::Result<Self> {
         // The relay: TLS with a certificate generated now, the built-in hybrid connection and
-        // generated keys.
-        let cert = relay_server::tls::self_signed(&["localhost", "127.0.0.1"])
-            .context("self-signed certificate")?;
-        let mut relay_config =
-            quickstart::config(DEFAULT_HC, QuickstartKeys::default(), cert.tls_config());
-        relay_config.limits.shutdown_grace = GRACE;
-        let key_of = |right: Right| {
-            relay_config.hybrid_connections[0]
-                .rules
-                .iter()
-                .find(|r| r.rights == [right])
-                .map(|r| (r.name.clone(), r.key.clone()))
-                .context("built-in rule")
-        };
-        let (listen_rule, listen_key) = key_of(Right::Listen)?;
-        let (send_rule, send_key) = key_of(Right::Send)?;
+        // generated keys; listener and proxy pin its certificate.
         let relay_socket = TcpListener::bind("127.0.0.1:0")
             .await
             .context("cannot listen for the relay on 127.0.0.1")?;
         let relay_addr = relay_socket.local_addr().context("relay address")?;
+        let plan = LoopbackRelay::new(relay_addr.port(), DEFAULT_HC, QuickstartKeys::default())
+            .context("self-signed certificate")?;
+        let mut relay_config = plan.relay_config();
+        relay_config.limits.shutdown_grace = GRACE;
         let relay_stats = relay_config.stats();
         let relay = relay_server::run(relay_config, relay_socket, shutdown.clone());
         tasks.spawn("relay", relay);
         relay_stats.wait_serving().await;
-
-        let connection = |key_name: String, key| ConnectionString {
-            endpoint: RelayEndpoint {
-                tls: true,
-                host: "127.0.0.1".to_owned(),
-                port: relay_addr.port(),
-            },
-            credentials: Credentials::Key { key_name, key },
-            entity_path: Some(DEFAULT_HC.to_owned()),
-        };
-        let listen_connection = connection(listen_rule, listen_key);
-        let send_connection = connection(send_rule, send_key);
-        let trust = TrustConfig {
-            pins: vec![
-                cert.sha256_fingerprint
-                    .parse::<Fingerprint>()
-                    .map_err(|e| anyhow::anyhow!("relay fingerprint: {e:?}"))?,
-            ],
-            public_roots: false,
-            ..TrustConfig::default()
-        };
-        let access = |connection: &ConnectionString| {
-            let mut access = AccessConfig::new(connection.clone());
-            access.trust = trust.clone();
-            access
-        };
+        let listen_connection = plan.listen_connection();
+        let send_connection = plan.send_connection();
 
         // The license server, on loopback: the listener's PROXY headers come from loopback.
         let license_socket = TcpListener::bind("127.0.0.1:0")
@@ -193,9 +155,7 @@ impl DemoStack {
 
         // The relay-listener: bridges to the license server with a PROXY v2 header per
         // connection (client address and site).
-        let mut listener_config = ListenerConfig::new(listen_connection.clone());
-        listener_config.access = access(&listen_connection);
-        listener_config.target = license_addr.to_string();
+        let mut listener_config = plan.listener_config(&license_addr.to_string());
         listener_config.identity.mode = IdentityMode::ProxyV2;
         listener_config.reconnect_max = Duration::from_secs(2);
         listener_config.shutdown_grace = GRACE;
@@ -219,7 +179,7 @@ impl DemoStack {
         let admin_token = BearerToken::generate();
         let in_process = ops::in_process_listener(
             listener.clone(),
-            ops::relay_name(&access(&listen_connection)),
+            ops::relay_name(&plan.access(listen_connection.clone())),
         );
         let (admin_addr, admin) = ops::start_admin(
             options.admin_addr,
@@ -233,8 +193,7 @@ impl DemoStack {
         tasks.push("admin endpoint", admin);
 
         // The local-proxy of one site.
-        let mut proxy_config = ProxyConfig::new(send_connection.clone());
-        proxy_config.access = access(&send_connection);
+        let mut proxy_config = plan.proxy_config();
         proxy_config.site = Some(options.site.clone());
         proxy_config.shutdown_grace = GRACE;
         let local_proxy = LocalProxy::new(proxy_config).context("local-proxy")?;
@@ -246,7 +205,7 @@ impl DemoStack {
 
         Ok(Self {
             relay_addr,
-            fingerprint: cert.sha256_fingerprint.clone(),
+            fingerprint: plan.cert().sha256_fingerprint.clone(),
             listen_connection,
             send_connection,
             license_addr,
