@@ -1,13 +1,10 @@
-//! Configuration-file settings shared by `dongle-relay listen` and `dongle-relay proxy`: the
-//! relay-access keys both files have ([`AccessKeys`]: connection string, hybrid connection,
-//! timeouts, token lifetime, `[tls]` trust of the relay's certificate, `[egress]` proxy).
-//! Durations use `config_syntax`'s one syntax.
-
-use std::path::PathBuf;
-use std::time::Duration;
+//! The relay-access settings' sections and checks shared by `dongle-relay listen` and
+//! `dongle-relay proxy` (the options themselves are [`crate::options::RelayOptions`]): `[tls]`
+//! trust of the relay's certificate, `[egress]` proxy, the connection string, plain `ws://`.
 
 use hc_protocol::Secret;
 use serde::Deserialize;
+use std::path::PathBuf;
 
 use crate::egress::{Egress, ProxyAuth};
 use crate::trust::{Fingerprint, TrustConfig};
@@ -30,31 +27,6 @@ impl SettingError {
             reason: reason.into(),
         }
     }
-}
-
-/// The relay-access keys of a `listen` or `proxy` configuration file, borrowed from it. Each file
-/// declares these keys itself rather than through one flattened section: serde cannot refuse
-/// unknown keys across a flattened struct, and its errors would lose the key's name and line.
-#[derive(Debug, Clone, Copy)]
-pub struct AccessKeys<'a> {
-    /// `connection_string`.
-    pub connection_string: Option<&'a Secret>,
-    /// `hybrid_connection`.
-    pub hybrid_connection: Option<&'a String>,
-    /// `token_ttl`.
-    pub token_ttl: Option<Duration>,
-    /// `connect_timeout`.
-    pub connect_timeout: Option<Duration>,
-    /// `handshake_timeout`.
-    pub handshake_timeout: Option<Duration>,
-    /// `[tls]`.
-    pub tls: &'a TlsSection,
-    /// `[egress]`.
-    pub egress: &'a EgressSection,
-    /// `relays`: more relays of the same hybrid connection.
-    pub relays: Option<&'a [String]>,
-    /// `resolve_interval`: how often relay host names are resolved again.
-    pub resolve_interval: Option<Duration>,
 }
 
 /// `[tls]`: how the relay's certificate is trusted.

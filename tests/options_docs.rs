@@ -1,0 +1,227 @@
+//! The option tables of the docs, the command line and the file formats agree: every flag and
+//! file key a table lists exists (the flag in `--help`, the key in the file format), and every
+//! flag and file key of `listen` and `proxy` is listed in its table. The options are defined
+//! once (`relay_listener::ListenerOptions`, `local_proxy::ProxyOptions`,
+//! `hc_client::options::RelayOptions`); this test keeps the docs from drifting from them.
+
+use std::cell::Cell;
+use std::collections::BTreeSet;
+
+use clap::CommandFactory as _;
+use dongle_relay::cli::Cli;
+use hc_client::options::RelayOptions;
+use hc_client::settings::{EgressSection, TlsSection};
+use local_proxy::ProxyOptions;
+use local_proxy::config::LocalTlsSection;
+use relay_listener::ListenerOptions;
+use serde::de::{self, Deserialize, Visitor};
+
+/// What one docs table lists.
+#[derive(Debug, Default)]
+struct Documented {
+    flags: BTreeSet<String>,
+    keys: BTreeSet<String>,
+}
+
+/// The rows of the table headed `| option (flag / file key) |` in `doc`: in each row's first
+/// cell, the backticked `--flag`s (a value after a space ignored), file keys (`name`,
+/// `name = value`) and section keys (`[section] a, b`).
+fn documented(doc: &str) -> Documented {
+    let mut out = Documented::default();
+    let rows = doc
+        .lines()
+        .skip_while(|l| !l.starts_with("| option (flag / file key)"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'));
+    for row in rows {
+        let cell = row.split('|').nth(1).unwrap_or_default();
+        for span in cell.split('`').skip(1).step_by(2) {
+            if let Some(flag) = span.strip_prefix("--") {
+                let name = flag.split(' ').next().unwrap_or_default();
+                out.flags.insert(name.to_owned());
+            } else if let Some(rest) = span.strip_prefix('[') {
+                let (section, keys) = rest.split_once(']').expect("`[section] keys`");
+                for key in keys.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+                    out.keys.insert(format!("{section}.{key}"));
+                }
+            } else {
+                let key = span.split(" = ").next().unwrap_or_default();
+                if key
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                    && !key.is_empty()
+                {
+                    out.keys.insert(key.to_owned());
+                }
+            }
+        }
+    }
+    assert!(!out.flags.is_empty(), "no option table found");
+    out
+}
+
+/// The long flags of a subcommand, but `--help` and `--config` (documented in prose).
+fn flags(subcommand: &str) -> BTreeSet<String> {
+    let cli = Cli::command();
+    let command = cli
+        .find_subcommand(subcommand)
+        .unwrap_or_else(|| panic!("no subcommand {subcommand}"));
+    command
+        .get_arguments()
+        .filter_map(|a| a.get_long())
+        .filter(|l| !matches!(*l, "help" | "config"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The file keys a struct deserialises (serde's field list, skipped fields left out), read by
+/// a deserializer that only asks for it.
+fn fields<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    struct Ask<'a>(&'a Cell<&'static [&'static str]>);
+    impl<'de> de::Deserializer<'de> for Ask<'_> {
+        type Error = de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0.set(fields);
+            Err(de::Error::custom("asked"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 u8 u16 u32 u64 f32 f64 char str string bytes byte_buf option
+            unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+    let found = Cell::new(&[][..]);
+    let _ = T::deserialize(Ask(&found));
+    assert!(!found.get().is_empty(), "no fields");
+    found.get()
+}
+
+/// The file keys of a component: the relay-access keys and its own, sections as
+/// `section.key`.
+fn file_keys(own: &[&str], sections: &[(&str, &[&str])]) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    for key in fields::<RelayOptions>().iter().chain(own) {
+        match sections.iter().find(|(name, _)| name == key) {
+            Some((name, inner)) => keys.extend(inner.iter().map(|k| format!("{name}.{k}"))),
+            None => {
+                keys.insert((*key).to_owned());
+            }
+        }
+    }
+    keys
+}
+
+/// A file with `key` (`section.key` in its section) set to a value of some type.
+fn files_setting(key: &str) -> Vec<String> {
+    let (section, key) = match key.split_once('.') {
+        Some((section, key)) => (format!("[{section}]\n"), key),
+        None => (String::new(), key),
+    };
+    [
+        "\"1s\"",
+        "1",
+        "true",
+        "[]",
+        "\"none\"",
+        "\"auto\"",
+        "\"127.0.0.1:1\"",
+        "\"127.64.0.0/10\"",
+        "\"x\"",
+    ]
+    .iter()
+    .map(|value| format!("{section}{key} = {value}\n"))
+    .collect()
+}
+
+/// Checks one component's table against its command line and file format.
+fn agree(
+    doc: &str,
+    subcommand: &str,
+    keys: BTreeSet<String>,
+    parses: fn(&str) -> Result<(), String>,
+) {
+    let documented = documented(doc);
+    let flags = flags(subcommand);
+    let undocumented: Vec<_> = flags.difference(&documented.flags).collect();
+    assert!(
+        undocumented.is_empty(),
+        "{subcommand}: flags missing from the docs: {undocumented:?}"
+    );
+    let unknown: Vec<_> = documented.flags.difference(&flags).collect();
+    assert!(
+        unknown.is_empty(),
+        "{subcommand}: documented flags that do not exist: {unknown:?}"
+    );
+    let undocumented: Vec<_> = keys.difference(&documented.keys).collect();
+    assert!(
+        undocumented.is_empty(),
+        "{subcommand}: file keys missing from the docs: {undocumented:?}"
+    );
+    for key in &documented.keys {
+        let files = files_setting(key);
+        let errors: Vec<_> = files.iter().filter_map(|f| parses(f).err()).collect();
+        assert!(
+            errors.len() < files.len(),
+            "{subcommand}: documented key {key:?} does not parse: {errors:?}"
+        );
+    }
+}
+
+#[test]
+fn listener_docs_flags_and_file_agree() {
+    let keys = file_keys(
+        fields::<ListenerOptions>(),
+        &[
+            ("tls", fields::<TlsSection>()),
+            ("egress", fields::<EgressSection>()),
+        ],
+    );
+    agree(
+        include_str!("../docs/listener.md"),
+        "listen",
+        keys,
+        |text| {
+            relay_listener::ListenerFile::parse(text)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        },
+    );
+}
+
+#[test]
+fn proxy_docs_flags_and_file_agree() {
+    let keys = file_keys(
+        fields::<ProxyOptions>(),
+        &[
+            ("tls", fields::<TlsSection>()),
+            ("egress", fields::<EgressSection>()),
+            ("local_tls", fields::<LocalTlsSection>()),
+        ],
+    );
+    agree(include_str!("../docs/proxy.md"), "proxy", keys, |text| {
+        local_proxy::ProxyFile::parse(text)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    });
+}
+
+#[test]
+fn a_key_no_part_knows_is_refused() {
+    let err = relay_listener::ListenerFile::parse("targte = \"x:1\"").expect_err("typo");
+    assert!(err.to_string().contains("targte"), "{err}");
+    let documented =
+        documented("| option (flag / file key) |\n|---|\n| `--a` / `b` / `[s] c, d` |\n");
+    assert_eq!(documented.flags.into_iter().collect::<Vec<_>>(), ["a"]);
+    assert_eq!(
+        documented.keys.into_iter().collect::<Vec<_>>(),
+        ["b", "s.c", "s.d"]
+    );
+}
