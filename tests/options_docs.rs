@@ -225,3 +225,55 @@ fn a_key_no_part_knows_is_refused() {
         ["b", "s.c", "s.d"]
     );
 }
+
+/// `DONGLE_RELAY_<COMMAND>_<FLAG>` for every option of `listen` and `proxy` that takes a value,
+/// but those with a variable of their own.
+#[test]
+fn every_option_has_its_environment_variable() {
+    let cli = Cli::command();
+    for subcommand in ["listen", "proxy"] {
+        let command = cli.find_subcommand(subcommand).expect("subcommand");
+        let env = |long: &str| {
+            command
+                .get_arguments()
+                .find(|a| a.get_long() == Some(long))
+                .and_then(|a| a.get_env())
+                .map(|e| e.to_string_lossy().into_owned())
+        };
+        let prefix = format!("DONGLE_RELAY_{}_", subcommand.to_uppercase());
+        assert_eq!(
+            env("idle-timeout"),
+            Some(format!("{prefix}IDLE_TIMEOUT")),
+            "{subcommand}"
+        );
+        assert_eq!(
+            env("connection-string").as_deref(),
+            Some("DONGLE_RELAY_CONNECTION_STRING")
+        );
+        assert_eq!(env("pin-sha256"), Some(format!("{prefix}PIN_SHA256")));
+        assert_eq!(env("insecure-plain-ws-non-loopback"), None, "a flag");
+    }
+}
+
+/// The layers in a real process: a variable is read (a bad value is refused, named), a flag
+/// wins over it (the bad variable is then never parsed).
+#[test]
+fn the_environment_sits_between_file_and_flags() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_dongle-relay"))
+            .arg("listen")
+            .args(args)
+            .env_remove("DONGLE_RELAY_CONNECTION_STRING")
+            .env("DONGLE_RELAY_LISTEN_IDLE_TIMEOUT", "soon")
+            .output()
+            .expect("run dongle-relay")
+    };
+    let out = run(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("soon"), "{stderr}");
+    let out = run(&["--idle-timeout", "1s"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("connection_string"), "{stderr}");
+}
