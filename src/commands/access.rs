@@ -7,8 +7,10 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
-pub use hc_client::options::RelayOptions as RelayArgs;
 pub(crate) use hc_client::options::secret;
+pub use hc_client::options::{
+    CONNECTION_STRING_ENV, PROXY_PASSWORD_ENV, RelayOptions as RelayArgs,
+};
 
 /// Reads and parses a TOML configuration file.
 ///
