@@ -2,7 +2,9 @@
 //! file key a table lists exists (the flag in `--help`, the key in the file format), and every
 //! flag and file key of `listen` and `proxy` is listed in its table. The options are defined
 //! once (`relay_listener::ListenerOptions`, `local_proxy::ProxyOptions`,
-//! `hc_client::options::RelayOptions`); this test keeps the docs from drifting from them.
+//! `hc_client::options::RelayOptions`); this test keeps the docs from drifting from them. For
+//! `relay`, whose file is a deployment description rather than its flags' twin, the flag table
+//! and the `[limits]` table are checked the same way.
 
 use std::cell::Cell;
 use std::collections::BTreeSet;

@@ -5,10 +5,11 @@
 //! [`RelayOptions::access`]. [`ComponentFile`] is a component's whole file: these keys and the
 //! component's own, in one table.
 //!
-//! The file's `[tls]` and `[egress]` sections have flat flags (`--ca-file`, `--pin-sha256`,
-//! `--socks5`, `--http-proxy`, `--proxy-user`): the sections are file-only fields and the flags
-//! command-line-only fields, combined in [`RelayOptions::access`] (a pinned certificate of either
-//! is trusted; a proxy given on the command line replaces the file's proxy of either kind).
+//! The file's `[egress]` section is also the flags `--socks5`, `--http-proxy`, `--proxy-user`
+//! (one definition, [`EgressSection`]). Its `[tls]` section is not yet: `--ca-file` and
+//! `--pin-sha256` are fields of their own (`ca_file`, `pins`), because `dongle-relay server`
+//! builds these options by those field names; [`RelayOptions::access`] combines them with the
+//! section (a certificate pinned by either is trusted).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -59,19 +60,6 @@ pub struct RelayOptions {
     #[serde(skip)]
     #[merge(strategy = merge::vec::append)]
     pub pins: Vec<String>,
-    /// Reach the relay through this SOCKS5 proxy (`host:port`).
-    #[arg(long, value_name = "HOST:PORT", conflicts_with = "http_proxy")]
-    #[serde(skip)]
-    pub socks5: Option<String>,
-    /// Reach the relay through this HTTP proxy's CONNECT (`host:port`).
-    #[arg(long, value_name = "HOST:PORT")]
-    #[serde(skip)]
-    pub http_proxy: Option<String>,
-    /// User name for the SOCKS5/HTTP proxy; the password comes from
-    /// `DONGLE_RELAY_PROXY_PASSWORD`.
-    #[arg(long, env = "DONGLE_RELAY_PROXY_USER", value_name = "USER")]
-    #[serde(skip)]
-    pub proxy_user: Option<String>,
     /// Another relay serving the same hybrid connection, with the connection string's
     /// credentials (`sb://relay-b.example.net/`; repeatable): a listener keeps a control
     /// channel to every relay, a proxy spreads its connections over them and fails over
@@ -123,11 +111,11 @@ pub struct RelayOptions {
     #[serde(default)]
     #[merge(strategy = config_syntax::layers::overwrite_default)]
     pub tls: TlsSection,
-    /// `[egress]`: a proxy on the way to the relay (file only; the flags are `--socks5`,
-    /// `--http-proxy` and `--proxy-user`).
-    #[arg(skip)]
+    /// `[egress]` / `--socks5`, `--http-proxy`, `--proxy-user`: a proxy on the way to the
+    /// relay.
+    #[command(flatten)]
     #[serde(default)]
-    #[merge(strategy = config_syntax::layers::overwrite_default)]
+    #[merge(strategy = Merge::merge)]
     pub egress: EgressSection,
 }
 
@@ -149,12 +137,7 @@ impl RelayOptions {
         access.entity_path = self.hybrid_connection.clone();
         access.trust = self.tls.to_trust(self.ca_file.clone(), &self.pins)?;
         let password = std::env::var(PROXY_PASSWORD_ENV).ok().map(Secret::new);
-        access.egress = self.egress.to_egress(
-            self.socks5.clone(),
-            self.http_proxy.clone(),
-            self.proxy_user.clone(),
-            password,
-        )?;
+        access.egress = self.egress.to_egress(None, None, None, password)?;
         let defaults = DialTimeouts::default();
         access.timeouts = DialTimeouts {
             connect: self.connect_timeout.unwrap_or(defaults.connect),
@@ -209,5 +192,57 @@ impl<O> std::ops::Deref for ComponentFile<O> {
 impl<O> std::ops::DerefMut for ComponentFile<O> {
     fn deref_mut(&mut self) -> &mut O {
         &mut self.options
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::egress::Egress;
+    use config_syntax::layered;
+
+    const CS: &str =
+        "Endpoint=sb://relay.test/;SharedAccessKeyName=send;SharedAccessKey=k;EntityPath=license";
+
+    /// A component without options of its own.
+    #[derive(Debug, Clone, Default, Deserialize)]
+    struct NoOwnKeys {}
+
+    #[test]
+    fn flags_over_the_file_section_by_section() {
+        let file = ComponentFile::<NoOwnKeys>::parse(&format!(
+            "connection_string = \"{CS}\"\ntoken_ttl = \"2h\"\nrelays = [\"sb://b.test/\"]\n\
+             [egress]\nsocks5 = \"socks:1080\"\nuser = \"u\"\n[tls]\npin_sha256 = [\"{}\"]\n",
+            "0A".repeat(32)
+        ))
+        .expect("file");
+        let access = layered(RelayOptions::default(), file.relay.clone())
+            .access()
+            .expect("file alone");
+        assert!(matches!(access.egress, Egress::Socks5 { ref addr, .. } if addr == "socks:1080"));
+        assert_eq!(access.token_ttl, Duration::from_secs(7200));
+        assert_eq!(access.relays.len(), 1);
+
+        let flags = RelayOptions {
+            token_ttl: Some(Duration::from_secs(60)),
+            pins: vec!["0B".repeat(32)],
+            egress: EgressSection {
+                http_proxy: Some("web:3128".into()),
+                ..EgressSection::default()
+            },
+            ..RelayOptions::default()
+        };
+        let access = layered(flags, file.relay).access().expect("flags win");
+        // A proxy on the command line replaces the file's of either kind; the user stays.
+        assert!(matches!(
+            access.egress,
+            Egress::HttpConnect { ref addr, auth: Some(ref auth) } if addr == "web:3128" && auth.user == "u"
+        ));
+        assert_eq!(access.token_ttl, Duration::from_secs(60));
+        assert_eq!(
+            access.trust.pins.len(),
+            2,
+            "pins of file and flags are both trusted"
+        );
     }
 }

@@ -67,18 +67,41 @@ impl TlsSection {
     }
 }
 
-/// `[egress]`: an optional proxy between this site and the relay.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+/// `[egress]`: an optional proxy between this site and the relay; on the command line
+/// `--socks5`, `--http-proxy` and `--proxy-user` (the password only from the file or
+/// `DONGLE_RELAY_PROXY_PASSWORD`: command lines are visible to other users). Merged as one: a
+/// proxy of a higher layer replaces a lower layer's proxy of either kind.
+#[derive(clap::Args, Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct EgressSection {
-    /// SOCKS5 proxy `host:port`.
+    /// Reach the relay through this SOCKS5 proxy (`host:port`).
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "http_proxy")]
     pub socks5: Option<String>,
-    /// HTTP proxy `host:port` (CONNECT).
+    /// Reach the relay through this HTTP proxy's CONNECT (`host:port`).
+    #[arg(long, value_name = "HOST:PORT")]
     pub http_proxy: Option<String>,
-    /// Proxy user name.
+    /// User name for the SOCKS5/HTTP proxy; the password comes from
+    /// `DONGLE_RELAY_PROXY_PASSWORD`.
+    #[arg(
+        long = "proxy-user",
+        env = "DONGLE_RELAY_PROXY_USER",
+        value_name = "USER"
+    )]
     pub user: Option<String>,
     /// Proxy password (prefer the `DONGLE_RELAY_PROXY_PASSWORD` environment variable).
+    #[arg(skip)]
     pub password: Option<Secret>,
+}
+
+impl config_syntax::Merge for EgressSection {
+    fn merge(&mut self, lower: Self) {
+        if self.socks5.is_none() && self.http_proxy.is_none() {
+            self.socks5 = lower.socks5;
+            self.http_proxy = lower.http_proxy;
+        }
+        self.user = self.user.take().or(lower.user);
+        self.password = self.password.take().or(lower.password);
+    }
 }
 
 impl EgressSection {

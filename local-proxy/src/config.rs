@@ -159,13 +159,26 @@ impl ProxyConfig {
     }
 }
 
-/// `[local_tls]`: TLS for local clients.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+/// `[local_tls]`: TLS for local clients; on the command line `--tls-cert` and `--tls-key`.
+#[derive(clap::Args, Debug, Clone, Default, Deserialize, Merge, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
+#[merge(strategy = merge::option::overwrite_none)]
 pub struct LocalTlsSection {
-    /// PEM certificate chain.
+    /// Serve local clients over TLS with this PEM certificate chain (needs --tls-key).
+    #[arg(
+        long = "tls-cert",
+        id = "tls_cert",
+        value_name = "PEM",
+        requires = "tls_key"
+    )]
     pub cert: Option<PathBuf>,
-    /// PEM private key.
+    /// PEM private key for --tls-cert.
+    #[arg(
+        long = "tls-key",
+        id = "tls_key",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
     pub key: Option<PathBuf>,
 }
 
@@ -225,20 +238,10 @@ pub struct ProxyOptions {
     #[serde(default)]
     #[merge(strategy = merge::vec::overwrite_empty)]
     pub deny: Vec<String>,
-    /// Serve local clients over TLS with this PEM certificate chain (needs --tls-key; in the
-    /// file: `[local_tls] cert`).
-    #[arg(long, value_name = "PEM", requires = "tls_key")]
-    #[serde(skip)]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key for --tls-cert (in the file: `[local_tls] key`).
-    #[arg(long, value_name = "PEM", requires = "tls_cert")]
-    #[serde(skip)]
-    pub tls_key: Option<PathBuf>,
-    /// `[local_tls]`: TLS for local clients (file only; the flags are `--tls-cert` and
-    /// `--tls-key`).
-    #[arg(skip)]
+    /// TLS for local clients (`[local_tls]`, `--tls-cert`/`--tls-key`).
+    #[command(flatten)]
     #[serde(default)]
-    #[merge(strategy = config_syntax::layers::overwrite_default)]
+    #[merge(strategy = Merge::merge)]
     pub local_tls: LocalTlsSection,
     /// Site name sent to the listener with each connection (`X-Dongle-Relay-Site`).
     #[arg(long, value_name = "NAME")]
@@ -284,7 +287,6 @@ pub struct ProxySetup {
 impl ProxyOptions {
     /// The local-proxy's configuration: these (merged) options over the defaults, with
     /// `access` (from [`RelayOptions::access`](hc_client::options::RelayOptions::access)).
-    /// `local_tls` is the file's section, which `--tls-cert`/`--tls-key` replace together.
     ///
     /// # Errors
     /// [`SettingError`] naming the key.
@@ -330,24 +332,9 @@ impl ProxyOptions {
         };
         config.access_list.allow = nets("allow", &self.allow)?;
         config.access_list.deny = nets("deny", &self.deny)?;
-        config.local_tls = match (self.tls_cert, self.tls_key, self.local_tls) {
-            (Some(cert), Some(key), _)
-            | (
-                None,
-                None,
-                LocalTlsSection {
-                    cert: Some(cert),
-                    key: Some(key),
-                },
-            ) => Some(LocalTls { cert, key }),
-            (
-                None,
-                None,
-                LocalTlsSection {
-                    cert: None,
-                    key: None,
-                },
-            ) => None,
+        config.local_tls = match (self.local_tls.cert, self.local_tls.key) {
+            (Some(cert), Some(key)) => Some(LocalTls { cert, key }),
+            (None, None) => None,
             _ => return Err(invalid("local_tls", "give both cert and key".into())),
         };
         config.site = self.site;
@@ -386,5 +373,42 @@ mod tests {
         assert!(err.to_string().contains("max_conections"), "{err}");
         let err = ProxyFile::parse("[local_tls]\ncertificate = \"x\"").expect_err("typo");
         assert!(err.to_string().contains("certificate"), "{err}");
+    }
+
+    #[test]
+    fn local_tls_from_flags_or_the_file_and_both_halves_needed() {
+        let access = || {
+            AccessConfig::new(
+                "Endpoint=sb://r.test/;SharedAccessKeyName=s;SharedAccessKey=k;EntityPath=h"
+                    .parse()
+                    .expect("connection string"),
+            )
+        };
+        let file =
+            ProxyFile::parse("[local_tls]\ncert = \"a.pem\"\nkey = \"a.key\"").expect("file");
+        let merged = config_syntax::layered(ProxyOptions::default(), file.options.clone());
+        let tls = merged.into_config(access()).expect("file").config.local_tls;
+        assert_eq!(tls.map(|t| t.cert), Some(PathBuf::from("a.pem")));
+        let flags = ProxyOptions {
+            local_tls: LocalTlsSection {
+                cert: Some("b.pem".into()),
+                key: Some("b.key".into()),
+            },
+            ..ProxyOptions::default()
+        };
+        let merged = config_syntax::layered(flags, file.options);
+        let tls = merged
+            .into_config(access())
+            .expect("flags")
+            .config
+            .local_tls;
+        assert_eq!(tls.map(|t| t.key), Some(PathBuf::from("b.key")));
+        let half = ProxyFile::parse("[local_tls]\ncert = \"a.pem\"").expect("file");
+        let err = half
+            .options
+            .clone()
+            .into_config(access())
+            .expect_err("half");
+        assert_eq!(err.key, "local_tls");
     }
 }
