@@ -163,6 +163,45 @@ fn files_setting(key: &str) -> Vec<String> {
     .collect()
 }
 
+/// `flags` (the subcommand's) are all in `documented`, and `documented` names no flag that is
+/// neither one of them nor a global one.
+fn flags_agree(subcommand: &str, documented: &BTreeSet<String>, flags: &BTreeSet<String>) {
+    let known: BTreeSet<String> = flags.union(&global_flags()).cloned().collect();
+    let undocumented: Vec<_> = flags.difference(documented).collect();
+    assert!(
+        undocumented.is_empty(),
+        "{subcommand}: flags missing from the docs: {undocumented:?}"
+    );
+    let unknown: Vec<_> = documented.difference(&known).collect();
+    assert!(
+        unknown.is_empty(),
+        "{subcommand}: documented flags that do not exist: {unknown:?}"
+    );
+}
+
+/// Every key of `keys` is in `documented`, and every documented key parses (some value of some
+/// type is accepted).
+fn keys_agree(
+    what: &str,
+    documented: &BTreeSet<String>,
+    keys: &BTreeSet<String>,
+    parses: impl Fn(&str) -> Result<(), String>,
+) {
+    let undocumented: Vec<_> = keys.difference(documented).collect();
+    assert!(
+        undocumented.is_empty(),
+        "{what}: file keys missing from the docs: {undocumented:?}"
+    );
+    for key in documented {
+        let files = files_setting(key);
+        let errors: Vec<_> = files.iter().filter_map(|f| parses(f).err()).collect();
+        assert!(
+            errors.len() < files.len(),
+            "{what}: documented key {key:?} does not parse: {errors:?}"
+        );
+    }
+}
+
 /// Checks one component's table against its command line and file format.
 fn agree(
     doc: &str,
@@ -171,31 +210,8 @@ fn agree(
     parses: fn(&str) -> Result<(), String>,
 ) {
     let documented = documented(doc);
-    let flags = flags(subcommand);
-    let known: BTreeSet<String> = flags.union(&global_flags()).cloned().collect();
-    let undocumented: Vec<_> = flags.difference(&documented.flags).collect();
-    assert!(
-        undocumented.is_empty(),
-        "{subcommand}: flags missing from the docs: {undocumented:?}"
-    );
-    let unknown: Vec<_> = documented.flags.difference(&known).collect();
-    assert!(
-        unknown.is_empty(),
-        "{subcommand}: documented flags that do not exist: {unknown:?}"
-    );
-    let undocumented: Vec<_> = keys.difference(&documented.keys).collect();
-    assert!(
-        undocumented.is_empty(),
-        "{subcommand}: file keys missing from the docs: {undocumented:?}"
-    );
-    for key in &documented.keys {
-        let files = files_setting(key);
-        let errors: Vec<_> = files.iter().filter_map(|f| parses(f).err()).collect();
-        assert!(
-            errors.len() < files.len(),
-            "{subcommand}: documented key {key:?} does not parse: {errors:?}"
-        );
-    }
+    flags_agree(subcommand, &documented.flags, &flags(subcommand));
+    keys_agree(subcommand, &documented.keys, &keys, parses);
 }
 
 #[test]
@@ -310,36 +326,18 @@ fn relay_docs_flags_and_limits_agree() {
     let documented = table(doc, "| option | default | meaning |");
     let mut flags = flags("relay");
     flags.insert("config".into());
-    let known: BTreeSet<String> = flags.union(&global_flags()).cloned().collect();
-    let undocumented: Vec<_> = flags.difference(&documented.flags).collect();
-    assert!(
-        undocumented.is_empty(),
-        "relay: flags missing from the docs: {undocumented:?}"
-    );
-    let unknown: Vec<_> = documented.flags.difference(&known).collect();
-    assert!(
-        unknown.is_empty(),
-        "relay: documented flags that do not exist: {unknown:?}"
-    );
+    flags_agree("relay", &documented.flags, &flags);
 
     let documented = table(doc, "| key | default | meaning |").keys;
-    let parses = |text: &str| toml::from_str::<relay_server::config::Limits>(text).map(drop);
     let (old, keys): (Vec<&str>, Vec<&str>) = fields::<relay_server::config::Limits>()
         .iter()
         .partition(|k| k.ends_with("_secs"));
     let keys: BTreeSet<String> = keys.into_iter().map(str::to_owned).collect();
-    let undocumented: Vec<_> = keys.difference(&documented).collect();
-    assert!(
-        undocumented.is_empty(),
-        "relay: [limits] keys missing from the docs: {undocumented:?}"
-    );
-    for key in &documented {
-        let files = files_setting(key);
-        assert!(
-            files.iter().any(|f| parses(f).is_ok()),
-            "relay: documented key limits.{key} does not parse"
-        );
-    }
+    keys_agree("relay [limits]", &documented, &keys, |text| {
+        toml::from_str::<relay_server::config::Limits>(text)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    });
     assert!(!old.is_empty(), "the *_secs spellings are aliases");
     for key in old {
         let new = key.trim_end_matches("_secs");
