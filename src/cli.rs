@@ -35,8 +35,10 @@ pub enum Command {
     Relay(commands::relay::Args),
     /// Run the relay-listener on the dongle host: bridge relay connections to the license
     /// server.
+    #[command(mut_args = env_names("listen"), after_help = ENV_HELP_LISTEN)]
     Listen(commands::listen::Args),
     /// Run the local-proxy at a client site: forward local TCP connections over the relay.
+    #[command(mut_args = env_names("proxy"), after_help = ENV_HELP_PROXY)]
     Proxy(commands::proxy::Args),
     /// Print a SAS token for a resource URI.
     Token(commands::token::Args),
@@ -51,6 +53,41 @@ pub enum Command {
     #[cfg(windows)]
     Service(crate::windows_service::Args),
 }
+
+/// The environment layer of `listen` and `proxy` (see `config_syntax::layers`): every option
+/// that takes a value and has no variable of its own can be set with
+/// `DONGLE_RELAY_<COMMAND>_<FLAG>`, the long flag upper-cased with `-` as `_`; a flag on the
+/// command line wins over its variable, and the variable over the `--config` file. One rule
+/// instead of a name per option; `--help` states it (see [`ENV_HELP_LISTEN`]) rather than
+/// listing every variable.
+pub fn env_names(command: &'static str) -> impl FnMut(clap::Arg) -> clap::Arg {
+    move |arg| {
+        let Some(long) = arg.get_long() else {
+            return arg;
+        };
+        let takes_value = arg.get_action().takes_values()
+            && arg.get_num_args().is_none_or(|n| n.max_values() > 0);
+        if !takes_value || arg.get_env().is_some() {
+            return arg;
+        }
+        let name = format!(
+            "DONGLE_RELAY_{}_{}",
+            command.to_ascii_uppercase(),
+            long.to_ascii_uppercase().replace('-', "_")
+        );
+        arg.env(name).hide_env(true)
+    }
+}
+
+/// `listen --help`'s note on environment variables.
+const ENV_HELP_LISTEN: &str = "Every option that takes a value can also be set in the \
+environment as DONGLE_RELAY_LISTEN_<OPTION> (`--idle-timeout 90s` is \
+DONGLE_RELAY_LISTEN_IDLE_TIMEOUT=90s); flags win over variables, variables over the --config file.";
+
+/// `proxy --help`'s note on environment variables.
+const ENV_HELP_PROXY: &str = "Every option that takes a value can also be set in the \
+environment as DONGLE_RELAY_PROXY_<OPTION> (`--idle-timeout 90s` is \
+DONGLE_RELAY_PROXY_IDLE_TIMEOUT=90s); flags win over variables, variables over the --config file.";
 
 /// The Tokio runtime `--threads` asks for (see [`Cli::threads`]).
 ///

@@ -5,6 +5,8 @@
 
 pub mod duration;
 pub mod ip;
+pub mod layers;
 
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use ip::{AccessList, NetError, parse_net};
+pub use layers::{Merge, layered};

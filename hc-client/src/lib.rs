@@ -33,6 +33,7 @@ pub mod egress;
 pub mod identity;
 pub mod mux;
 pub mod net;
+pub mod options;
 pub mod pump;
 pub mod replicas;
 pub mod resolve;

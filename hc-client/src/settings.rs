@@ -1,13 +1,10 @@
-//! Configuration-file settings shared by `dongle-relay listen` and `dongle-relay proxy`: the
-//! relay-access keys both files have ([`AccessKeys`]: connection string, hybrid connection,
-//! timeouts, token lifetime, `[tls]` trust of the relay's certificate, `[egress]` proxy).
-//! Durations use `config_syntax`'s one syntax.
-
-use std::path::PathBuf;
-use std::time::Duration;
+//! The relay-access settings' sections and checks shared by `dongle-relay listen` and
+//! `dongle-relay proxy` (the options themselves are [`crate::options::RelayOptions`]): `[tls]`
+//! trust of the relay's certificate, `[egress]` proxy, the connection string, plain `ws://`.
 
 use hc_protocol::Secret;
 use serde::Deserialize;
+use std::path::PathBuf;
 
 use crate::egress::{Egress, ProxyAuth};
 use crate::trust::{Fingerprint, TrustConfig};
@@ -30,31 +27,6 @@ impl SettingError {
             reason: reason.into(),
         }
     }
-}
-
-/// The relay-access keys of a `listen` or `proxy` configuration file, borrowed from it. Each file
-/// declares these keys itself rather than through one flattened section: serde cannot refuse
-/// unknown keys across a flattened struct, and its errors would lose the key's name and line.
-#[derive(Debug, Clone, Copy)]
-pub struct AccessKeys<'a> {
-    /// `connection_string`.
-    pub connection_string: Option<&'a Secret>,
-    /// `hybrid_connection`.
-    pub hybrid_connection: Option<&'a String>,
-    /// `token_ttl`.
-    pub token_ttl: Option<Duration>,
-    /// `connect_timeout`.
-    pub connect_timeout: Option<Duration>,
-    /// `handshake_timeout`.
-    pub handshake_timeout: Option<Duration>,
-    /// `[tls]`.
-    pub tls: &'a TlsSection,
-    /// `[egress]`.
-    pub egress: &'a EgressSection,
-    /// `relays`: more relays of the same hybrid connection.
-    pub relays: Option<&'a [String]>,
-    /// `resolve_interval`: how often relay host names are resolved again.
-    pub resolve_interval: Option<Duration>,
 }
 
 /// `[tls]`: how the relay's certificate is trusted.
@@ -95,18 +67,41 @@ impl TlsSection {
     }
 }
 
-/// `[egress]`: an optional proxy between this site and the relay.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+/// `[egress]`: an optional proxy between this site and the relay; on the command line
+/// `--socks5`, `--http-proxy` and `--proxy-user` (the password only from the file or
+/// `DONGLE_RELAY_PROXY_PASSWORD`: command lines are visible to other users). Merged as one: a
+/// proxy of a higher layer replaces a lower layer's proxy of either kind.
+#[derive(clap::Args, Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct EgressSection {
-    /// SOCKS5 proxy `host:port`.
+    /// Reach the relay through this SOCKS5 proxy (`host:port`).
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "http_proxy")]
     pub socks5: Option<String>,
-    /// HTTP proxy `host:port` (CONNECT).
+    /// Reach the relay through this HTTP proxy's CONNECT (`host:port`).
+    #[arg(long, value_name = "HOST:PORT")]
     pub http_proxy: Option<String>,
-    /// Proxy user name.
+    /// User name for the SOCKS5/HTTP proxy; the password comes from
+    /// `DONGLE_RELAY_PROXY_PASSWORD`.
+    #[arg(
+        long = "proxy-user",
+        env = "DONGLE_RELAY_PROXY_USER",
+        value_name = "USER"
+    )]
     pub user: Option<String>,
     /// Proxy password (prefer the `DONGLE_RELAY_PROXY_PASSWORD` environment variable).
+    #[arg(skip)]
     pub password: Option<Secret>,
+}
+
+impl config_syntax::Merge for EgressSection {
+    fn merge(&mut self, lower: Self) {
+        if self.socks5.is_none() && self.http_proxy.is_none() {
+            self.socks5 = lower.socks5;
+            self.http_proxy = lower.http_proxy;
+        }
+        self.user = self.user.take().or(lower.user);
+        self.password = self.password.take().or(lower.password);
+    }
 }
 
 impl EgressSection {

@@ -1,13 +1,17 @@
-//! The local-proxy's configuration: the library's [`ProxyConfig`] and the TOML file of
-//! `dongle-relay proxy --config` ([`ProxyFile`], unknown keys refused).
+//! The local-proxy's configuration: the library's [`ProxyConfig`], and its options
+//! ([`ProxyOptions`]: the command line of `dongle-relay proxy` and the keys of its TOML file,
+//! [`ProxyFile`], unknown keys refused), turned into the configuration by
+//! [`ProxyOptions::into_config`].
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use config_syntax::{Merge, parse_duration};
 use hc_client::access::AccessConfig;
+use hc_client::options::ComponentFile;
 use hc_client::pump::PumpConfig;
-use hc_client::settings::{AccessKeys, EgressSection, TlsSection};
-use hc_protocol::Secret;
+use hc_client::settings::SettingError;
 use hc_protocol::connection_string::ConnectionString;
 use serde::Deserialize;
 
@@ -155,133 +159,203 @@ impl ProxyConfig {
     }
 }
 
-/// `[local_tls]`: TLS for local clients.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+/// `[local_tls]`: TLS for local clients; on the command line `--tls-cert` and `--tls-key`.
+#[derive(clap::Args, Debug, Clone, Default, Deserialize, Merge, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
+#[merge(strategy = merge::option::overwrite_none)]
 pub struct LocalTlsSection {
-    /// PEM certificate chain.
+    /// Serve local clients over TLS with this PEM certificate chain (needs --tls-key).
+    #[arg(
+        long = "tls-cert",
+        id = "tls_cert",
+        value_name = "PEM",
+        requires = "tls_key"
+    )]
     pub cert: Option<PathBuf>,
-    /// PEM private key.
+    /// PEM private key for --tls-cert.
+    #[arg(
+        long = "tls-key",
+        id = "tls_key",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
     pub key: Option<PathBuf>,
 }
 
-/// The `proxy` configuration file. Every key is optional; command-line flags win.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct ProxyFile {
-    /// `Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…;EntityPath=…` (Send right).
-    pub connection_string: Option<Secret>,
-    /// The hybrid connection, when the connection string has no `EntityPath`.
-    pub hybrid_connection: Option<String>,
-    /// Local address to listen on (`127.0.0.1:12300`).
+/// The options of `dongle-relay proxy` besides relay access
+/// ([`RelayOptions`](hc_client::options::RelayOptions)): its command line (kebab-case flags) and
+/// its file's keys (snake_case), one definition. Every field is optional;
+/// [`ProxyOptions::into_config`] supplies the defaults.
+#[derive(clap::Args, Debug, Clone, Default, Deserialize, Merge, PartialEq, Eq)]
+#[merge(strategy = merge::option::overwrite_none)]
+pub struct ProxyOptions {
+    /// Local address license clients connect to [default: 127.0.0.1:12300].
+    #[arg(long, value_name = "ADDR:PORT")]
     pub bind: Option<String>,
-    /// Listen backlog (default: the kernel's `somaxconn`).
+    /// Listen backlog of the local socket [default: the kernel's net.core.somaxconn].
+    #[arg(long, value_name = "N")]
     pub backlog: Option<u32>,
-    /// Most live tunnels at once (default: what the open-file limit holds, at most 16384).
+    /// Most live tunnels at once; further clients are closed immediately [default: what the
+    /// open-file limit holds at two descriptors a tunnel, at most 16384].
+    #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
-    /// Most live tunnels of one client address (default: `max_connections`).
+    /// Most live tunnels of one client address [default: --max-connections]; under
+    /// contention an address gets no more than its fair share anyway.
+    #[arg(long, value_name = "N")]
     pub max_connections_per_client: Option<usize>,
-    /// Open the relay side only once the client has sent something (default true).
+    /// Open the relay side of a tunnel only once the client has sent something (`false` for
+    /// server-speaks-first protocols) [default: true].
+    #[arg(long, value_name = "BOOL")]
     pub open_on_first_byte: Option<bool>,
-    /// Close tunnels idle this long (`5m`; `0` turns it off).
+    /// Close tunnels idle this long; `0` turns it off [default: 5m].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     #[serde(
         default,
         deserialize_with = "config_syntax::duration::deserialize_option"
     )]
     pub idle_timeout: Option<Duration>,
-    /// TCP keepalive on local connections (`60s`; `0` turns it off).
+    /// TCP keepalive on local connections; `0` turns it off [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     #[serde(
         default,
         deserialize_with = "config_syntax::duration::deserialize_option"
     )]
     pub tcp_keepalive: Option<Duration>,
-    /// WebSocket ping interval per tunnel (default: none).
+    /// WebSocket ping interval per tunnel [default: none].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     #[serde(
         default,
         deserialize_with = "config_syntax::duration::deserialize_option"
     )]
     pub keepalive_interval: Option<Duration>,
-    /// Allowed clients (CIDR or addresses); empty allows all.
+    /// Allow only these clients (IP or CIDR); repeatable [default: everyone].
+    #[arg(long, value_name = "CIDR")]
     #[serde(default)]
+    #[merge(strategy = merge::vec::overwrite_empty)]
     pub allow: Vec<String>,
-    /// Denied clients (CIDR or addresses); deny wins.
+    /// Refuse these clients (IP or CIDR); repeatable; deny wins over allow.
+    #[arg(long, value_name = "CIDR")]
     #[serde(default)]
+    #[merge(strategy = merge::vec::overwrite_empty)]
     pub deny: Vec<String>,
-    /// Site name sent to the listener.
+    /// TLS for local clients (`[local_tls]`, `--tls-cert`/`--tls-key`).
+    #[command(flatten)]
+    #[serde(default)]
+    #[merge(strategy = Merge::merge)]
+    pub local_tls: LocalTlsSection,
+    /// Site name sent to the listener with each connection (`X-Dongle-Relay-Site`).
+    #[arg(long, value_name = "NAME")]
     pub site: Option<String>,
-    /// Token lifetime (`1h`).
-    #[serde(
-        default,
-        deserialize_with = "config_syntax::duration::deserialize_option"
-    )]
-    pub token_ttl: Option<Duration>,
-    /// Relay TCP connect timeout (`10s`).
-    #[serde(
-        default,
-        deserialize_with = "config_syntax::duration::deserialize_option"
-    )]
-    pub connect_timeout: Option<Duration>,
-    /// TLS + WebSocket handshake timeout (`20s`).
-    #[serde(
-        default,
-        deserialize_with = "config_syntax::duration::deserialize_option"
-    )]
-    pub handshake_timeout: Option<Duration>,
-    /// Drain time on shutdown (`10s`).
+    /// How long open tunnels may finish after SIGTERM [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     #[serde(
         default,
         deserialize_with = "config_syntax::duration::deserialize_option"
     )]
     pub shutdown_grace: Option<Duration>,
-    /// `auto` (default), `mux`, `single` or `azbridge`.
+    /// How connections travel: `auto` (multiplexed over a few pooled relay connections when
+    /// the listener is ours, else one relay connection each), `mux` (multiplexed only),
+    /// `single` (one relay connection per TCP connection, as plain Hybrid Connections peers
+    /// expect), `azbridge` (single, with Azure Relay Bridge's preamble for `azbridge -T`)
+    /// [default: auto].
+    #[arg(long, value_name = "MODE", value_parser = |s: &str| s.parse::<TunnelMode>())]
     pub mode: Option<TunnelMode>,
-    /// Pooled relay connections in `auto`/`mux` mode (2).
+    /// Pooled relay connections in auto/mux mode [default: 2].
+    #[arg(long, value_name = "N")]
     pub pool_size: Option<usize>,
-    /// Port name sent in `azbridge` mode.
+    /// Port name sent in azbridge mode (the `-T relay:NAME/host:port` of the azbridge
+    /// listener) [default: the local port number, as `azbridge -L`].
+    #[arg(long, value_name = "NAME")]
     pub azbridge_port_name: Option<String>,
-    /// TLS for local clients.
-    #[serde(default)]
-    pub local_tls: LocalTlsSection,
-    /// More relays serving the same hybrid connection (replicas, or another Azure namespace):
-    /// `["sb://relay-b.example.net/"]`, same credentials as the connection string's.
-    pub relays: Option<Vec<String>>,
-    /// How often relay host names are resolved again, so that replicas behind one name
-    /// (added, removed, moved) are followed (`30s`).
-    #[serde(
-        default,
-        deserialize_with = "config_syntax::duration::deserialize_option"
-    )]
-    pub resolve_interval: Option<Duration>,
-    /// Trust of the relay's certificate.
-    #[serde(default)]
-    pub tls: TlsSection,
-    /// Proxy on the way to the relay.
-    #[serde(default)]
-    pub egress: EgressSection,
 }
 
-impl ProxyFile {
-    /// Parses a configuration file's text; errors name the key and line.
+/// The `proxy` configuration file: relay-access keys and [`ProxyOptions`] in one table. Every
+/// key is optional; command-line flags win.
+pub type ProxyFile = ComponentFile<ProxyOptions>;
+
+/// What `dongle-relay proxy` runs: the proxy's configuration and its local socket.
+#[derive(Debug, Clone)]
+pub struct ProxySetup {
+    /// The local-proxy.
+    pub config: ProxyConfig,
+    /// The local address clients connect to.
+    pub bind: SocketAddr,
+    /// Listen backlog of the local socket.
+    pub backlog: u32,
+}
+
+impl ProxyOptions {
+    /// The local-proxy's configuration: these (merged) options over the defaults, with
+    /// `access` (from [`RelayOptions::access`](hc_client::options::RelayOptions::access)).
     ///
     /// # Errors
-    /// The TOML error.
-    pub fn parse(text: &str) -> Result<Self, toml::de::Error> {
-        toml::from_str(text)
-    }
-
-    /// The relay-access keys, for merging under the command line's.
-    pub fn access_keys(&self) -> AccessKeys<'_> {
-        AccessKeys {
-            connection_string: self.connection_string.as_ref(),
-            hybrid_connection: self.hybrid_connection.as_ref(),
-            token_ttl: self.token_ttl,
-            connect_timeout: self.connect_timeout,
-            handshake_timeout: self.handshake_timeout,
-            tls: &self.tls,
-            egress: &self.egress,
-            relays: self.relays.as_deref(),
-            resolve_interval: self.resolve_interval,
+    /// [`SettingError`] naming the key.
+    pub fn into_config(self, access: AccessConfig) -> Result<ProxySetup, SettingError> {
+        let mut config = ProxyConfig::new(access.connection.clone());
+        config.access = access;
+        let invalid = |key: &str, reason: String| SettingError::new(key, reason);
+        let bind = self.bind.as_deref().unwrap_or(DEFAULT_BIND);
+        let bind: SocketAddr = bind
+            .parse()
+            .map_err(|_| invalid("bind", format!("{bind:?} is not ADDR:PORT")))?;
+        let backlog = self.backlog.unwrap_or_else(default_backlog);
+        if let Some(n) = self.max_connections {
+            if n == 0 {
+                return Err(invalid("max_connections", "must be at least 1".into()));
+            }
+            config.max_connections = n;
         }
+        if let Some(n) = self.max_connections_per_client {
+            if n == 0 {
+                return Err(invalid(
+                    "max_connections_per_client",
+                    "must be at least 1".into(),
+                ));
+            }
+            config.max_connections_per_client = Some(n);
+        }
+        if let Some(on) = self.open_on_first_byte {
+            config.open_on_first_byte = on;
+        }
+        let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
+        if let Some(idle) = self.idle_timeout {
+            config.pump.idle_timeout = nonzero(idle);
+        }
+        config.pump.ping_interval = self.keepalive_interval.and_then(nonzero);
+        if let Some(k) = self.tcp_keepalive {
+            config.tcp_keepalive = nonzero(k);
+        }
+        let nets = |key: &str, list: &[String]| {
+            list.iter()
+                .map(|n| config_syntax::parse_net(n).map_err(|e| invalid(key, e.to_string())))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        config.access_list.allow = nets("allow", &self.allow)?;
+        config.access_list.deny = nets("deny", &self.deny)?;
+        config.local_tls = match (self.local_tls.cert, self.local_tls.key) {
+            (Some(cert), Some(key)) => Some(LocalTls { cert, key }),
+            (None, None) => None,
+            _ => return Err(invalid("local_tls", "give both cert and key".into())),
+        };
+        config.site = self.site;
+        if let Some(g) = self.shutdown_grace {
+            config.shutdown_grace = g;
+        }
+        if let Some(mode) = self.mode {
+            config.mode = mode;
+        }
+        if let Some(n) = self.pool_size {
+            if !(1..=64).contains(&n) {
+                return Err(invalid("pool_size", "must be 1 to 64".into()));
+            }
+            config.pool_size = n;
+        }
+        config.azbridge_port_name = self.azbridge_port_name;
+        Ok(ProxySetup {
+            config,
+            bind,
+            backlog,
+        })
     }
 }
 
@@ -299,5 +373,42 @@ mod tests {
         assert!(err.to_string().contains("max_conections"), "{err}");
         let err = ProxyFile::parse("[local_tls]\ncertificate = \"x\"").expect_err("typo");
         assert!(err.to_string().contains("certificate"), "{err}");
+    }
+
+    #[test]
+    fn local_tls_from_flags_or_the_file_and_both_halves_needed() {
+        let access = || {
+            AccessConfig::new(
+                "Endpoint=sb://r.test/;SharedAccessKeyName=s;SharedAccessKey=k;EntityPath=h"
+                    .parse()
+                    .expect("connection string"),
+            )
+        };
+        let file =
+            ProxyFile::parse("[local_tls]\ncert = \"a.pem\"\nkey = \"a.key\"").expect("file");
+        let merged = config_syntax::layered(ProxyOptions::default(), file.options.clone());
+        let tls = merged.into_config(access()).expect("file").config.local_tls;
+        assert_eq!(tls.map(|t| t.cert), Some(PathBuf::from("a.pem")));
+        let flags = ProxyOptions {
+            local_tls: LocalTlsSection {
+                cert: Some("b.pem".into()),
+                key: Some("b.key".into()),
+            },
+            ..ProxyOptions::default()
+        };
+        let merged = config_syntax::layered(flags, file.options);
+        let tls = merged
+            .into_config(access())
+            .expect("flags")
+            .config
+            .local_tls;
+        assert_eq!(tls.map(|t| t.key), Some(PathBuf::from("b.key")));
+        let half = ProxyFile::parse("[local_tls]\ncert = \"a.pem\"").expect("file");
+        let err = half
+            .options
+            .clone()
+            .into_config(access())
+            .expect_err("half");
+        assert_eq!(err.key, "local_tls");
     }
 }

@@ -19,7 +19,7 @@ pub mod pool;
 pub mod proxy;
 pub mod status;
 
-pub use config::{ProxyConfig, ProxyFile, TunnelMode};
+pub use config::{ProxyConfig, ProxyFile, ProxyOptions, ProxySetup, TunnelMode};
 pub use proxy::{LocalProxy, ProxyError, bind};
 pub use status::{ProxySnapshot, ProxyStatus};
 

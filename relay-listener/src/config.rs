@@ -1,12 +1,15 @@
-//! The relay-listener's configuration: the library's [`ListenerConfig`] and the TOML file of
-//! `dongle-relay listen --config` ([`ListenerFile`], unknown keys refused).
+//! The relay-listener's configuration: the library's [`ListenerConfig`], and its options
+//! ([`ListenerOptions`]: the command line of `dongle-relay listen` and the keys of its TOML file,
+//! [`ListenerFile`], unknown keys refused), turned into the configuration by
+//! [`ListenerOptions::into_config`].
 
 use std::time::Duration;
 
+use config_syntax::{Merge, parse_duration};
 use hc_client::access::AccessConfig;
+use hc_client::options::ComponentFile;
 use hc_client::pump::PumpConfig;
-use hc_client::settings::{AccessKeys, EgressSection, TlsSection};
-use hc_protocol::Secret;
+use hc_client::settings::SettingError;
 use hc_protocol::connection_string::ConnectionString;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Deserializer};
@@ -92,116 +95,133 @@ impl ListenerConfig {
     }
 }
 
-/// The `listen` configuration file. Every key is optional; command-line flags win.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct ListenerFile {
-    /// `Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…;EntityPath=…`.
-    pub connection_string: Option<Secret>,
-    /// The hybrid connection, when the connection string has no `EntityPath`.
-    pub hybrid_connection: Option<String>,
-    /// TCP target `host:port`.
+/// The options of `dongle-relay listen` besides relay access ([`RelayOptions`](hc_client::options::RelayOptions)): its
+/// command line (kebab-case flags) and its file's keys (snake_case), one definition. Every
+/// field is optional; [`ListenerOptions::into_config`] supplies the defaults.
+#[derive(clap::Args, Debug, Clone, Default, Deserialize, Merge, PartialEq, Eq)]
+#[merge(strategy = merge::option::overwrite_none)]
+pub struct ListenerOptions {
+    /// The TCP target each tunnelled connection is bridged to: the license server
+    /// [default: 127.0.0.1:12300].
+    #[arg(long, value_name = "HOST:PORT")]
     pub target: Option<String>,
-    /// Target connect timeout (`5s`).
+    /// How long connecting to the target may take before the sender is rejected with 502
+    /// [default: 5s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     #[serde(
         default,
         deserialize_with = "config_syntax::duration::deserialize_option"
     )]
     pub target_timeout: Option<Duration>,
-    /// Control-channel ping interval (`30s`; `0` turns pings off).
+    /// Ping interval on the control channel; `0` turns pings off [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     #[serde(
         default,
         deserialize_with = "config_syntax::duration::deserialize_option"
     )]
     pub keepalive_interval: Option<Duration>,
-    /// Close streams idle this long (`5m`; `0` turns it off).
+    /// Close tunnelled connections idle this long; `0` turns it off [default: 5m].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     #[serde(
         default,
         deserialize_with = "config_syntax::duration::deserialize_option"
     )]
     pub idle_timeout: Option<Duration>,
-    /// Token lifetime (`1h`).
-    #[serde(
-        default,
-        deserialize_with = "config_syntax::duration::deserialize_option"
-    )]
-    pub token_ttl: Option<Duration>,
-    /// Relay TCP connect timeout (`10s`).
-    #[serde(
-        default,
-        deserialize_with = "config_syntax::duration::deserialize_option"
-    )]
-    pub connect_timeout: Option<Duration>,
-    /// TLS + WebSocket handshake timeout (`20s`).
-    #[serde(
-        default,
-        deserialize_with = "config_syntax::duration::deserialize_option"
-    )]
-    pub handshake_timeout: Option<Duration>,
-    /// Most live streams (default: what the open-file limit holds, at most 16384).
+    /// Most live tunnelled connections at once; more are rejected with 429 [default: what the
+    /// open-file limit holds at two descriptors a stream, at most 16384].
+    #[arg(long, value_name = "N")]
     pub max_streams: Option<u64>,
-    /// Most live streams of one client, site and address (default: `max_streams`).
+    /// Most live tunnelled connections of one client (site and address) [default:
+    /// --max-streams]; under contention a client gets no more than its fair share anyway.
+    #[arg(long, value_name = "N")]
     pub max_streams_per_client: Option<u64>,
-    /// Drain time on shutdown (`5s`).
+    /// How long open connections may finish after SIGTERM [default: 5s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     #[serde(
         default,
         deserialize_with = "config_syntax::duration::deserialize_option"
     )]
     pub shutdown_grace: Option<Duration>,
-    /// How the target learns the real client: `none`, `proxy-v2` or `loopback`.
+    /// How the target learns the real client: `none`; `proxy-v2` (a PROXY protocol v2 header
+    /// with the client's address and site, for our license server); `loopback` (one loopback
+    /// source address per client, for servers that count seats per IP; Linux and Windows).
+    /// Without proxy-v2 or loopback every client reaches the target from this host's one
+    /// address [default: none].
+    #[arg(long, value_name = "MODE", value_parser = |s: &str| s.parse::<IdentityMode>())]
     pub identity: Option<IdentityMode>,
-    /// Site name for senders that send none.
+    /// Site name for senders that send none (`X-Dongle-Relay-Site`) [default: none].
+    #[arg(long, value_name = "NAME")]
     pub default_site: Option<String>,
-    /// Source addresses of the loopback identity mode (`127.64.0.0/10`).
+    /// Source addresses of `--identity loopback` [default: 127.64.0.0/10].
+    #[arg(long, value_name = "CIDR", value_parser = config_syntax::ip::parse_ipv4_net)]
     #[serde(default, deserialize_with = "de_opt_ipv4net")]
     pub loopback_range: Option<Ipv4Net>,
-    /// Accept multiplexed pooled connections from our local-proxies (default true).
+    /// Refuse multiplexed pooled connections (`dongle-relay.mux.v1`): proxies then open one
+    /// relay connection per TCP connection [default: multiplexing on]. In the file: `mux =
+    /// false`.
+    #[arg(long = "no-mux", num_args = 0, default_missing_value = "false")]
     pub mux: Option<bool>,
-    /// Serve Azure Relay Bridge senders: the port names they may ask for.
+    /// Serve Azure Relay Bridge senders (`azbridge -L`): every 1:1 connection must start with
+    /// azbridge's preamble naming one of these ports. Repeatable; with exactly one name, any
+    /// numeric port name is accepted too (as azbridge does).
+    #[arg(long = "azbridge-port-name", value_name = "NAME")]
     pub azbridge_port_names: Option<Vec<String>>,
-    /// Forward HTTP-mode requests to this `host:port` (the admin endpoint; its token is still
-    /// required).
+    /// Forward HTTP-mode requests (`https://RELAY/HC/PATH` with a Send token) to this plain
+    /// HTTP address on this host, without `/HC`: the license server's admin endpoint (status
+    /// page, /api/status, /metrics), whose bearer token is still required [default: none, such
+    /// requests are answered 404].
+    #[arg(long, value_name = "HOST:PORT")]
     pub http_target: Option<String>,
-    /// More relays serving the same hybrid connection (replicas, or another Azure namespace):
-    /// `["sb://relay-b.example.net/"]`, same credentials as the connection string's.
-    pub relays: Option<Vec<String>>,
-    /// How often relay host names are resolved again, so that replicas behind one name
-    /// (added, removed, moved) are followed (`30s`).
-    #[serde(
-        default,
-        deserialize_with = "config_syntax::duration::deserialize_option"
-    )]
-    pub resolve_interval: Option<Duration>,
-    /// Trust of the relay's certificate.
-    #[serde(default)]
-    pub tls: TlsSection,
-    /// Proxy on the way to the relay.
-    #[serde(default)]
-    pub egress: EgressSection,
 }
 
-impl ListenerFile {
-    /// Parses a configuration file's text; errors name the key and line.
+/// The `listen` configuration file: relay-access keys and [`ListenerOptions`] in one table.
+/// Every key is optional; command-line flags win.
+pub type ListenerFile = ComponentFile<ListenerOptions>;
+
+impl ListenerOptions {
+    /// The relay-listener's configuration: these (merged) options over the defaults, with
+    /// `access` (from [`RelayOptions::access`](hc_client::options::RelayOptions::access)).
     ///
     /// # Errors
-    /// The TOML error.
-    pub fn parse(text: &str) -> Result<Self, toml::de::Error> {
-        toml::from_str(text)
-    }
-
-    /// The relay-access keys, for merging under the command line's.
-    pub fn access_keys(&self) -> AccessKeys<'_> {
-        AccessKeys {
-            connection_string: self.connection_string.as_ref(),
-            hybrid_connection: self.hybrid_connection.as_ref(),
-            token_ttl: self.token_ttl,
-            connect_timeout: self.connect_timeout,
-            handshake_timeout: self.handshake_timeout,
-            tls: &self.tls,
-            egress: &self.egress,
-            relays: self.relays.as_deref(),
-            resolve_interval: self.resolve_interval,
+    /// [`SettingError`] naming the key.
+    pub fn into_config(self, access: AccessConfig) -> Result<ListenerConfig, SettingError> {
+        let mut config = ListenerConfig::new(access.connection.clone());
+        config.access = access;
+        let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
+        if let Some(target) = self.target {
+            config.target = target;
         }
+        if let Some(t) = self.target_timeout {
+            config.target_timeout = t;
+        }
+        if let Some(k) = self.keepalive_interval {
+            config.control_ping = nonzero(k);
+        }
+        if let Some(idle) = self.idle_timeout {
+            config.pump.idle_timeout = nonzero(idle);
+        }
+        if let Some(n) = self.max_streams {
+            config.max_streams = n;
+        }
+        config.max_streams_per_client = self.max_streams_per_client;
+        if let Some(g) = self.shutdown_grace {
+            config.shutdown_grace = g;
+        }
+        if let Some(mode) = self.identity {
+            config.identity.mode = mode;
+        }
+        config.identity.default_site = self.default_site;
+        if let Some(range) = self.loopback_range {
+            config.identity.loopback_range = range;
+        }
+        config.mux = self.mux.unwrap_or(true);
+        config.azbridge_port_names = self.azbridge_port_names.unwrap_or_default();
+        for name in &config.azbridge_port_names {
+            hc_client::azbridge::preamble(name)
+                .map_err(|e| SettingError::new("azbridge_port_names", e.to_string()))?;
+        }
+        config.http_target = self.http_target;
+        Ok(config)
     }
 }
 

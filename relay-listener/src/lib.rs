@@ -31,7 +31,7 @@ pub mod rendezvous;
 pub mod status;
 pub mod target;
 
-pub use config::{ListenerConfig, ListenerFile};
+pub use config::{ListenerConfig, ListenerFile, ListenerOptions};
 pub use http_mode::HttpForward;
 pub use identity::{ClientSource, IdentityConfig, IdentityMode, RemoteClient};
 pub use listener::{ListenerError, RelayListener};
