@@ -244,9 +244,18 @@ async fn ip_script(license: &License, addr: SocketAddr) -> Transcript {
     t
 }
 
-#[tokio::test]
-async fn ip_licences_through_the_tunnel_count_real_client_addresses() {
-    timeout(LIMIT, async {
+/// [`ip_script`] run directly against one IP-licensed server and through the tunnel (listener
+/// in identity `mode`, one site `branch-a`) against another.
+struct IpRun {
+    direct: License,
+    tunnelled: License,
+    expected: Transcript,
+    got: Transcript,
+    _tunnel: (Relay, Listener, Vec<Proxy>),
+}
+
+impl IpRun {
+    async fn start(mode: IdentityMode) -> Self {
         let ip_config = || ServerConfig {
             license_mode: LicenseMode::Ip,
             ..config(3)
@@ -254,8 +263,29 @@ async fn ip_licences_through_the_tunnel_count_real_client_addresses() {
         let direct = License::start_with(ip_config()).await;
         let expected = ip_script(&direct, direct.addr()).await;
         let tunnelled = License::start_with(ip_config()).await;
-        let (_relay, _listener, proxies) = tunnel(&tunnelled, &["branch-a"]).await;
-        let got = ip_script(&tunnelled, proxies[0].addr()).await;
+        let tunnel = tunnel_in(mode, &tunnelled, &["branch-a"]).await;
+        let got = ip_script(&tunnelled, tunnel.2[0].addr()).await;
+        Self {
+            direct,
+            tunnelled,
+            expected,
+            got,
+            _tunnel: tunnel,
+        }
+    }
+
+    async fn stop(self) {
+        self.direct.stop().await;
+        self.tunnelled.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn ip_licences_through_the_tunnel_count_real_client_addresses() {
+    timeout(LIMIT, async {
+        let run = IpRun::start(IdentityMode::ProxyV2).await;
+        let (direct, tunnelled, expected, got) =
+            (&run.direct, &run.tunnelled, &run.expected, &run.got);
         assert_eq!(got, expected, "direct and tunnelled differ");
         let value = |label: &str| {
             got.iter()
@@ -292,8 +322,7 @@ async fn ip_licences_through_the_tunnel_count_real_client_addresses() {
                 .iter()
                 .all(|s| s.site.as_deref() == Some("branch-a"))
         );
-        direct.stop().await;
-        tunnelled.stop().await;
+        run.stop().await;
     })
     .await
     .expect("within the limit");
@@ -311,16 +340,8 @@ async fn ip_licences_count_real_clients_through_loopback_identity_without_proxy_
     use relay_listener::loopback::SourceRange;
 
     timeout(LIMIT, async {
-        let ip_config = || ServerConfig {
-            license_mode: LicenseMode::Ip,
-            ..config(3)
-        };
-        let direct = License::start_with(ip_config()).await;
-        let expected = ip_script(&direct, direct.addr()).await;
-        let tunnelled = License::start_with(ip_config()).await;
-        let (_relay, _listener, proxies) =
-            tunnel_in(IdentityMode::Loopback, &tunnelled, &["branch-a"]).await;
-        let got = ip_script(&tunnelled, proxies[0].addr()).await;
+        let run = IpRun::start(IdentityMode::Loopback).await;
+        let (tunnelled, expected, got) = (&run.tunnelled, &run.expected, &run.got);
         const ADDRESSES: &str = "session addresses";
         let answers = |t: &Transcript| -> Transcript {
             t.iter().filter(|(l, _)| l != ADDRESSES).cloned().collect()
@@ -356,8 +377,7 @@ async fn ip_licences_count_real_clients_through_loopback_identity_without_proxy_
             0,
             "no PROXY header was sent"
         );
-        direct.stop().await;
-        tunnelled.stop().await;
+        run.stop().await;
     })
     .await
     .expect("within the limit");
