@@ -20,7 +20,7 @@
 # Usage: bash scripts/dist-windows.sh [--profile debug|release] [--check]
 #        (default: release; CI uses --profile debug --check to stay short)
 # Installs what it needs idempotently (Debian: mingw-w64, zip, wixl, msitools; wine64 for
-# --check). Uses CARGO_TARGET_DIR if set.
+# --check; cargo-about for the licence notices). Uses CARGO_TARGET_DIR if set.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -69,6 +69,9 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 rustup target list --installed | grep -qx "$target" || rustup target add "$target"
+# cargo-about writes the third-party licence texts (THIRD-PARTY-NOTICES.txt).
+cargo about --version 2>/dev/null | grep -q '^cargo-about 0\.9\.3$' \
+  || cargo install --locked cargo-about@0.9.3
 
 version=$(cargo metadata --no-deps --format-version 1 | python3 -c '
 import json, sys
@@ -138,6 +141,37 @@ for f in mxnet2.example.ini listener.example.toml proxy.example.toml relay.examp
   fi
   crlf "$work/$f" "$stage/examples/$f"
 done
+
+# Licences: ours, and every third-party one whose code is in the exe or the DLLs. The crates'
+# texts come from cargo-about (about.toml, about.hbs: from each crate's own licence files, no
+# network lookups); the C libraries the crates compile in (libusb, LGPL-2.1; SQLite, public
+# domain) follow from deploy/windows/C-LIBRARIES.txt with libusb's own licence text.
+crlf LICENSE-MIT "$stage/LICENSE-MIT.txt"
+crlf LICENSE-APACHE "$stage/LICENSE-APACHE.txt"
+crate_version() {
+  cargo metadata --format-version 1 --locked --filter-platform "$target" 2>/dev/null \
+    | python3 -c 'import json,sys; n=sys.argv[1]; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"]==n))' "$1"
+}
+usb_sys=$(crate_version libusb1-sys) || fail "libusb1-sys is not in the Windows build's dependencies"
+sqlite_sys=$(crate_version libsqlite3-sys) || fail "libsqlite3-sys is not in the Windows build's dependencies"
+registry=$(cargo metadata --format-version 1 --locked 2>/dev/null \
+  | python3 -c 'import json,sys; print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"]=="libusb1-sys"))')
+libusb_src=$(dirname "$registry")/libusb
+[ -f "$libusb_src/COPYING" ] || fail "libusb's licence text is not at $libusb_src/COPYING"
+libusb_version=$(sed -n 's/^#define LIBUSB_\(MAJOR\|MINOR\|MICRO\) \([0-9]*\).*/\2/p' \
+  "$libusb_src/libusb/version.h" | paste -sd.)
+repository=$(cargo metadata --format-version 1 --no-deps --locked 2>/dev/null \
+  | python3 -c 'import json,sys; print(next(p["repository"] or "" for p in json.load(sys.stdin)["packages"] if p["name"]=="dongle-relay"))')
+{
+  cargo about generate --locked --fail --workspace about.hbs
+  echo
+  sed -e "s|@LIBUSB_VERSION@|$libusb_version|" -e "s|@LIBUSB1_SYS_VERSION@|$usb_sys|g" \
+    -e "s|@LIBSQLITE3_SYS_VERSION@|$sqlite_sys|" -e "s|@REPOSITORY@|$repository|" \
+    deploy/windows/C-LIBRARIES.txt
+  cat "$libusb_src/COPYING"
+} >"$work/THIRD-PARTY-NOTICES.txt" || fail "cargo about generate failed (see above)"
+crlf "$work/THIRD-PARTY-NOTICES.txt" "$stage/THIRD-PARTY-NOTICES.txt"
+
 (cd "$stage" && find . -type f ! -name SHA256SUMS.txt -printf '%P\n' | LC_ALL=C sort \
   | xargs -d '\n' sha256sum >"$work/SHA256SUMS.txt")
 crlf "$work/SHA256SUMS.txt" "$stage/SHA256SUMS.txt"
@@ -184,7 +218,8 @@ step "check: the zip's files"
 expected=$(cd "$stage" && find . -type f -printf "$name/%P\n" | LC_ALL=C sort)
 for f in dongle-relay.exe client/x64/mxnet2_api.dll client/x64/libmxnet2_api.dll.a \
   client/x86/mxnet2_api.dll client/x86/libmxnet2_api.dll.a client/x86/mxnet2_api.def \
-  client/mxnet2_api.h README.txt SHA256SUMS.txt docs/windows.md examples/mxnet2.example.ini; do
+  client/mxnet2_api.h README.txt SHA256SUMS.txt docs/windows.md examples/mxnet2.example.ini \
+  LICENSE-MIT.txt LICENSE-APACHE.txt THIRD-PARTY-NOTICES.txt; do
   grep -qx "$name/$f" <<<"$expected" || fail "the staged release lacks $f"
 done
 # Each DLL in the folder of its architecture.

@@ -284,8 +284,7 @@ impl IpRun {
 async fn ip_licences_through_the_tunnel_count_real_client_addresses() {
     timeout(LIMIT, async {
         let run = IpRun::start(IdentityMode::ProxyV2).await;
-        let (direct, tunnelled, expected, got) =
-            (&run.direct, &run.tunnelled, &run.expected, &run.got);
+        let (tunnelled, expected, got) = (&run.tunnelled, &run.expected, &run.got);
         assert_eq!(got, expected, "direct and tunnelled differ");
         let value = |label: &str| {
             got.iter()
@@ -347,8 +346,8 @@ async fn ip_licences_count_real_clients_through_loopback_identity_without_proxy_
             t.iter().filter(|(l, _)| l != ADDRESSES).cloned().collect()
         };
         assert_eq!(
-            answers(&got),
-            answers(&expected),
+            answers(got),
+            answers(expected),
             "direct and tunnelled differ"
         );
         // The server saw each client at the address the listener mapped it to, never the
