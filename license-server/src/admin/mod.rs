@@ -15,7 +15,7 @@
 //! The relay-listener usually runs as another process; when the same process runs it, an
 //! [`InProcessListener`] adds its live state to the status and its metrics to `/metrics`.
 
-mod page;
+pub mod page;
 mod usage;
 
 use std::net::SocketAddr;

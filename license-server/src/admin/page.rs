@@ -22,12 +22,20 @@ const UPLOT_STYLE: Asset = Asset::css(include_str!("page/vendor/uplot/uPlot.min.
 
 /// Adds the page's files to `router`.
 pub(super) fn routes(router: Router) -> Router {
+    shared(
+        router
+            .asset("/", INDEX)
+            .asset("/index.html", INDEX)
+            .asset("/app.js", SCRIPT)
+            .asset("/charts.js", CHARTS),
+    )
+}
+
+/// Adds the files another page of the same look uses (the headquarters view): the style sheet
+/// at `/style.css` and uPlot at `/vendor/uplot/`.
+pub fn shared(router: Router) -> Router {
     router
-        .asset("/", INDEX)
-        .asset("/index.html", INDEX)
-        .asset("/app.js", SCRIPT)
         .asset("/style.css", STYLE)
-        .asset("/charts.js", CHARTS)
         .asset("/vendor/uplot/uPlot.iife.min.js", UPLOT)
         .asset("/vendor/uplot/uPlot.min.css", UPLOT_STYLE)
 }

@@ -1,0 +1,68 @@
+// Checks the headquarters page (dongle-relay hq) in headless Chromium. Run by tests/hq_view.rs,
+// which starts two dongle hosts (one through the relay) and a host that is down; prints one
+// line:
+//
+//   HQ <json>            what the page shows: per host section its name, data-reachable, error
+//                        text, the AppSlots' in-use cells and whether its chart was drawn; the
+//                        combined table's rows; the CSP violations and console errors seen
+//   ERROR <message>      anything else (exit status 1)
+//
+// Environment: PW_MODULE, CHROMIUM, PAGE_URL, TOKEN (the headquarters' token), HOSTS (how
+// many host sections to wait for), CHARTS (how many drawn charts to wait for).
+'use strict';
+
+const { env, launch, run } = require('./launch');
+
+const STEP_MS = 20000;
+
+async function main() {
+  const base = env('PAGE_URL');
+  const token = env('TOKEN');
+  const hosts = Number(env('HOSTS'));
+  const charts = Number(env('CHARTS'));
+  const { context, close } = await launch({ viewport: { width: 1100, height: 900 } });
+  try {
+    const errors = [];
+    context.on('weberror', (e) => errors.push(String(e.error())));
+    await context.addInitScript(() => {
+      window.__cspViolations = [];
+      document.addEventListener('securitypolicyviolation', (e) => {
+        window.__cspViolations.push(e.violatedDirective + ' ' + (e.blockedURI || 'inline'));
+      });
+    });
+    const page = await context.newPage();
+    page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+    await page.goto(`${base}#token=${encodeURIComponent(token)}`);
+    await page.waitForFunction((n) => document.querySelectorAll('[data-testid="host"]').length === n,
+      hosts, { timeout: STEP_MS });
+    await page.waitForFunction(
+      (n) => document.querySelectorAll('[data-testid="host-chart"][data-drawn]').length === n,
+      charts, { timeout: STEP_MS });
+    const seen = await page.evaluate(() => ({
+      hash: window.location.hash,
+      hosts: Array.from(document.querySelectorAll('[data-testid="host"]')).map((h) => ({
+        name: h.dataset.host,
+        reachable: h.dataset.reachable,
+        error: (h.querySelector('[data-testid="host-error"]') || {}).textContent || null,
+        taken: Array.from(h.querySelectorAll('[data-testid="host-slot"] [data-testid="taken"]'))
+          .map((c) => c.textContent),
+        chart: !!h.querySelector('[data-testid="host-chart"][data-drawn] canvas'),
+      })),
+      combined: Array.from(document.querySelectorAll('[data-testid="combined-row"]')).map((r) => ({
+        host: r.dataset.host,
+        slot: r.dataset.slot,
+        taken: r.querySelector('[data-testid="taken"]').textContent,
+        peak: r.querySelector('[data-testid="peak"]').textContent,
+        refusals: r.querySelector('[data-testid="refusals"]').textContent,
+      })),
+      summary: document.getElementById('summary').textContent,
+      violations: window.__cspViolations.slice(),
+    }));
+    seen.errors = errors;
+    console.log('HQ ' + JSON.stringify(seen));
+  } finally {
+    await close();
+  }
+}
+
+run(main);
