@@ -355,12 +355,15 @@ async fn the_page_shows_every_host_and_the_one_that_is_down() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = hosts.hq_config(dir.path(), BERLIN_TOKEN, Some(down));
         let (_process, addr) = hq(&file).await;
+        // docs/hq-view.png is this screenshot (DONGLE_RELAY_HQ_SCREENSHOT=$PWD/docs/hq-view.png).
+        let screenshot = std::env::var("DONGLE_RELAY_HQ_SCREENSHOT")
+            .unwrap_or_else(|_| dir.path().join("hq-view.png").display().to_string());
         let mut node = browser::node(
             "hq_page.js",
             &module,
             addr,
             HQ_TOKEN,
-            &[("HOSTS", "3"), ("CHARTS", "2")],
+            &[("HOSTS", "3"), ("CHARTS", "2"), ("SCREENSHOT", &screenshot)],
         );
         let mut lines = BufReader::new(node.stdout.take().expect("stdout")).lines();
         let line = lines

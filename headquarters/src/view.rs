@@ -266,6 +266,33 @@ fn combined_rows(view: &HostView) -> Vec<CombinedRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::HqConfig;
+
+    /// A host that accepts the connection and never answers costs the view its time limit,
+    /// no more, and shows as an error row (paused time: the limit passes at once).
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_host_is_an_error_row_after_the_limit() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = silent.local_addr().expect("addr");
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("t"), "host-token-0123456789").expect("write");
+        let config = HqConfig::parse(
+            &format!("[[host]]\nname = \"quiet\"\nurl = \"http://{addr}\"\ntoken_file = \"t\""),
+            dir.path(),
+        )
+        .expect("config");
+        let limit = Duration::from_secs(10);
+        let started = tokio::time::Instant::now();
+        let view = gather(&config.hosts, &Period::default(), limit, 0).await;
+        assert_eq!(started.elapsed(), limit);
+        let host = &view.hosts[0];
+        assert!(!host.reachable);
+        assert_eq!(host.error.as_deref(), Some("no answer within 10s"));
+        assert!(view.combined.is_empty());
+        drop(silent);
+    }
 
     #[test]
     fn the_period_is_passed_on_encoded() {

@@ -8,7 +8,8 @@
 //   ERROR <message>      anything else (exit status 1)
 //
 // Environment: PW_MODULE, CHROMIUM, PAGE_URL, TOKEN (the headquarters' token), HOSTS (how
-// many host sections to wait for), CHARTS (how many drawn charts to wait for).
+// many host sections to wait for), CHARTS (how many drawn charts to wait for); SCREENSHOT, if
+// set: where a screenshot of the whole page is written (docs/hq-view.png is one).
 'use strict';
 
 const { env, launch, run } = require('./launch');
@@ -59,6 +60,7 @@ async function main() {
       violations: window.__cspViolations.slice(),
     }));
     seen.errors = errors;
+    if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT, fullPage: true });
     console.log('HQ ' + JSON.stringify(seen));
   } finally {
     await close();

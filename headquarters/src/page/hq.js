@@ -59,18 +59,16 @@
     ], { testid: 'combined-row', host: r.host, slot: r.slot })));
   }
 
-  function chart(box, series) {
+  // Drawn once `div` is in the page: uPlot takes its width.
+  function chart(div, series) {
     const slots = series.slots;
-    if (!slots.length || typeof uPlot === 'undefined') return;
-    const div = el('div', null, { class: 'chart', testid: 'host-chart' });
-    box.appendChild(div);
     const x = series.times.map((ms) => ms / 1000);
     const lines = slots.map((s, i) => ({
       label: (s.slot_name || 'AppSlot ' + s.slot) + ' in use',
       stroke: COLOURS[i % COLOURS.length], width: 2, paths: uPlot.paths.stepped({ align: 1 }),
     }));
     const u = new uPlot({
-      width: Math.max(320, box.clientWidth), height: 200,
+      width: Math.max(320, div.clientWidth), height: 200,
       series: [{}].concat(lines),
       scales: { y: { range: (u, min, max) => [0, Math.max(1, max) * 1.1] } },
       axes: [{}, { values: (u, v) => v.map((n) => (Number.isInteger(n) ? String(n) : '')), size: 40 }],
@@ -80,7 +78,8 @@
     charts.push(u);
   }
 
-  function host(h) {
+  // A host's section; its chart (if any) goes to `pending`, to be drawn once in the page.
+  function host(h, pending) {
     const box = el('section', null, { testid: 'host', host: h.name, reachable: String(h.reachable) });
     box.appendChild(el('h2', h.name));
     box.appendChild(el('p', 'via ' + h.via, { class: 'muted' }));
@@ -105,9 +104,11 @@
     box.appendChild(table);
     if (h.usage_error) {
       box.appendChild(el('p', 'Usage history: ' + h.usage_error, { class: 'muted', testid: 'usage-error' }));
-    } else if (h.series) {
+    } else if (h.series && h.series.slots.length && typeof uPlot !== 'undefined') {
       box.appendChild(el('h3', 'Seats in use'));
-      chart(box, h.series);
+      const div = el('div', null, { class: 'chart', testid: 'host-chart' });
+      box.appendChild(div);
+      pending.push([div, h.series]);
     }
     return box;
   }
@@ -139,7 +140,9 @@
       $('token-form').hidden = true;
       $('content').hidden = false;
       combined(view.combined);
-      $('hosts').replaceChildren(...view.hosts.map(host));
+      const pending = [];
+      $('hosts').replaceChildren(...view.hosts.map((h) => host(h, pending)));
+      for (const [div, series] of pending) chart(div, series);
       const down = view.hosts.filter((h) => !h.reachable).length;
       $('summary').textContent = view.hosts.length + ' host(s)' + (down ? ', ' + down + ' unreachable' : ', all reachable');
       $('last-updated').textContent = 'Updated ' + new Date(view.fetched_at_ms).toLocaleTimeString() + '.';
