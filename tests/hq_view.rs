@@ -284,6 +284,7 @@ async fn one_view_shows_a_direct_and_a_relayed_host_and_needs_its_token() {
             200
         );
         assert_eq!(get(addr, "/hq.js", None).await.status, 200);
+        assert_eq!(get(addr, "/token.js", None).await.status, 200);
     })
     .await
     .expect("within the limit");

@@ -3,7 +3,7 @@
 //!
 //! | route | access | what |
 //! |---|---|---|
-//! | `GET /` (`/hq.js`, `/style.css`, `/vendor/uplot/…`) | public | the page (no data; it asks for the token) |
+//! | `GET /` (`/hq.js`, `/token.js`, `/style.css`, `/vendor/uplot/…`) | public | the page (no data; it asks for the token) |
 //! | `GET /api/hosts?from=…&to=…` | token | [`HostsView`](crate::HostsView): every host, asked now |
 //!
 //! The page is the status page's look (its style sheet and uPlot, served from here too); its

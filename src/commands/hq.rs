@@ -72,21 +72,14 @@ pub struct Loaded {
 /// The file, a host's setting or the token is missing or wrong.
 pub fn load(args: Args) -> anyhow::Result<Loaded> {
     let config = HqConfig::load(&args.config)?;
-    let token = match std::env::var(HQ_TOKEN_ENV) {
-        Ok(text) if !text.trim().is_empty() => {
-            BearerToken::new(&text).map_err(|e| anyhow::anyhow!("{HQ_TOKEN_ENV}: {e}"))?
-        }
-        _ => match &args.token_file {
-            Some(path) => BearerToken::from_file(path)?,
-            None => config.token.clone().ok_or_else(|| {
-                anyhow::anyhow!(
-                    "the headquarters view needs its own bearer token: ${HQ_TOKEN_ENV}, \
-                     --token-file or token_file in {}",
-                    args.config.display()
-                )
-            })?,
-        },
-    };
+    let given = super::server::ops::bearer_token(HQ_TOKEN_ENV, args.token_file.as_deref())?;
+    let token = given.or_else(|| config.token.clone()).ok_or_else(|| {
+        anyhow::anyhow!(
+            "the headquarters view needs its own bearer token: ${HQ_TOKEN_ENV}, \
+             --token-file or token_file in {}",
+            args.config.display()
+        )
+    })?;
     let bind = args.bind.unwrap_or(config.bind);
     Ok(Loaded {
         config,

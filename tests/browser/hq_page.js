@@ -12,7 +12,7 @@
 // set: where a screenshot of the whole page is written (docs/hq-view.png is one).
 'use strict';
 
-const { env, launch, run } = require('./launch');
+const { env, launch, run, watch } = require('./launch');
 
 const STEP_MS = 20000;
 
@@ -23,16 +23,9 @@ async function main() {
   const charts = Number(env('CHARTS'));
   const { context, close } = await launch({ viewport: { width: 1100, height: 900 } });
   try {
-    const errors = [];
-    context.on('weberror', (e) => errors.push(String(e.error())));
-    await context.addInitScript(() => {
-      window.__cspViolations = [];
-      document.addEventListener('securitypolicyviolation', (e) => {
-        window.__cspViolations.push(e.violatedDirective + ' ' + (e.blockedURI || 'inline'));
-      });
-    });
+    const problems = await watch(context);
     const page = await context.newPage();
-    page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+    problems.page(page);
     await page.goto(`${base}#token=${encodeURIComponent(token)}`);
     await page.waitForFunction((n) => document.querySelectorAll('[data-testid="host"]').length === n,
       hosts, { timeout: STEP_MS });
@@ -57,9 +50,9 @@ async function main() {
         refusals: r.querySelector('[data-testid="refusals"]').textContent,
       })),
       summary: document.getElementById('summary').textContent,
-      violations: window.__cspViolations.slice(),
     }));
-    seen.errors = errors;
+    seen.violations = await problems.violations(page);
+    seen.errors = problems.errors;
     if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT, fullPage: true });
     console.log('HQ ' + JSON.stringify(seen));
   } finally {

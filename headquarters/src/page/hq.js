@@ -6,7 +6,7 @@
 
 (() => {
   const REFRESH_MS = 30000;
-  const TOKEN_KEY = 'dongle-relay-hq-token';
+  const token = window.pageToken('dongle-relay-hq-token');
   const DAY_MS = 86400000;
   const PERIODS = { day: DAY_MS, week: 7 * DAY_MS, month: 30 * DAY_MS, year: 365 * DAY_MS };
   const COLOURS = ['#1d5fbf', '#c2410c', '#15803d', '#7c3aed', '#b42318', '#0e7490', '#a16207'];
@@ -14,15 +14,6 @@
   let period = 'week';
   let charts = [];
   let busy = false;
-
-  // The token arrives in the fragment (#token=…), which browsers never send to the server.
-  function takeTokenFromFragment() {
-    const match = /(?:^#|&)token=([^&]*)/.exec(window.location.hash);
-    if (match) {
-      sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
-      history.replaceState(null, '', window.location.pathname + window.location.search);
-    }
-  }
 
   function message(text, kind) {
     $('message').textContent = text;
@@ -115,8 +106,8 @@
 
   async function load() {
     if (busy) return;
-    const token = sessionStorage.getItem(TOKEN_KEY);
-    if (!token) {
+    const bearer = token.get();
+    if (!bearer) {
       $('token-form').hidden = false;
       $('content').hidden = true;
       return;
@@ -125,10 +116,10 @@
     try {
       const from = new Date(Date.now() - PERIODS[period]).toISOString();
       const response = await fetch('api/hosts?from=' + encodeURIComponent(from), {
-        headers: { Authorization: 'Bearer ' + token }, cache: 'no-store', credentials: 'omit',
+        headers: { Authorization: 'Bearer ' + bearer }, cache: 'no-store', credentials: 'omit',
       });
       if (response.status === 401) {
-        sessionStorage.removeItem(TOKEN_KEY);
+        token.clear();
         $('token-form').hidden = false;
         $('content').hidden = true;
         message('The token was refused.', 'error');
@@ -156,10 +147,10 @@
   }
 
   document.addEventListener('DOMContentLoaded', () => {
-    takeTokenFromFragment();
+    token.takeFromFragment();
     $('token-form').addEventListener('submit', (event) => {
       event.preventDefault();
-      sessionStorage.setItem(TOKEN_KEY, $('token-input').value.trim());
+      token.set($('token-input').value.trim());
       $('token-input').value = '';
       load();
     });
