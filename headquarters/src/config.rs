@@ -138,11 +138,15 @@ impl Route {
             Self::Direct {
                 host, port, base, ..
             } => format!("http://{host}:{port}{base}/"),
-            Self::Relay(access) => format!(
-                "relay {}/{}/",
-                access.endpoint().to_string().replacen("ws", "http", 1),
-                access.entity_path()
-            ),
+            Self::Relay(access) => {
+                let endpoint = access.endpoint();
+                let scheme = if endpoint.tls { "https" } else { "http" };
+                format!(
+                    "relay {scheme}://{}/{}/",
+                    endpoint.authority(),
+                    access.entity_path()
+                )
+            }
         }
     }
 }
@@ -304,6 +308,8 @@ fn direct(text: &str, timeouts: DialTimeouts) -> Result<Route, String> {
     if url.query().is_some() || url.fragment().is_some() {
         return Err(format!("url {text:?}: no query or fragment, please"));
     }
+    // The dialer opens plain TCP here (the admin endpoint has no TLS); it wants a TLS
+    // configuration all the same, which stays unused.
     let tls = hc_client::TrustConfig::default()
         .client_config()
         .map_err(|e| e.to_string())?;
