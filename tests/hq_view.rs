@@ -4,8 +4,8 @@
 //! and "Berlin", reached directly — and a real `dongle-relay hq` process configured with both
 //! (and, in the second test, a third host that is down). Scripted logins and a refusal; then
 //! `GET /api/hosts` of the headquarters shows each host's seats in use and usage summary and
-//! the combined table; a host whose token is wrong (401) or that is down is an error row while
-//! the others still show; the view's own token is required (401 without or with a wrong one).
+//! the combined table; a host whose token is wrong (401), whose relay Send key is wrong (the
+//! relay's 401) or that is down is an error row while the others still show; the view's own token is required (401 without or with a wrong one).
 
 #[cfg(unix)]
 mod browser;
@@ -299,6 +299,22 @@ async fn a_host_with_a_wrong_token_or_down_is_an_error_row_and_the_others_still_
         let down = test_support::targets::dead_port().await;
         let dir = tempfile::tempdir().expect("tempdir");
         let file = hosts.hq_config(dir.path(), "not-berlins-token-0123456789", Some(down));
+        // Paris again, with a Send key the relay does not know: the relay refuses it (401).
+        std::fs::write(
+            dir.path().join("wrong-send.txt"),
+            format!(
+                "Endpoint=sb://127.0.0.1:{}/;SharedAccessKeyName=send;SharedAccessKey=not-the-key;EntityPath={HC}\n",
+                hosts.relay.port()
+            ),
+        )
+        .expect("write");
+        let mut toml = std::fs::read_to_string(&file).expect("read");
+        toml.push_str(&format!(
+            "\n[[host]]\nname = \"Paris, wrong Send key\"\nconnection_string_file = \"wrong-send.txt\"\n\
+             token_file = \"paris.token\"\ntls.pin_sha256 = [\"{}\"]\n",
+            hosts.relay.cert().sha256_fingerprint
+        ));
+        std::fs::write(&file, toml).expect("write");
         let (_process, addr) = hq(&file).await;
 
         let view = hosts_view(addr, "").await;
@@ -320,6 +336,12 @@ async fn a_host_with_a_wrong_token_or_down_is_an_error_row_and_the_others_still_
         let paris = host(&view, "Paris");
         assert_eq!(paris["reachable"], true, "{paris}");
         assert_eq!(paris["slots"][0]["taken"], 1);
+        let refused = host(&view, "Paris, wrong Send key");
+        assert_eq!(
+            (&refused["reachable"], &refused["error_status"]),
+            (&false.into(), &401.into()),
+            "{refused}"
+        );
         // Only the host that answered is in the combined table.
         let rows: Vec<_> = view["combined"]
             .as_array()
