@@ -48,6 +48,9 @@ pub enum Command {
     Client(commands::client::Args),
     /// Report seat usage and refusals per AppSlot and site from a state database.
     Usage(commands::usage::Args),
+    /// Serve one page with the status and usage of every dongle host (directly or through
+    /// the relay).
+    Hq(commands::hq::Args),
     /// Run a component as a Windows service: install, uninstall, query (and `run`, the
     /// Service Control Manager's entry point).
     #[cfg(windows)]
@@ -123,6 +126,7 @@ impl Command {
             Self::Server(a) => Loaded::Server(commands::server::load(a)?),
             Self::Client(a) => Loaded::Client(commands::client::load(a)?),
             Self::Usage(a) => Loaded::Usage(commands::usage::load(a)?),
+            Self::Hq(a) => Loaded::Hq(commands::hq::load(a)?),
             // `main` hands `service` to `windows_service::main` before loading anything.
             #[cfg(windows)]
             Self::Service(_) => anyhow::bail!("`service` has no configuration to load"),

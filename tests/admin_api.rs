@@ -82,6 +82,7 @@ async fn the_status_needs_the_token_and_shows_everything() {
         page.text()
     );
     assert_eq!(ops.get("/app.js", None).await.status, 200);
+    assert_eq!(ops.get("/token.js", None).await.status, 200);
     let health = ops.get("/healthz", None).await;
     assert_eq!(
         (health.status.as_u16(), health.json().expect("json")),

@@ -198,6 +198,7 @@ fn command_name(cli: &Cli) -> &'static str {
         Command::Token(_) => "token",
         Command::Client(_) => "client",
         Command::Usage(_) => "usage",
+        Command::Hq(_) => "hq",
         #[cfg(windows)]
         Command::Service(_) => "service",
     }

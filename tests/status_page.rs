@@ -13,83 +13,21 @@
 // test executable (run under Wine) cannot start.
 #![cfg(unix)]
 
+mod browser;
 mod license_ops;
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use browser::{browser_or_skip, node};
 use dongle_relay::commands::server::ops;
 use license_core::SlotRef;
 use license_ops::{LIMIT, Ops, TOKEN, client_of, dongle_host};
 use license_server::store::{UsageEvent, UsageKind};
 use test_support::{Listener, Proxy, Relay};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::{Child, Command};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
 const SITE: &str = "branch-a";
-
-/// playwright-core's folder, or why the test cannot run.
-fn browser() -> Result<PathBuf, String> {
-    if !std::path::Path::new(CHROMIUM).exists() {
-        return Err(format!("{CHROMIUM} is missing (apt-get install chromium)"));
-    }
-    let modules = std::env::var("DONGLE_RELAY_BROWSER_MODULES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/browser/node_modules")
-        });
-    let module = modules.join("playwright-core");
-    if !module.exists() {
-        return Err(format!(
-            "{} is missing (bash scripts/setup-browser.sh)",
-            module.display()
-        ));
-    }
-    match std::process::Command::new("node").arg("--version").output() {
-        Ok(out) if out.status.success() => Ok(module),
-        _ => Err("node is missing".to_owned()),
-    }
-}
-
-/// playwright-core's folder; `None` (the test is skipped) when the browser cannot run here,
-/// unless CI or `DONGLE_RELAY_REQUIRE_BROWSER=1` requires it (then the test fails).
-fn browser_or_skip() -> Option<PathBuf> {
-    let required = std::env::var("DONGLE_RELAY_REQUIRE_BROWSER").as_deref() == Ok("1")
-        || std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
-    match browser() {
-        Ok(module) => Some(module),
-        Err(why) if !required => {
-            eprintln!("skipped: {why}");
-            None
-        }
-        Err(why) => panic!("the browser test is required here (CI) but {why}"),
-    }
-}
-
-/// `node tests/browser/<script>` driving the page at `admin` with the token, its standard
-/// output read line by line.
-fn node(script: &str, module: &Path, admin: SocketAddr, env: &[(&str, &str)]) -> Child {
-    Command::new("node")
-        .arg(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/browser")
-                .join(script),
-        )
-        .env("PW_MODULE", module)
-        .env("CHROMIUM", CHROMIUM)
-        .env("PAGE_URL", format!("http://{admin}/"))
-        .env("TOKEN", TOKEN)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node")
-}
 
 #[tokio::test]
 async fn the_page_shows_a_tunnelled_client_and_disconnects_it() {
@@ -124,6 +62,7 @@ async fn the_page_shows_a_tunnelled_client_and_disconnects_it() {
         "status_page.js",
         &module,
         ops.admin,
+        TOKEN,
         &[
             ("SESSION_ID", &session),
             ("APPSLOT", &appslot),
@@ -274,6 +213,7 @@ async fn the_page_charts_a_week_of_usage() {
         "usage_charts.js",
         &module,
         ops.admin,
+        TOKEN,
         &[("SCREENSHOT", &shot)],
     );
     let mut lines = BufReader::new(node.stdout.take().expect("stdout")).lines();

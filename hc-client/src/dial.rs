@@ -255,31 +255,11 @@ impl Dialer {
         let host = url.host_str().ok_or_else(|| bad("no host"))?;
         let port = url.port_or_known_default().ok_or_else(|| bad("no port"))?;
         let addr = format!("{host}:{port}");
-        let tcp = tokio::time::timeout(self.timeouts.connect, self.tcp(host, port))
-            .await
-            .map_err(|_| DialError::Timeout {
-                stage: "connecting to",
-                addr: addr.clone(),
-                after: self.timeouts.connect,
-            })??;
+        let tcp = self.connect_tcp(host, port, &addr).await?;
         // Set once the upgrade request goes out, to name the stage that timed out.
         let upgrading = std::sync::atomic::AtomicBool::new(false);
         let handshake = async {
-            let io: RelayIo = if tls {
-                let bare = host.trim_start_matches('[').trim_end_matches(']');
-                let name = ServerName::try_from(bare.to_owned())
-                    .map_err(|_| bad("host is not a valid TLS server name"))?;
-                let stream = TlsConnector::from(self.tls.clone())
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| DialError::Tls {
-                        addr: addr.clone(),
-                        reason: tls_reason(&e),
-                    })?;
-                Either::Right(stream)
-            } else {
-                Either::Left(tcp)
-            };
+            let io = self.secure(tcp, host, tls, &addr).await?;
             upgrading.store(true, std::sync::atomic::Ordering::Relaxed);
             self.upgrade(io, &request, &addr).await
         };
@@ -294,6 +274,63 @@ impl Dialer {
                 addr: addr.clone(),
                 after: self.timeouts.handshake,
             })?
+    }
+
+    /// Opens a byte stream to `host:port` the way [`Dialer::dial`] opens its WebSocket's: TCP
+    /// through the egress (within the connect timeout), then TLS with this dialer's trust when
+    /// `tls` (within the handshake timeout). For plain HTTP over the same path to the relay
+    /// (its HTTP request mode).
+    ///
+    /// # Errors
+    /// [`DialError`] as for a dial, before any upgrade.
+    pub async fn connect(&self, host: &str, port: u16, tls: bool) -> Result<RelayIo, DialError> {
+        let addr = format!("{host}:{port}");
+        let tcp = self.connect_tcp(host, port, &addr).await?;
+        tokio::time::timeout(self.timeouts.handshake, self.secure(tcp, host, tls, &addr))
+            .await
+            .map_err(|_| DialError::Timeout {
+                stage: "handshaking with",
+                addr: addr.clone(),
+                after: self.timeouts.handshake,
+            })?
+    }
+
+    /// TCP to `host:port` within the connect timeout.
+    async fn connect_tcp(&self, host: &str, port: u16, addr: &str) -> Result<TcpStream, DialError> {
+        tokio::time::timeout(self.timeouts.connect, self.tcp(host, port))
+            .await
+            .map_err(|_| DialError::Timeout {
+                stage: "connecting to",
+                addr: addr.to_owned(),
+                after: self.timeouts.connect,
+            })?
+            .map_err(DialError::from)
+    }
+
+    /// `tcp` as it is, or under TLS for `host` with this dialer's trust.
+    async fn secure(
+        &self,
+        tcp: TcpStream,
+        host: &str,
+        tls: bool,
+        addr: &str,
+    ) -> Result<RelayIo, DialError> {
+        if !tls {
+            return Ok(Either::Left(tcp));
+        }
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let name = ServerName::try_from(bare.to_owned()).map_err(|_| DialError::BadUrl {
+            url: addr.to_owned(),
+            reason: "host is not a valid TLS server name",
+        })?;
+        let stream = TlsConnector::from(self.tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| DialError::Tls {
+                addr: addr.to_owned(),
+                reason: tls_reason(&e),
+            })?;
+        Ok(Either::Right(stream))
     }
 
     async fn upgrade(

@@ -11,6 +11,7 @@ use crate::telemetry::FileLog;
 pub mod access;
 pub mod client;
 pub mod demo;
+pub mod hq;
 pub mod listen;
 pub mod proxy;
 pub mod relay;
@@ -38,6 +39,8 @@ pub enum Loaded {
     Client(client::Loaded),
     /// `usage`
     Usage(usage::Loaded),
+    /// `hq`
+    Hq(hq::Loaded),
 }
 
 impl Loaded {
@@ -69,6 +72,7 @@ impl Loaded {
             Self::Server(l) => server::run(l, shutdown).await,
             Self::Client(l) => client::run(l, shutdown).await,
             Self::Usage(l) => usage::run(l, shutdown).await,
+            Self::Hq(l) => hq::run(l, shutdown).await,
         }
     }
 }

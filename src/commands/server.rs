@@ -252,19 +252,11 @@ fn admin_settings(args: &Args, config: &ServerConfig) -> anyhow::Result<Option<A
     let Some(addr) = args.admin.or(config.admin_bind) else {
         return Ok(None);
     };
-    let token = match std::env::var(ADMIN_TOKEN_ENV) {
-        Ok(text) if !text.trim().is_empty() => {
-            Some(BearerToken::new(&text).map_err(|e| anyhow::anyhow!("{ADMIN_TOKEN_ENV}: {e}"))?)
-        }
-        _ => match args
-            .admin_token_file
-            .as_ref()
-            .or(config.admin_token_file.as_ref())
-        {
-            Some(path) => Some(BearerToken::from_file(path)?),
-            None => None,
-        },
-    };
+    let file = args
+        .admin_token_file
+        .as_deref()
+        .or(config.admin_token_file.as_deref());
+    let token = ops::bearer_token(ADMIN_TOKEN_ENV, file)?;
     ops_http::check_bind(addr, token.as_ref())?;
     Ok(Some(AdminSettings { addr, token }))
 }

@@ -43,6 +43,25 @@ async function launch(options) {
   return { context, close };
 }
 
+// What goes wrong in `context`'s pages: `errors` (page errors, and console errors of the pages
+// passed to `page()`) and, from before any page script runs, the Content-Security-Policy
+// violations they report (`violations(page)`).
+async function watch(context) {
+  const errors = [];
+  context.on('weberror', (e) => errors.push(String(e.error())));
+  await context.addInitScript(() => {
+    window.__cspViolations = [];
+    document.addEventListener('securitypolicyviolation', (e) => {
+      window.__cspViolations.push(e.violatedDirective + ' ' + (e.blockedURI || 'inline'));
+    });
+  });
+  return {
+    errors,
+    page: (page) => page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); }),
+    violations: (page) => page.evaluate(() => window.__cspViolations.slice()),
+  };
+}
+
 // One line on stdout, `ERROR <stack>`, and exit status 1 when `main` fails.
 function run(main) {
   main().then(
@@ -54,4 +73,4 @@ function run(main) {
   );
 }
 
-module.exports = { env, launch, run };
+module.exports = { env, launch, run, watch };

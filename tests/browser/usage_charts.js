@@ -17,7 +17,7 @@
 // screenshot of the page's usage section is written: docs/usage-charts.png is one).
 'use strict';
 
-const { env, launch, run } = require('./launch');
+const { env, launch, run, watch } = require('./launch');
 
 const STEP_MS = 15000;
 const SERIES_RGB = [0x1d, 0x5f, 0xbf];
@@ -58,17 +58,10 @@ async function main() {
   const token = env('TOKEN');
   const { context, close } = await launch({ viewport: { width: 1100, height: 900 } });
   try {
-    const errors = [];
-    context.on('weberror', (e) => errors.push(String(e.error())));
-    // Before any of the page's scripts: collect what the CSP blocks.
-    await context.addInitScript(() => {
-      window.__cspViolations = [];
-      document.addEventListener('securitypolicyviolation', (e) => {
-        window.__cspViolations.push(e.violatedDirective + ' ' + (e.blockedURI || 'inline'));
-      });
-    });
+    const problems = await watch(context);
+    const { errors } = problems;
     const page = await context.newPage();
-    page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+    problems.page(page);
     const response = await page.goto(`${base}#token=${encodeURIComponent(token)}`);
     const csp = response.headers()['content-security-policy'] || '';
     const seats = page.getByTestId('seats-chart').first();
@@ -82,7 +75,7 @@ async function main() {
     const refusalsPng = await refusals.locator('canvas').screenshot();
     const legend = await seats.locator('.u-legend .u-label').allTextContents();
     const titles = await page.locator('#seats-charts h4').allTextContents();
-    const violations = await page.evaluate(() => window.__cspViolations.slice());
+    const violations = await problems.violations(page);
     // The control below logs its own console error: keep those seen before it.
     const seenErrors = errors.slice();
     // The control: an inline style sheet must be blocked and reported.
@@ -93,7 +86,7 @@ async function main() {
     });
     await page.waitForFunction((n) => window.__cspViolations.length > n, violations.length,
       { timeout: STEP_MS });
-    const control = (await page.evaluate(() => window.__cspViolations.slice())).slice(violations.length);
+    const control = (await problems.violations(page)).slice(violations.length);
 
     const blank = await context.newPage();
     const out = {

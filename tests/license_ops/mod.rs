@@ -197,7 +197,13 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Spawns `command` (its arguments and environment set; standard output is read here)
     /// and waits for the admin endpoint line.
-    pub async fn start(mut command: Command) -> Self {
+    pub async fn start(command: Command) -> Self {
+        Self::start_until(command, "admin endpoint").await
+    }
+
+    /// Spawns `command` and waits for the first line starting with `ready` (the banner line
+    /// the process prints once it serves).
+    pub async fn start_until(mut command: Command, ready: &str) -> Self {
         let mut child = command
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
@@ -207,10 +213,7 @@ impl ServerProcess {
             .expect("server");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
         let mut banner: Vec<String> = Vec::new();
-        while !banner
-            .last()
-            .is_some_and(|l| l.starts_with("admin endpoint"))
-        {
+        while !banner.last().is_some_and(|l| l.starts_with(ready)) {
             let line = tokio::time::timeout(LIMIT, stdout.next_line())
                 .await
                 .expect("the server starts in time")

@@ -4,7 +4,7 @@
 //!
 //! | route | access | what |
 //! |---|---|---|
-//! | `GET /` (`/app.js`, `/charts.js`, `/style.css`, `/vendor/uplot/…`) | public | the status page (no data; it asks for the token) |
+//! | `GET /` (`/app.js`, `/charts.js`, `/token.js`, `/style.css`, `/vendor/uplot/…`) | public | the status page (no data; it asks for the token) |
 //! | `GET /healthz` | public | `{"live": bool}`, 503 when the engine's heartbeat is stale |
 //! | `GET /api/status` | token | [`AdminStatus`] |
 //! | `POST /api/sessions/{id}/disconnect` | token | ends a session and its logins |
@@ -15,7 +15,7 @@
 //! The relay-listener usually runs as another process; when the same process runs it, an
 //! [`InProcessListener`] adds its live state to the status and its metrics to `/metrics`.
 
-mod page;
+pub mod page;
 mod usage;
 
 use std::net::SocketAddr;

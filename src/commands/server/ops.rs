@@ -3,6 +3,7 @@
 //! process, whose live state the admin status and whose metrics `/metrics` then show.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
 use std::sync::Arc;
 
 use hc_client::access::AccessConfig;
@@ -89,6 +90,20 @@ pub fn page_url(addr: SocketAddr, token: Option<&BearerToken>, show_token: bool)
     match token {
         Some(t) if show_token => format!("http://{ip}/#token={}", t.expose()),
         _ => format!("http://{ip}/"),
+    }
+}
+
+/// An endpoint's bearer token: from the environment variable `env` when it is set and not
+/// empty, else from the first line of `file`, else none.
+///
+/// # Errors
+/// The token is unusable, or the file cannot be read.
+pub fn bearer_token(env: &str, file: Option<&Path>) -> anyhow::Result<Option<BearerToken>> {
+    match std::env::var(env) {
+        Ok(text) if !text.trim().is_empty() => Ok(Some(
+            BearerToken::new(&text).map_err(|e| anyhow::anyhow!("{env}: {e}"))?,
+        )),
+        _ => Ok(file.map(BearerToken::from_file).transpose()?),
     }
 }
 

@@ -7,24 +7,15 @@
 
 (() => {
   const REFRESH_MS = 3000;
-  const TOKEN_KEY = 'dongle-relay-admin-token';
+  const token = window.pageToken('dongle-relay-admin-token');
   const $ = (id) => document.getElementById(id);
   let timer = null;
   let busy = false;
 
-  // The token arrives in the fragment (#token=…), which browsers never send to the server.
-  function takeTokenFromFragment() {
-    const match = /(?:^#|&)token=([^&]*)/.exec(window.location.hash);
-    if (match) {
-      sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
-      history.replaceState(null, '', window.location.pathname + window.location.search);
-    }
-  }
-
   async function api(method, path, body) {
     const headers = {};
-    const token = sessionStorage.getItem(TOKEN_KEY);
-    if (token) headers.Authorization = 'Bearer ' + token;
+    const bearer = token.get();
+    if (bearer) headers.Authorization = 'Bearer ' + bearer;
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     const response = await fetch(path, {
       method,
@@ -256,7 +247,7 @@
         return;
       }
       if (result.status === 401) {
-        showToken(sessionStorage.getItem(TOKEN_KEY)
+        showToken(token.get()
           ? 'The admin token was refused: enter the right one.'
           : 'Enter the admin token to see the status.');
         return;
@@ -313,11 +304,11 @@
   window.statusPage = { api };
 
   document.addEventListener('DOMContentLoaded', () => {
-    takeTokenFromFragment();
+    token.takeFromFragment();
     $('token-form').addEventListener('submit', (event) => {
       event.preventDefault();
-      const token = $('token-input').value.trim();
-      if (token) sessionStorage.setItem(TOKEN_KEY, token);
+      const entered = $('token-input').value.trim();
+      if (entered) token.set(entered);
       $('token-input').value = '';
       message('', '');
       refresh();
