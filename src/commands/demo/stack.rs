@@ -125,101 +125,15 @@ impl DemoStack {
         shutdown: &CancellationToken,
         tasks: &mut Tasks,
     ) -> anyhow::Result<Self> {
-        // The relay: TLS with a certificate generated now, the built-in hybrid connection and
-        // generated keys.
-        let cert = relay_server::tls::self_signed(&["localhost", "127.0.0.1"])
-            .context("self-signed certificate")?;
-        let mut relay_config =
-            quickstart::config(DEFAULT_HC, QuickstartKeys::default(), cert.tls_config());
-        relay_config.limits.shutdown_grace = GRACE;
-        let key_of = |right: Right| {
-            relay_config.hybrid_connections[0]
-                .rules
-                .iter()
-                .find(|r| r.rights == [right])
-                .map(|r| (r.name.clone(), r.key.clone()))
-                .context("built-in rule")
-        };
-        let (listen_rule, listen_key) = key_of(Right::Listen)?;
-        let (send_rule, send_key) = key_of(Right::Send)?;
-        let relay_socket = TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("cannot listen for the relay on 127.0.0.1")?;
-        let relay_addr = relay_socket.local_addr().context("relay address")?;
-        let relay_stats = relay_config.stats();
-        let relay = relay_server::run(relay_config, relay_socket, shutdown.clone());
-        tasks.spawn("relay", relay);
-        relay_stats.wait_serving().await;
-
-        let connection = |key_name: String, key| ConnectionString {
-            endpoint: RelayEndpoint {
-                tls: true,
-                host: "127.0.0.1".to_owned(),
-                port: relay_addr.port(),
-            },
-            credentials: Credentials::Key { key_name, key },
-            entity_path: Some(DEFAULT_HC.to_owned()),
-        };
-        let listen_connection = connection(listen_rule, listen_key);
-        let send_connection = connection(send_rule, send_key);
-        let trust = TrustConfig {
-            pins: vec![
-                cert.sha256_fingerprint
-                    .parse::<Fingerprint>()
-                    .map_err(|e| anyhow::anyhow!("relay fingerprint: {e:?}"))?,
-            ],
-            public_roots: false,
-            ..TrustConfig::default()
-        };
-        let access = |connection: &ConnectionString| {
-            let mut access = AccessConfig::new(connection.clone());
-            access.trust = trust.clone();
-            access
-        };
-
-        // The license server, on loopback: the listener's PROXY headers come from loopback.
-        let license_socket = TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("cannot listen for the license server on 127.0.0.1")?;
-        let license_addr = license_socket
-            .local_addr()
-            .context("license server address")?;
-        let server = LicenseServer::new(&options.server).context("license server")?;
-        tasks.spawn("license server", {
-            let server = server.clone();
-            let token = shutdown.clone();
-            async move { server.serve(license_socket, token).await }
-        });
-
-        // The relay-listener: bridges to the license server with a PROXY v2 header per
-        // connection (client address and site).
-        let mut listener_config = ListenerConfig::new(listen_connection.clone());
-        listener_config.access = access(&listen_connection);
-        listener_config.target = license_addr.to_string();
-        listener_config.identity.mode = IdentityMode::ProxyV2;
-        listener_config.reconnect_max = Duration::from_secs(2);
-        listener_config.shutdown_grace = GRACE;
-        let relay_listener = RelayListener::new(listener_config).context("relay-listener")?;
-        let listener = relay_listener.status();
-        tasks.spawn("relay-listener", relay_listener.run(shutdown.clone()));
-        if tokio::time::timeout(CONNECT_LIMIT, listener.wait_for(|s| s.connected))
-            .await
-            .is_err()
-        {
-            let why = listener
-                .snapshot()
-                .last_error
-                .unwrap_or_else(|| "no error reported".to_owned());
-            anyhow::bail!(
-                "the relay-listener did not connect to the relay within {CONNECT_LIMIT:?}: {why}"
-            );
-        }
+        let relay = RelayEnd::start(shutdown, tasks).await?;
+        let (license_addr, server) = start_license(options, shutdown, tasks).await?;
+        let listener = start_listener(&relay, license_addr, shutdown, tasks).await?;
 
         // The admin endpoint: the license server's status page with the listener's state.
         let admin_token = BearerToken::generate();
         let in_process = ops::in_process_listener(
             listener.clone(),
-            ops::relay_name(&access(&listen_connection)),
+            ops::relay_name(&relay.access(&relay.listen)),
         );
         let (admin_addr, admin) = ops::start_admin(
             options.admin_addr,
@@ -233,8 +147,8 @@ impl DemoStack {
         tasks.push("admin endpoint", admin);
 
         // The local-proxy of one site.
-        let mut proxy_config = ProxyConfig::new(send_connection.clone());
-        proxy_config.access = access(&send_connection);
+        let mut proxy_config = ProxyConfig::new(relay.send.clone());
+        proxy_config.access = relay.access(&relay.send);
         proxy_config.site = Some(options.site.clone());
         proxy_config.shutdown_grace = GRACE;
         let local_proxy = LocalProxy::new(proxy_config).context("local-proxy")?;
@@ -245,10 +159,10 @@ impl DemoStack {
         );
 
         Ok(Self {
-            relay_addr,
-            fingerprint: cert.sha256_fingerprint.clone(),
-            listen_connection,
-            send_connection,
+            relay_addr: relay.addr,
+            fingerprint: relay.fingerprint,
+            listen_connection: relay.listen,
+            send_connection: relay.send,
             license_addr,
             server,
             listener,
@@ -273,4 +187,132 @@ impl DemoStack {
 async fn stop_tasks(shutdown: &CancellationToken, tasks: Tasks) {
     shutdown.cancel();
     tasks.join_within(STOP_LIMIT).await;
+}
+
+/// The running relay as the other components reach it.
+struct RelayEnd {
+    addr: SocketAddr,
+    /// Its certificate's SHA-256 fingerprint.
+    fingerprint: String,
+    /// Connection strings with the Listen and the Send key.
+    listen: ConnectionString,
+    send: ConnectionString,
+    /// Pins its certificate.
+    trust: TrustConfig,
+}
+
+impl RelayEnd {
+    /// The relay: TLS with a certificate generated now, the built-in hybrid connection and
+    /// generated keys; returns once it serves.
+    async fn start(shutdown: &CancellationToken, tasks: &mut Tasks) -> anyhow::Result<Self> {
+        let cert = relay_server::tls::self_signed(&["localhost", "127.0.0.1"])
+            .context("self-signed certificate")?;
+        let mut relay_config =
+            quickstart::config(DEFAULT_HC, QuickstartKeys::default(), cert.tls_config());
+        relay_config.limits.shutdown_grace = GRACE;
+        let key_of = |right: Right| {
+            relay_config.hybrid_connections[0]
+                .rules
+                .iter()
+                .find(|r| r.rights == [right])
+                .map(|r| (r.name.clone(), r.key.clone()))
+                .context("built-in rule")
+        };
+        let (listen_rule, listen_key) = key_of(Right::Listen)?;
+        let (send_rule, send_key) = key_of(Right::Send)?;
+        let relay_socket = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("cannot listen for the relay on 127.0.0.1")?;
+        let addr = relay_socket.local_addr().context("relay address")?;
+        let relay_stats = relay_config.stats();
+        let relay = relay_server::run(relay_config, relay_socket, shutdown.clone());
+        tasks.spawn("relay", relay);
+        relay_stats.wait_serving().await;
+
+        let connection = |key_name: String, key| ConnectionString {
+            endpoint: RelayEndpoint {
+                tls: true,
+                host: "127.0.0.1".to_owned(),
+                port: addr.port(),
+            },
+            credentials: Credentials::Key { key_name, key },
+            entity_path: Some(DEFAULT_HC.to_owned()),
+        };
+        let trust = TrustConfig {
+            pins: vec![
+                cert.sha256_fingerprint
+                    .parse::<Fingerprint>()
+                    .map_err(|e| anyhow::anyhow!("relay fingerprint: {e:?}"))?,
+            ],
+            public_roots: false,
+            ..TrustConfig::default()
+        };
+        Ok(Self {
+            addr,
+            fingerprint: cert.sha256_fingerprint.clone(),
+            listen: connection(listen_rule, listen_key),
+            send: connection(send_rule, send_key),
+            trust,
+        })
+    }
+
+    /// How a component reaches the relay with `connection`: pinning its certificate.
+    fn access(&self, connection: &ConnectionString) -> AccessConfig {
+        let mut access = AccessConfig::new(connection.clone());
+        access.trust = self.trust.clone();
+        access
+    }
+}
+
+/// The license server, on loopback: the listener's PROXY headers come from loopback.
+async fn start_license(
+    options: &StackOptions,
+    shutdown: &CancellationToken,
+    tasks: &mut Tasks,
+) -> anyhow::Result<(SocketAddr, LicenseServer)> {
+    let license_socket = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot listen for the license server on 127.0.0.1")?;
+    let license_addr = license_socket
+        .local_addr()
+        .context("license server address")?;
+    let server = LicenseServer::new(&options.server).context("license server")?;
+    tasks.spawn("license server", {
+        let server = server.clone();
+        let token = shutdown.clone();
+        async move { server.serve(license_socket, token).await }
+    });
+    Ok((license_addr, server))
+}
+
+/// The relay-listener: bridges to the license server with a PROXY v2 header per connection
+/// (client address and site); returns once its control channel is open.
+async fn start_listener(
+    relay: &RelayEnd,
+    license_addr: SocketAddr,
+    shutdown: &CancellationToken,
+    tasks: &mut Tasks,
+) -> anyhow::Result<ListenerStatus> {
+    let mut listener_config = ListenerConfig::new(relay.listen.clone());
+    listener_config.access = relay.access(&relay.listen);
+    listener_config.target = license_addr.to_string();
+    listener_config.identity.mode = IdentityMode::ProxyV2;
+    listener_config.reconnect_max = Duration::from_secs(2);
+    listener_config.shutdown_grace = GRACE;
+    let relay_listener = RelayListener::new(listener_config).context("relay-listener")?;
+    let listener = relay_listener.status();
+    tasks.spawn("relay-listener", relay_listener.run(shutdown.clone()));
+    if tokio::time::timeout(CONNECT_LIMIT, listener.wait_for(|s| s.connected))
+        .await
+        .is_err()
+    {
+        let why = listener
+            .snapshot()
+            .last_error
+            .unwrap_or_else(|| "no error reported".to_owned());
+        anyhow::bail!(
+            "the relay-listener did not connect to the relay within {CONNECT_LIMIT:?}: {why}"
+        );
+    }
+    Ok(listener)
 }
