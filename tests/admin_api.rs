@@ -305,6 +305,7 @@ async fn an_in_process_listener_is_reported_and_off_loopback_needs_a_token() {
 /// runs the license server and the relay-listener; a client at another site logs in through
 /// the tunnel, and the admin JSON shows it with its site and the listener's live state.
 #[tokio::test]
+// Long: one scenario, each step on the state the last left; split, it reads out of order.
 async fn the_server_command_runs_the_relay_listener_in_process() {
     hc_client::install_crypto_provider();
     let relay = test_support::Relay::start_tls().await;

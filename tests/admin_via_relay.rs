@@ -18,6 +18,7 @@ async fn get(relay: &Relay, path: &str, headers: &[(&str, &str)]) -> HttpReply {
 }
 
 #[tokio::test]
+// Long: one scenario, each step on the state the last left; split, it reads out of order.
 async fn the_admin_endpoint_answers_through_the_relay_with_its_token_only() {
     tokio::time::timeout(LIMIT, async {
         let relay = Relay::start_tls().await;

@@ -220,6 +220,7 @@ fn assert_no_inline_secret(name: &str, text: &str) {
 }
 
 #[test]
+// Long: one checklist of cases on one fixture; split, each would set the fixture up again.
 fn systemd_units_are_notify_services_with_watchdog_restart_and_hardening() {
     let mut seen = Vec::new();
     let dir = deploy("systemd");

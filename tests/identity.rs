@@ -115,6 +115,7 @@ async fn proxy_v2_header_carries_the_local_client_and_its_site() {
 }
 
 #[tokio::test]
+// Long: one checklist of cases on one fixture; split, each would set the fixture up again.
 async fn malformed_and_oversized_identity_headers_never_break_a_connection() {
     timeout(LIMIT, async {
         let (relay, mut target, listener) = setup(IdentityMode::ProxyV2).await;
@@ -205,6 +206,7 @@ async fn malformed_and_oversized_identity_headers_never_break_a_connection() {
 // without configuration. Under Wine the Windows build's bind reaches Linux's socket layer.
 #[cfg(any(target_os = "linux", windows))]
 #[tokio::test]
+// Long: one scenario, each step on the state the last left; split, it reads out of order.
 async fn loopback_sources_are_stable_per_client_and_distinct_between_clients() {
     use std::net::{IpAddr, Ipv4Addr};
 

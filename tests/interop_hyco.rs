@@ -446,6 +446,7 @@ async fn hyco_ws_sender_and_listener_meet_through_our_relay() {
 /// Tokens from `createRelayToken` work on our relay (listen and connect) and equal ours for
 /// the same `sr` and `se`; ours verify in Node; wrong keys are refused with 401 both ways.
 #[tokio::test]
+// Long: one scenario, each step on the state the last left; split, it reads out of order.
 async fn create_relay_token_and_our_sas_tokens_interoperate() {
     let Some(modules) = node_modules("create_relay_token_and_our_sas_tokens_interoperate").await
     else {
@@ -606,6 +607,7 @@ struct StormCounts {
 /// that address's connections before TLS (one probe per refill interval); meanwhile a correct
 /// hyco-ws listener keeps serving our proxy's connections and a new listener can register.
 #[tokio::test]
+// Long: one scenario, each step on the state the last left; split, it reads out of order.
 async fn hyco_ws_reconnect_storm_is_throttled_while_the_relay_keeps_serving() {
     let Some(modules) =
         node_modules("hyco_ws_reconnect_storm_is_throttled_while_the_relay_keeps_serving").await
@@ -714,6 +716,7 @@ async fn http(
 /// 1 MiB answer (response over the rendezvous); the application's own `Authorization`
 /// reaches the listener; no token is `401`, and the answers carry what the listener sent.
 #[tokio::test]
+// Long: one scenario, each step on the state the last left; split, it reads out of order.
 async fn hyco_https_serves_plain_http_through_our_relay() {
     let Some(modules) = node_modules("hyco_https_serves_plain_http_through_our_relay").await else {
         return;

@@ -232,6 +232,7 @@ async fn can_connect(ns: &str, addr: &str) -> bool {
 }
 
 #[tokio::test]
+// Long: one scenario, each step on the state the last left; split, it reads out of order.
 async fn sites_and_dongle_host_only_dial_out_to_the_relay() {
     let id = std::process::id() % 100_000;
     let [relay, site_a, site_b, dongle] = ["r", "a", "b", "d"].map(|n| format!("drtest{id}{n}"));

@@ -147,6 +147,7 @@ fn by_name(access: &mut AccessConfig, first: &Relay, all: &[&Relay], table: &Tab
 }
 
 #[tokio::test]
+// Long: one scenario, each step on the state the last left; split, it reads out of order.
 async fn replicas_behind_one_name_are_followed_as_the_name_changes() {
     tokio::time::timeout(LIMIT, async {
         let (a, b, c) = (

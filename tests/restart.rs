@@ -128,6 +128,7 @@ fn client(port: u16, name: &str) -> RemoteApi {
 }
 
 #[tokio::test]
+// Long: one scenario, each step on the state the last left; split, it reads out of order.
 async fn seats_survive_kill_and_restart_exactly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (port, admin) = (free_port().await, free_port().await);

@@ -3,7 +3,7 @@
 //! does for `Type=notify` and `WatchdogSec=`), and reads what it sends: `READY=1` once the
 //! component serves (checked by using it), `WATCHDOG=1` pings at half the interval, and
 //! `STOPPING=1` at SIGTERM, after which it exits 0 (server, relay, and `demo --keep-running`). That the pings stop when the component is
-//! not live is unit-tested in `src/service.rs` (paused time, a fake notifier).
+//! not live is unit-tested in `src/service/tests.rs` (paused time, a fake notifier).
 
 // Unix only: systemd's notification socket is a Unix datagram socket and the stop is SIGTERM.
 #![cfg(unix)]
@@ -281,6 +281,7 @@ async fn connect(addr: SocketAddr) -> tokio::net::TcpStream {
 }
 
 #[tokio::test]
+// Long: one scenario, each step on the state the last left; split, it reads out of order.
 async fn listener_and_proxy_are_ready_export_metrics_and_drain_on_sigterm() {
     use test_support::relay::{HC, Relay};
     let relay = Relay::start_tls().await;

@@ -30,6 +30,7 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 const SITE: &str = "branch-a";
 
 #[tokio::test]
+// Long: one scenario, each step on the state the last left; split, it reads out of order.
 async fn the_page_shows_a_tunnelled_client_and_disconnects_it() {
     let Some(module) = browser_or_skip() else {
         return;
@@ -128,6 +129,7 @@ const HOUR_MS: u64 = 3_600_000;
 /// observer would): every working day three sites take the three seats of AppSlot 1, Berlin is
 /// refused once a day and Paris every other day; AppSlot 2 has one seat in use for five hours.
 #[tokio::test]
+// Long: one scenario, each step on the state the last left; split, it reads out of order.
 async fn the_page_charts_a_week_of_usage() {
     let Some(module) = browser_or_skip() else {
         return;

@@ -72,6 +72,7 @@ async fn events_once(db: &Path, args: &[&str], count: usize) -> serde_json::Valu
 }
 
 #[tokio::test]
+// Long: one scenario, each step on the state the last left; split, it reads out of order.
 async fn reports_read_a_running_servers_database_and_a_second_server_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("state.db");

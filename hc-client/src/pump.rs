@@ -302,6 +302,43 @@ where
     }
 }
 
+/// What woke the upstream half.
+enum Step {
+    Abort,
+    DownChanged,
+    Idle,
+    Ping,
+    Read(std::io::Result<BytesMut>),
+}
+
+/// What the upstream half does about a [`Step`].
+enum Next {
+    /// Nothing to send: wait again.
+    Wait,
+    /// Send this to the relay.
+    Send(Message),
+    /// Close with this code and reason, ending as given.
+    Close(CloseCode, &'static str, UpEnd),
+}
+
+/// What the upstream half reads: the local side's end and the adaptive read size.
+struct Reading {
+    max_frame: usize,
+    chunk: usize,
+    eof: bool,
+}
+
+impl Reading {
+    /// Reads grow while they fill the buffer and shrink while they use little of it.
+    fn adapt(&mut self, n: usize) {
+        if n == self.chunk && self.chunk < self.max_frame {
+            self.chunk = (self.chunk * 2).min(self.max_frame);
+        } else if n < self.chunk / 4 {
+            self.chunk = (self.chunk / 2).max(INITIAL_READ.min(self.max_frame));
+        }
+    }
+}
+
 /// Local → relay, plus pings and every Close frame.
 async fn upstream<R, K>(
     local: &mut R,
@@ -314,22 +351,14 @@ where
     R: AsyncRead + Unpin,
     K: Sink<Message, Error = WsError> + Unpin,
 {
-    enum Step {
-        Abort,
-        DownChanged,
-        Idle,
-        Ping,
-        Read(std::io::Result<BytesMut>),
-    }
     let config = ctx.config;
     let max_frame = config.max_frame.max(1);
-    let mut chunk = INITIAL_READ.min(max_frame);
-    let mut local_eof = false;
-    let mut ping = config.ping_interval.map(|every| {
-        let mut t = tokio::time::interval_at(Instant::now() + every, every);
-        t.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        t
-    });
+    let mut reading = Reading {
+        max_frame,
+        chunk: INITIAL_READ.min(max_frame),
+        eof: false,
+    };
+    let mut ping = config.ping_interval.map(pinger);
     // Registered once for the half's whole life: a fresh `cancelled()` per message would lock
     // the token and queue a waiter twice per message.
     let aborted = ctx.abort.cancelled();
@@ -338,7 +367,7 @@ where
         let state = *down.borrow_and_update();
         match state {
             Down::Finished => return UpEnd::PeerDone,
-            Down::EofReceived if local_eof => {
+            Down::EofReceived if reading.eof => {
                 return close(sink, ctx, CloseCode::Normal, "", UpEnd::Closed).await;
             }
             _ => {}
@@ -352,63 +381,12 @@ where
             _ = down.changed() => Step::DownChanged,
             _ = sleep_until(idle_at) => Step::Idle,
             _ = tick(ping.as_mut()) => Step::Ping,
-            r = read_chunk(local, chunk), if !local_eof => Step::Read(r),
+            r = read_chunk(local, reading.chunk), if !reading.eof => Step::Read(r),
         };
-        let message = match step {
-            Step::Abort => {
-                return close(sink, ctx, CloseCode::Away, "shutting down", UpEnd::Aborted).await;
-            }
-            Step::DownChanged => continue,
-            Step::Idle => {
-                let Some(idle) = config.idle_timeout else {
-                    continue;
-                };
-                if ctx.clock.at(&ctx.clock.last_data) + idle > Instant::now() {
-                    continue;
-                }
-                return close(sink, ctx, CloseCode::Normal, "idle timeout", UpEnd::Idle).await;
-            }
-            Step::Ping => {
-                let every = config.ping_interval.unwrap_or(Duration::MAX);
-                let silent = Instant::now() - ctx.clock.at(&ctx.clock.last_rx);
-                if silent > every.saturating_mul(3) {
-                    return close(
-                        sink,
-                        ctx,
-                        CloseCode::Away,
-                        "keep-alive timeout",
-                        UpEnd::KeepAlive,
-                    )
-                    .await;
-                }
-                Message::Ping(Default::default())
-            }
-            Step::Read(Ok(buf)) if buf.is_empty() => {
-                local_eof = true;
-                match ctx.framing {
-                    // Half-close: tell the peer this direction ended; keep receiving.
-                    Framing::HalfClose => Message::Binary(Default::default()),
-                    Framing::Raw => {
-                        return close(sink, ctx, CloseCode::Normal, "", UpEnd::Closed).await;
-                    }
-                }
-            }
-            Step::Read(Ok(buf)) => {
-                let n = buf.len();
-                if n == chunk && chunk < max_frame {
-                    chunk = (chunk * 2).min(max_frame);
-                } else if n < chunk / 4 {
-                    chunk = (chunk / 2).max(INITIAL_READ.min(max_frame));
-                }
-                *sent += n as u64;
-                ctx.meter.to_relay.fetch_add(n as u64, Ordering::Relaxed);
-                ctx.clock.touch_data();
-                Message::Binary(buf.freeze())
-            }
-            Step::Read(Err(e)) => {
-                let end = UpEnd::Local(e);
-                return close(sink, ctx, CloseCode::Error, "local connection failed", end).await;
-            }
+        let message = match next_upstream(step, ctx, &mut reading, sent) {
+            Next::Wait => continue,
+            Next::Send(message) => message,
+            Next::Close(code, reason, end) => return close(sink, ctx, code, reason, end).await,
         };
         // Sending may wait on backpressure; the peer going away or an abort must still win.
         let outcome = tokio::select! {
@@ -423,6 +401,50 @@ where
                 return close(sink, ctx, CloseCode::Away, "shutting down", UpEnd::Aborted).await;
             }
             Some(end) => return end,
+        }
+    }
+}
+
+/// What the upstream half does about `step`: the idle and keep-alive deadlines are checked
+/// again here (a timer may fire for a deadline that moved), local data is counted.
+fn next_upstream(step: Step, ctx: &Ctx<'_>, reading: &mut Reading, sent: &mut u64) -> Next {
+    let config = ctx.config;
+    match step {
+        Step::Abort => Next::Close(CloseCode::Away, "shutting down", UpEnd::Aborted),
+        Step::DownChanged => Next::Wait,
+        Step::Idle => match config.idle_timeout {
+            Some(idle) if ctx.clock.at(&ctx.clock.last_data) + idle <= Instant::now() => {
+                Next::Close(CloseCode::Normal, "idle timeout", UpEnd::Idle)
+            }
+            _ => Next::Wait,
+        },
+        Step::Ping => {
+            let every = config.ping_interval.unwrap_or(Duration::MAX);
+            let silent = Instant::now() - ctx.clock.at(&ctx.clock.last_rx);
+            if silent > every.saturating_mul(3) {
+                Next::Close(CloseCode::Away, "keep-alive timeout", UpEnd::KeepAlive)
+            } else {
+                Next::Send(Message::Ping(Default::default()))
+            }
+        }
+        Step::Read(Ok(buf)) if buf.is_empty() => {
+            reading.eof = true;
+            match ctx.framing {
+                // Half-close: tell the peer this direction ended; keep receiving.
+                Framing::HalfClose => Next::Send(Message::Binary(Default::default())),
+                Framing::Raw => Next::Close(CloseCode::Normal, "", UpEnd::Closed),
+            }
+        }
+        Step::Read(Ok(buf)) => {
+            let n = buf.len();
+            reading.adapt(n);
+            *sent += n as u64;
+            ctx.meter.to_relay.fetch_add(n as u64, Ordering::Relaxed);
+            ctx.clock.touch_data();
+            Next::Send(Message::Binary(buf.freeze()))
+        }
+        Step::Read(Err(e)) => {
+            Next::Close(CloseCode::Error, "local connection failed", UpEnd::Local(e))
         }
     }
 }
@@ -556,6 +578,14 @@ pub async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// A keep-alive interval: its first tick one period from now, and a tick missed while busy
+/// delays the next ones (one late ping, not a burst).
+pub fn pinger(every: Duration) -> tokio::time::Interval {
+    let mut interval = tokio::time::interval_at(Instant::now() + every, every);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    interval
 }
 
 /// The interval's next tick, or never without one: a `select!` branch for optional pings.

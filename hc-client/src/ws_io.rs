@@ -27,7 +27,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::io::{AsyncRead, AsyncWrite};
 use futures_util::{Sink, Stream};
 use tokio::io::{AsyncRead as TokioRead, AsyncWrite as TokioWrite};
-use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio::time::{Instant, Interval};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
@@ -59,16 +59,12 @@ impl<S> WsIo<S> {
     /// Wraps `ws`; outgoing messages carry at most `max_message` bytes; `ping` enables
     /// keep-alive pings at that interval.
     pub fn new(ws: WebSocketStream<S>, max_message: usize, ping: Option<Duration>) -> Self {
-        let keepalive = ping.filter(|d| !d.is_zero()).map(|every| {
-            let mut timer = tokio::time::interval_at(Instant::now() + every, every);
-            timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            KeepAlive {
-                every,
-                timer,
-                last_rx: Instant::now(),
-                ping_due: false,
-                answer_by: None,
-            }
+        let keepalive = ping.filter(|d| !d.is_zero()).map(|every| KeepAlive {
+            every,
+            timer: crate::pump::pinger(every),
+            last_rx: Instant::now(),
+            ping_due: false,
+            answer_by: None,
         });
         Self {
             ws,

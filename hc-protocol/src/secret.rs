@@ -4,27 +4,40 @@
 
 use std::fmt;
 
+use secrecy::{ExposeSecret as _, SecretString};
+
 /// A secret string. `Debug` and `Display` print a fixed mask; the value is only reachable
-/// through [`Secret::expose`], which makes every use greppable.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(String);
+/// through [`Secret::expose`], which makes every use greppable. It is kept in a
+/// [`secrecy::SecretString`], so its memory is zeroed when it is dropped.
+#[derive(Clone, Default)]
+pub struct Secret(SecretString);
 
 impl Secret {
     /// Wraps a secret value.
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self(SecretString::from(value.into()))
     }
 
     /// The secret value. Call only where the value is consumed (signing, sending).
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
 
     /// Whether the secret is the empty string.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.expose().is_empty()
     }
 }
+
+/// Equal values are equal secrets (configurations and tests compare them; tokens are checked
+/// by their HMAC, never with this).
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for Secret {}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -40,19 +53,19 @@ impl fmt::Display for Secret {
 
 impl From<String> for Secret {
     fn from(value: String) -> Self {
-        Self(value)
+        Self::new(value)
     }
 }
 
 impl From<&str> for Secret {
     fn from(value: &str) -> Self {
-        Self(value.to_owned())
+        Self::new(value)
     }
 }
 
 impl<'de> serde::Deserialize<'de> for Secret {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
+        String::deserialize(d).map(Secret::new)
     }
 }
 
@@ -124,5 +137,8 @@ mod tests {
         assert_eq!(format!("{s:?}"), "Secret(***)");
         assert_eq!(format!("{s}"), "***");
         assert_eq!(s.expose(), "hunter2");
+        assert_eq!(s, Secret::from("hunter2"));
+        assert_ne!(s, Secret::default());
+        assert!(Secret::default().is_empty());
     }
 }

@@ -15,8 +15,6 @@ use common::{LIMIT, config};
 use license_core::SlotRef;
 use license_core::clock::{Instant, SharedWallClock, TokioClock};
 use license_core::engine::{ClientInfo, SessionId, SessionSecret};
-use license_core::protocol::ServerIdentity;
-use license_server::backends::simulated::SimulatedBackend;
 use license_server::config::ServerConfig;
 use license_server::store::{UsageEvent, UsageKind};
 use license_server::usage::render;
@@ -42,12 +40,7 @@ struct Script {
 }
 
 fn server(cfg: &ServerConfig, clock: &SharedWallClock) -> LicenseServer {
-    LicenseServer::with_parts(
-        cfg,
-        ServerIdentity::generate().expect("key"),
-        Arc::new(SimulatedBackend::new(&cfg.dongles)),
-        clock.clone(),
-    )
+    test_support::license::simulated_server(cfg, clock.clone())
 }
 
 fn client(n: u8, site: Option<&str>) -> ClientInfo {
@@ -196,6 +189,7 @@ async fn a_scripted_week_is_reported_exactly_and_survives_a_restart() {
         .expect("in time");
 }
 
+// Long: one scenario, each step on the state the last left; split, it reads out of order.
 async fn scripted_week() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("state.db");

@@ -234,16 +234,7 @@ async fn maintain(
             }
             Err(e) => {
                 failures += 1;
-                let line = format!(
-                    "pooled relay connection {index} to {}: {e}",
-                    access.describe()
-                );
-                // One warning per outage; retries are logged at debug.
-                if failures == 1 {
-                    tracing::warn!("cannot open {line}; retrying");
-                } else {
-                    tracing::debug!("cannot open {line}; retrying");
-                }
+                dial_failed(index, &access, &e, failures);
                 backoff.after_failure(e.relay_unreachable() || e.no_listener())
             }
         };
@@ -251,6 +242,20 @@ async fn maintain(
             _ = stop.cancelled() => break,
             _ = tokio::time::sleep(delay) => {}
         }
+    }
+}
+
+/// Logs the `failures`-th failed dial in a row of slot `index`: one warning per outage,
+/// retries at debug.
+fn dial_failed(index: usize, access: &RelayAccess, e: &AccessError, failures: u32) {
+    let line = format!(
+        "pooled relay connection {index} to {}: {e}",
+        access.describe()
+    );
+    if failures == 1 {
+        tracing::warn!("cannot open {line}; retrying");
+    } else {
+        tracing::debug!("cannot open {line}; retrying");
     }
 }
 

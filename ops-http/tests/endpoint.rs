@@ -83,6 +83,7 @@ async fn raw(r: &Running, text: &str) -> String {
 }
 
 #[tokio::test]
+// Long: one checklist of cases on one fixture; split, each would set the fixture up again.
 async fn token_guards_everything_but_assets() {
     let r = start(Some(TOKEN)).await;
     let page = req(&r, Method::GET, "/", None).await;

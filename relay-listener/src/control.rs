@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
 use hc_client::TokenSource;
-use hc_client::pump::{sleep_until, tick};
+use hc_client::pump::{pinger, sleep_until, tick};
 use hc_client::token::IssuedToken;
 use hc_client::tokio_tungstenite::WebSocketStream;
 use hc_client::tokio_tungstenite::tungstenite::Message;
@@ -19,7 +19,7 @@ use hc_protocol::control::MAX_UNRECOGNIZED_JSON;
 use hc_protocol::{Accept, ControlMessage, HttpRequest, RenewToken, redact_for_log};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::http_mode::Outgoing;
@@ -103,11 +103,7 @@ where
     // A `request` whose body is the next binary message.
     let mut awaiting_body: Option<HttpRequest> = None;
     let mut renew_at = token.renew_after.map(|d| Instant::now() + d);
-    let mut pinger = ping.filter(|d| !d.is_zero()).map(|every| {
-        let mut t = tokio::time::interval_at(Instant::now() + every, every);
-        t.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        t
-    });
+    let mut pings = ping.filter(|d| !d.is_zero()).map(pinger);
     let mut last_rx = Instant::now();
     loop {
         tokio::select! {
@@ -135,32 +131,9 @@ where
                     }
                 }
                 match msg {
-                    Some(Ok(Message::Text(text))) => match ControlMessage::parse(&text) {
-                        Ok(ControlMessage::Accept(accept)) => (handlers.on_accept)(accept),
-                        Ok(ControlMessage::Request(request)) if request.body == Some(true) => {
-                            awaiting_body = Some(request);
-                        }
-                        Ok(ControlMessage::Request(request)) => {
-                            (handlers.on_request)(request, Bytes::new());
-                        }
-                        Ok(ControlMessage::Unrecognized { command, text }) => {
-                            // Redacted: text from the network may hold a token.
-                            let command = redact_for_log(&command, MAX_UNRECOGNIZED_JSON);
-                            let text = redact_for_log(&text, MAX_UNRECOGNIZED_JSON);
-                            tracing::debug!(command, text, "ignoring unknown control command");
-                        }
-                        Ok(ControlMessage::RenewToken(_)) => {
-                            tracing::debug!("ignoring renewToken sent by the relay");
-                        }
-                        Ok(ControlMessage::Response(_)) => {
-                            tracing::debug!("ignoring a response sent by the relay");
-                        }
-                        Err(e) => {
-                            // serde quotes what it could not read: redact it.
-                            let error = redact_for_log(&e.to_string(), MAX_UNRECOGNIZED_JSON);
-                            tracing::debug!("ignoring control message: {error}");
-                        }
-                    },
+                    Some(Ok(Message::Text(text))) => {
+                        awaiting_body = on_text(&text, &mut handlers);
+                    }
                     Some(Ok(Message::Close(frame))) => {
                         return SessionEnd::Closed {
                             code: frame.as_ref().map(|f| u16::from(f.code)),
@@ -173,23 +146,12 @@ where
                 }
             }
             _ = sleep_until(renew_at) => {
-                renew_at = None;
-                match tokens.issue() {
-                    Ok(fresh) => {
-                        let msg = ControlMessage::RenewToken(RenewToken {
-                            token: fresh.token.expose().to_owned(),
-                        });
-                        if let Err(e) = ws.send(Message::text(msg.to_json())).await {
-                            return SessionEnd::Failed(e.to_string());
-                        }
-                        renew_at = fresh.renew_after.map(|d| Instant::now() + d);
-                        status.update(|s| s.token_renewals += 1);
-                        tracing::debug!("renewed the control channel token");
-                    }
-                    Err(e) => tracing::warn!("cannot renew the control channel token: {e}"),
-                }
+                renew_at = match renew(&mut ws, tokens, status).await {
+                    Ok(next) => next,
+                    Err(e) => return SessionEnd::Failed(e.to_string()),
+                };
             }
-            _ = tick(pinger.as_mut()) => {
+            _ = tick(pings.as_mut()) => {
                 let every = ping.unwrap_or(Duration::MAX);
                 if last_rx.elapsed() > every.saturating_mul(3) {
                     return SessionEnd::KeepAliveTimeout;
@@ -198,6 +160,70 @@ where
                     return SessionEnd::Failed(e.to_string());
                 }
             }
+        }
+    }
+}
+
+/// Acts on one control message from the relay: an `accept` or a `request` goes to its
+/// handler, anything else is logged and ignored. Returns the request whose body is the next
+/// binary message, if this one announced one.
+fn on_text<A, R>(text: &str, handlers: &mut Handlers<A, R>) -> Option<HttpRequest>
+where
+    A: FnMut(Accept),
+    R: FnMut(HttpRequest, Bytes),
+{
+    match ControlMessage::parse(text) {
+        Ok(ControlMessage::Accept(accept)) => (handlers.on_accept)(accept),
+        Ok(ControlMessage::Request(request)) if request.body == Some(true) => {
+            return Some(request);
+        }
+        Ok(ControlMessage::Request(request)) => {
+            (handlers.on_request)(request, Bytes::new());
+        }
+        Ok(ControlMessage::Unrecognized { command, text }) => {
+            // Redacted: text from the network may hold a token.
+            let command = redact_for_log(&command, MAX_UNRECOGNIZED_JSON);
+            let text = redact_for_log(&text, MAX_UNRECOGNIZED_JSON);
+            tracing::debug!(command, text, "ignoring unknown control command");
+        }
+        Ok(ControlMessage::RenewToken(_)) => {
+            tracing::debug!("ignoring renewToken sent by the relay");
+        }
+        Ok(ControlMessage::Response(_)) => {
+            tracing::debug!("ignoring a response sent by the relay");
+        }
+        Err(e) => {
+            // serde quotes what it could not read: redact it.
+            let error = redact_for_log(&e.to_string(), MAX_UNRECOGNIZED_JSON);
+            tracing::debug!("ignoring control message: {error}");
+        }
+    }
+    None
+}
+
+/// Sends the relay a fresh token (`renewToken`); returns when to renew next. A token that
+/// cannot be issued is logged and not retried on this channel; a failed send ends it.
+async fn renew<S>(
+    ws: &mut WebSocketStream<S>,
+    tokens: &TokenSource,
+    status: &ListenerStatus,
+) -> Result<Option<Instant>, hc_client::tokio_tungstenite::tungstenite::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match tokens.issue() {
+        Ok(fresh) => {
+            let msg = ControlMessage::RenewToken(RenewToken {
+                token: fresh.token.expose().to_owned(),
+            });
+            ws.send(Message::text(msg.to_json())).await?;
+            status.update(|s| s.token_renewals += 1);
+            tracing::debug!("renewed the control channel token");
+            Ok(fresh.renew_after.map(|d| Instant::now() + d))
+        }
+        Err(e) => {
+            tracing::warn!("cannot renew the control channel token: {e}");
+            Ok(None)
         }
     }
 }

@@ -15,7 +15,7 @@ use futures_util::stream::FuturesUnordered;
 
 use hc_client::access::AccessError;
 use hc_client::dial::DialError;
-use hc_client::{Reconnect, RelayAccess, Replicas};
+use hc_client::{IssuedToken, Reconnect, RelayAccess, RelayStream, Replicas};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -214,57 +214,22 @@ impl<C: TargetConnector> RelayListener<C> {
             };
             let delay = match dialled {
                 Err(e) => {
-                    if e.relay_unreachable() {
-                        self.replicas.report(access, false);
-                    }
-                    let line = self.describe_failure(access, &e);
-                    // One warning per outage; retries while the relay stays away at debug.
-                    if failures == 0 || !e.relay_unreachable() {
-                        tracing::warn!("{line}");
-                    } else {
-                        tracing::debug!("{line}");
-                    }
+                    self.dial_failed(access, &e, failures);
                     failures += 1;
-                    self.status.dial_failed(line);
                     backoff.after_failure(e.relay_unreachable())
                 }
                 Ok((stream, token)) => {
                     self.status.connected();
-                    let (replies, queued) = tokio::sync::mpsc::channel(16);
-                    let http = HttpContext {
-                        forward: self.http.clone(),
-                        access: access.clone(),
-                        replies,
-                    };
                     tracing::info!("control channel open on {}", access.describe());
                     let started = Instant::now();
-                    let end = session(
-                        stream.ws,
-                        access.tokens(),
-                        &token,
-                        self.config.control_ping,
-                        &self.status,
-                        &stop,
-                        Handlers {
-                            on_accept: |accept| {
-                                let task = rendezvous::handle(
-                                    accept,
-                                    access.clone(),
-                                    self.connector.clone(),
-                                    self.config.clone(),
-                                    self.status.clone(),
-                                    shutdown.clone(),
-                                    abort.child_token(),
-                                );
-                                streams.spawn(task);
-                            },
-                            on_request: |request, body| {
-                                streams.spawn(http_mode::handle(request, body, http.clone()));
-                            },
-                            replies: queued,
-                        },
-                    )
-                    .await;
+                    let channel = Channel {
+                        access,
+                        streams,
+                        abort,
+                        stop: &stop,
+                        shutdown,
+                    };
+                    let end = self.serve_channel(stream, &token, channel).await;
                     if end == SessionEnd::Shutdown {
                         self.status.disconnected(None);
                         break;
@@ -284,6 +249,71 @@ impl<C: TargetConnector> RelayListener<C> {
                 _ = tokio::time::sleep(delay) => {}
             }
         }
+    }
+
+    /// Notes a failed dial (the `failures`-th in a row): one warning per outage, retries
+    /// while the relay stays away at debug.
+    fn dial_failed(&self, access: &RelayAccess, e: &AccessError, failures: u32) {
+        if e.relay_unreachable() {
+            self.replicas.report(access, false);
+        }
+        let line = self.describe_failure(access, e);
+        if failures == 0 || !e.relay_unreachable() {
+            tracing::warn!("{line}");
+        } else {
+            tracing::debug!("{line}");
+        }
+        self.status.dial_failed(line);
+    }
+
+    /// Serves one open control channel until it ends: each `accept` becomes a rendezvous
+    /// task, each HTTP-mode `request` a forwarding task, both tracked in `streams`.
+    async fn serve_channel(
+        &self,
+        stream: RelayStream,
+        token: &IssuedToken,
+        channel: Channel<'_>,
+    ) -> SessionEnd {
+        let Channel {
+            access,
+            streams,
+            abort,
+            stop,
+            shutdown,
+        } = channel;
+        let (replies, queued) = tokio::sync::mpsc::channel(16);
+        let http = HttpContext {
+            forward: self.http.clone(),
+            access: access.clone(),
+            replies,
+        };
+        session(
+            stream.ws,
+            access.tokens(),
+            token,
+            self.config.control_ping,
+            &self.status,
+            stop,
+            Handlers {
+                on_accept: |accept| {
+                    let task = rendezvous::handle(
+                        accept,
+                        access.clone(),
+                        self.connector.clone(),
+                        self.config.clone(),
+                        self.status.clone(),
+                        shutdown.clone(),
+                        abort.child_token(),
+                    );
+                    streams.spawn(task);
+                },
+                on_request: |request, body| {
+                    streams.spawn(http_mode::handle(request, body, http.clone()));
+                },
+                replies: queued,
+            },
+        )
+        .await
     }
 
     fn describe_failure(&self, access: &RelayAccess, e: &AccessError) -> String {
@@ -309,4 +339,13 @@ fn forward_of(config: &ListenerConfig, access: &RelayAccess) -> Option<Arc<HttpF
     let target = config.http_target.as_deref()?;
     let forward = HttpForward::new(target, access.entity_path(), &access.endpoint().host);
     Some(Arc::new(forward))
+}
+
+/// What serving one control channel needs from [`RelayListener::main_loop`].
+struct Channel<'a> {
+    access: &'a Arc<RelayAccess>,
+    streams: &'a TaskTracker,
+    abort: &'a CancellationToken,
+    stop: &'a CancellationToken,
+    shutdown: &'a CancellationToken,
 }

@@ -15,9 +15,10 @@ use hc_client::azbridge;
 use hc_client::pump::pump;
 use hc_client::slots::Held;
 use hc_client::subprotocol::{self, Framing};
+use hc_client::tokio_tungstenite::WebSocketStream;
 use hc_protocol::Accept;
 use hc_protocol::status::{HTTP_BAD_GATEWAY, HTTP_TOO_MANY};
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ListenerConfig;
@@ -84,24 +85,12 @@ pub async fn handle<C: TargetConnector>(
         }
     };
     let mut ws = stream.ws;
-    if !config.azbridge_port_names.is_empty() {
-        match azbridge::answer(&mut ws, &config.azbridge_port_names, config.target_timeout).await {
-            Ok((port, rest)) => {
-                tracing::debug!(id, port, "azbridge preamble accepted");
-                if !rest.is_empty() && target.write_all(&rest).await.is_err() {
-                    listed.end = StreamState::Failed;
-                    status.update(|s| s.failed += 1);
-                    return;
-                }
-            }
-            Err(e) => {
-                let line = format!("stream {id} from {}: {e}", client.addr);
-                tracing::warn!("refused azbridge {line}");
-                status.rejected(line);
-                listed.end = StreamState::Rejected;
-                return;
-            }
-        }
+    if !config.azbridge_port_names.is_empty()
+        && let Err(end) =
+            azbridge_preamble(&mut ws, &mut target, &config, &client, id, &status).await
+    {
+        listed.end = end;
+        return;
     }
     status.update(|s| s.accepted += 1);
     let framing = Framing::from_subprotocol(stream.subprotocol.as_deref());
@@ -113,6 +102,38 @@ pub async fn handle<C: TargetConnector>(
         end = ?report.end,
         "stream ended"
     );
+}
+
+/// Answers an azbridge client's port preamble (when port names are configured) and writes to
+/// the target whatever data followed it; on failure, how the stream ended.
+async fn azbridge_preamble<S, T>(
+    ws: &mut WebSocketStream<S>,
+    target: &mut T,
+    config: &ListenerConfig,
+    client: &RemoteClient,
+    id: &str,
+    status: &ListenerStatus,
+) -> Result<(), StreamState>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncWrite + Unpin,
+{
+    match azbridge::answer(ws, &config.azbridge_port_names, config.target_timeout).await {
+        Ok((port, rest)) => {
+            tracing::debug!(id, port, "azbridge preamble accepted");
+            if !rest.is_empty() && target.write_all(&rest).await.is_err() {
+                status.update(|s| s.failed += 1);
+                return Err(StreamState::Failed);
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let line = format!("stream {id} from {}: {e}", client.addr);
+            tracing::warn!("refused azbridge {line}");
+            status.rejected(line);
+            Err(StreamState::Rejected)
+        }
+    }
 }
 
 pub(crate) async fn reject(

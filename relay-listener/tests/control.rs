@@ -40,6 +40,7 @@ async fn ws_pair() -> (Ws, Ws) {
 }
 
 #[tokio::test(start_paused = true)]
+// Long: one scenario, each step on the state the last left; split, it reads out of order.
 async fn session_dispatches_accepts_pings_and_renews_the_token() {
     let (listener_ws, relay_ws) = ws_pair().await;
     let key = Secret::new("listen-key");

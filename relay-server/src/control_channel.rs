@@ -136,24 +136,11 @@ where
                         return drain(ws).await;
                     }
                     Some(Ok(Message::Close(_))) => return drain(ws).await,
-                    Some(Ok(Message::Text(text))) => {
-                        // A text where a body was announced: that response has no body.
-                        if let Some(head) = awaiting_body.take() {
-                            deliver(&cc, head, Bytes::new());
-                        }
-                        match on_command(text.as_str(), &cc, &mut expires_at) {
-                            Command::Close(reason) => break (CLOSE_POLICY, reason),
-                            Command::Response(head) if head.body => awaiting_body = Some(head),
-                            Command::Response(head) => deliver(&cc, head, Bytes::new()),
-                            Command::Done => {}
+                    Some(Ok(message)) => {
+                        if let Some(end) = on_data(message, &cc, &mut expires_at, &mut awaiting_body) {
+                            break end;
                         }
                     }
-                    Some(Ok(Message::Binary(data))) => match awaiting_body.take() {
-                        Some(head) => deliver(&cc, head, data),
-                        // hyco-https sends an empty binary message after a body-less response.
-                        None => tracing::debug!(bytes = data.len(), "control channel: binary message ignored"),
-                    },
-                    Some(Ok(_)) => {}
                 }
             }
         }
@@ -164,6 +151,41 @@ where
     cc.exchanges.listener_gone(cc.listener_id);
     close(ws, end.0, &tracked_reason(&end.1)).await;
     Ended::ByRelay(end.0, end.1)
+}
+
+/// A text or binary message from the listener: a command, a response head, or the body of
+/// the response announced before it. Returns the close code and reason when the channel must
+/// close.
+fn on_data(
+    message: Message,
+    cc: &ControlChannel,
+    expires_at: &mut Instant,
+    awaiting_body: &mut Option<HttpResponse>,
+) -> Option<(u16, String)> {
+    match message {
+        Message::Text(text) => {
+            // A text where a body was announced: that response has no body.
+            if let Some(head) = awaiting_body.take() {
+                deliver(cc, head, Bytes::new());
+            }
+            match on_command(text.as_str(), cc, expires_at) {
+                Command::Close(reason) => return Some((CLOSE_POLICY, reason)),
+                Command::Response(head) if head.body => *awaiting_body = Some(head),
+                Command::Response(head) => deliver(cc, head, Bytes::new()),
+                Command::Done => {}
+            }
+        }
+        Message::Binary(data) => match awaiting_body.take() {
+            Some(head) => deliver(cc, head, data),
+            // hyco-https sends an empty binary message after a body-less response.
+            None => tracing::debug!(
+                bytes = data.len(),
+                "control channel: binary message ignored"
+            ),
+        },
+        _ => {}
+    }
+    None
 }
 
 /// Sends one queued item: its text, then its binary body if it has one.

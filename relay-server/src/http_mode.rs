@@ -92,41 +92,15 @@ pub(crate) async fn serve(
     let (parts, body) = req.into_parts();
     let timeout = relay.limits.http_response_timeout;
     let body = read_body(body, relay.limits.max_message_size, timeout).await?;
-    let mut headers = header_fields(&parts.headers, |name| {
-        is_hop_by_hop(name)
-            || REQUEST_RELAY_ONLY.contains(&name)
-            || (in_authorization && name == header::AUTHORIZATION.as_str())
-    });
-    let via = format!("1.1 {}", relay.system_name(conn));
-    headers
-        .entry("Via".to_owned())
-        .and_modify(|v| *v = format!("{v}, {via}"))
-        .or_insert(via);
-    let app_query = query.app_part();
-    let target = if app_query.is_empty() {
-        path.to_owned()
-    } else {
-        format!("{path}?{app_query}")
-    };
     let id = uuid::Uuid::new_v4().to_string();
+    let full = describe(at, path, &parts, in_authorization, &id, !body.is_empty());
     let inline = body.len() <= MAX_INLINE_BODY
-        && headers
+        && full
+            .request_headers
             .iter()
             .map(|(k, v)| k.len() + v.len())
             .sum::<usize>()
             <= MAX_INLINE_HEADERS;
-    let full = HttpRequest {
-        address: String::new(),
-        id: id.clone(),
-        request_target: Some(target),
-        method: Some(parts.method.to_string()),
-        remote_endpoint: Some(RemoteEndpoint {
-            address: conn.peer.ip().to_canonical().to_string(),
-            port: conn.peer.port(),
-        }),
-        request_headers: headers,
-        body: Some(!body.is_empty()),
-    };
     let (reply, _guard) = relay.hub.exchanges.open(&id, hc);
     let exchanges = relay.hub.exchanges.clone();
     let query_text = url::form_urlencoded::Serializer::new(String::new())
@@ -177,6 +151,48 @@ pub(crate) async fn serve(
             StatusCode::BAD_GATEWAY,
             "the listener went away before it responded",
         )),
+    }
+}
+
+/// The `request` control message for a request (its address is the listener's, filled in
+/// per listener): the target (the path and the application's part of the query), the method,
+/// the sender's address, and the headers less hop-by-hop and relay-only ones (and less
+/// `Authorization` when it carried the relay token), with this relay added to `Via`.
+fn describe(
+    at: &Target<'_>,
+    path: &str,
+    parts: &http::request::Parts,
+    in_authorization: bool,
+    id: &str,
+    has_body: bool,
+) -> HttpRequest {
+    let mut headers = header_fields(&parts.headers, |name| {
+        is_hop_by_hop(name)
+            || REQUEST_RELAY_ONLY.contains(&name)
+            || (in_authorization && name == header::AUTHORIZATION.as_str())
+    });
+    let via = format!("1.1 {}", at.relay.system_name(at.conn));
+    headers
+        .entry("Via".to_owned())
+        .and_modify(|v| *v = format!("{v}, {via}"))
+        .or_insert(via);
+    let app_query = at.query.app_part();
+    let target = if app_query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{app_query}")
+    };
+    HttpRequest {
+        address: String::new(),
+        id: id.to_owned(),
+        request_target: Some(target),
+        method: Some(parts.method.to_string()),
+        remote_endpoint: Some(RemoteEndpoint {
+            address: at.conn.peer.ip().to_canonical().to_string(),
+            port: at.conn.peer.port(),
+        }),
+        request_headers: headers,
+        body: Some(has_body),
     }
 }
 

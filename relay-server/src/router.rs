@@ -21,7 +21,7 @@ use crate::admission::ConnectionSlot;
 use crate::auth::{request_host, request_token, unix_now};
 use crate::bridge::{BridgeSettings, bridge};
 use crate::config::Right;
-use crate::control_channel::{self, ControlChannel, Ended};
+use crate::control_channel::{self, ControlChannel, Ended, RenewCheck};
 use crate::handshake::{
     self, chosen_protocol, offered_protocols, switching_protocols, upgrade_key,
 };
@@ -271,32 +271,17 @@ fn listen(at: &Target<'_>, mut req: Request<Incoming>) -> Result<Response<Body>,
                 _ => return tracing::debug!("upgrade did not complete"),
             };
             tracing::info!("listener registered");
-            let auth = relay2.auth.clone();
-            let hc_config = hc2.config.clone();
-            let ended = control_channel::run(
-                ws,
-                ControlChannel {
-                    accepts,
-                    listener_id: id,
-                    exchanges: relay2.hub.exchanges.clone(),
-                    expiry: authorized.expiry,
-                    renew: Box::new(move |t| {
-                        // A renewed token must name the host the channel was opened to.
-                        auth.authorize(
-                            &hc_config,
-                            Some(t),
-                            Right::Listen,
-                            unix_now(),
-                            reached_as.as_deref(),
-                        )
-                        .map(|a| a.expiry)
-                    }),
-                    ping_interval: relay2.limits.control_ping_interval,
-                    shutdown: relay2.shutdown.clone(),
-                    lost,
-                },
-            )
-            .await;
+            let channel = ControlChannel {
+                accepts,
+                listener_id: id,
+                exchanges: relay2.hub.exchanges.clone(),
+                expiry: authorized.expiry,
+                renew: renew_check(&relay2, &hc2, reached_as),
+                ping_interval: relay2.limits.control_ping_interval,
+                shutdown: relay2.shutdown.clone(),
+                lost,
+            };
+            let ended = control_channel::run(ws, channel).await;
             relay2.hub.exchanges.listener_gone(id);
             match ended {
                 Ended::ByListener => tracing::info!("listener disconnected"),
@@ -310,6 +295,23 @@ fn listen(at: &Target<'_>, mut req: Request<Incoming>) -> Result<Response<Body>,
         .instrument(span),
     );
     Ok(switching_protocols(&key, None))
+}
+
+/// How the control channel checks a listener's renewed token: as its first one, for the same
+/// hybrid connection, and naming the host the channel was opened to.
+fn renew_check(relay: &Relay, hc: &HcEntry, reached_as: Option<String>) -> RenewCheck {
+    let auth = relay.auth.clone();
+    let hc_config = hc.config.clone();
+    Box::new(move |t| {
+        auth.authorize(
+            &hc_config,
+            Some(t),
+            Right::Listen,
+            unix_now(),
+            reached_as.as_deref(),
+        )
+        .map(|a| a.expiry)
+    })
 }
 
 async fn connect(

@@ -43,6 +43,7 @@ async fn recv_all(rx: &mut futures_util::stream::SplitStream<Ws>) -> Vec<u8> {
 }
 
 #[tokio::test]
+// Long: one scenario, each step on the state the last left; split, it reads out of order.
 async fn tls_rendezvous_forwards_headers_query_endpoint_and_bytes() {
     within(async {
         let relay = TestRelay::start(true, |_| {}).await;

@@ -3,11 +3,15 @@
 //! connection per call, as MxNet2 does), for tests that count seats through the tunnel.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use license_client::{ClientConfig, RemoteApi};
 use license_core::SlotRef;
+use license_core::clock::SharedWallClock;
 use license_core::engine::StatusSnapshot;
+use license_core::protocol::ServerIdentity;
+use license_server::backends::simulated::SimulatedBackend;
 use license_server::config::DongleSection;
 use license_server::{LicenseServer, ServerConfig};
 use tokio::net::TcpListener;
@@ -22,6 +26,17 @@ pub const SLOT: u16 = 1;
 /// The seat of [`SLOT`] on the first dongle.
 pub fn seat() -> SlotRef {
     SlotRef::first_dongle(SLOT)
+}
+
+/// A server for `config`, not yet serving: a fresh key, the simulated dongles of its
+/// `[dongleN]` sections (whatever its backend says) and `clock` as its wall clock.
+pub fn simulated_server(config: &ServerConfig, clock: SharedWallClock) -> LicenseServer {
+    LicenseServer::with_parts(
+        config,
+        ServerIdentity::generate().expect("key"),
+        Arc::new(SimulatedBackend::new(&config.dongles)),
+        clock,
+    )
 }
 
 /// A running license server; stopped when dropped.
@@ -51,9 +66,20 @@ impl License {
     /// A server for `config` (its bind address and port are ignored: it listens on
     /// `127.0.0.1:0`), started the way `dongle-relay server` starts it.
     pub async fn start_with(config: ServerConfig) -> Self {
+        Self::serve(LicenseServer::new(&config).expect("server")).await
+    }
+
+    /// A server for `config` on `127.0.0.1:0` with a fresh key, the simulated dongles of its
+    /// `[dongleN]` sections (whatever its backend says) and `clock` as its wall clock, so
+    /// that clients sharing the clock, or paused test time, agree with it on time-stamps.
+    pub async fn start_simulated(config: &ServerConfig, clock: SharedWallClock) -> Self {
+        Self::serve(simulated_server(config, clock)).await
+    }
+
+    /// Serves `server` on `127.0.0.1:0` until stopped.
+    async fn serve(server: LicenseServer) -> Self {
         let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = socket.local_addr().expect("addr");
-        let server = LicenseServer::new(&config).expect("server");
         let shutdown = CancellationToken::new();
         let task = tokio::spawn({
             let server = server.clone();
@@ -175,11 +201,16 @@ impl License {
         failed
     }
 
-    /// Stops the server and waits for it.
-    pub async fn stop(mut self) {
+    /// Stops the server and waits for it (at most [`LIMIT`]).
+    pub async fn stop(self) {
+        self.stop_within(LIMIT).await;
+    }
+
+    /// Stops the server and waits for it, at most `limit`.
+    pub async fn stop_within(mut self, limit: Duration) {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
-            tokio::time::timeout(LIMIT, task)
+            tokio::time::timeout(limit, task)
                 .await
                 .expect("server stops")
                 .expect("server task");

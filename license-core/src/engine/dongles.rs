@@ -1,9 +1,11 @@
 //! The engine's dongle table: every dongle ever seen (so AppSlot counts survive a key being
 //! pulled and plugged back), whether it is present now, and DngNr resolution (the n-th
-//! present dongle, from 1; 0 is accepted as the first, as some callers pass 0).
+//! present dongle, from 1; 0 is accepted as the first, as some callers pass 0), and the
+//! r-API calls that read a dongle (count, serial number, data variables).
 
 use std::collections::BTreeMap;
 
+use super::Engine;
 use super::appslot::AppSlot;
 use crate::dongle::{DongleDescriptor, Presence};
 use crate::error::ErrorCode;
@@ -120,5 +122,69 @@ fn change_for(presence: &Presence, label: String) -> DongleChange {
         Presence::Present => DongleChange::Arrived(label),
         Presence::Inaccessible(why) => DongleChange::Inaccessible(label, why.clone()),
         Presence::Absent => DongleChange::Left(label),
+    }
+}
+
+/// The dongle reads of the r-API, and names for logs and events.
+impl Engine {
+    /// `rDongle_Count`: the number of dongles present.
+    ///
+    /// # Errors
+    /// -102 when there is none.
+    pub fn dongle_count(&self) -> Result<i32, ErrorCode> {
+        match self.dongles.present_count() {
+            0 => Err(ErrorCode::NoDongle),
+            n => Ok(i32::try_from(n).unwrap_or(i32::MAX)),
+        }
+    }
+
+    /// `rDongle_ReadSerNr`.
+    ///
+    /// # Errors
+    /// -102 no such dongle, -302 serial unknown (a USB key without `Sernr=`).
+    pub fn read_serial(&self, dng_nr: u16, user_code: i32) -> Result<i32, ErrorCode> {
+        let d = self.dongles.resolve(dng_nr, user_code)?;
+        self.dongles.entries[d]
+            .desc
+            .serial
+            .ok_or(ErrorCode::Unsupported)
+    }
+
+    /// `rDongle_ReadDataEx`: `count` data variables from `fpos` (0-based).
+    ///
+    /// # Errors
+    /// -102 no such dongle, -302 no data (USB key).
+    pub fn read_data(
+        &self,
+        dng_nr: u16,
+        user_code: i32,
+        fpos: u16,
+        count: u16,
+    ) -> Result<Vec<i32>, ErrorCode> {
+        let d = self.dongles.resolve(dng_nr, user_code)?;
+        let desc = &self.dongles.entries[d].desc;
+        if !desc.reads_data {
+            return Err(ErrorCode::Unsupported);
+        }
+        let start = usize::from(fpos).min(desc.data.len());
+        let end = start
+            .saturating_add(usize::from(count))
+            .min(desc.data.len());
+        Ok(desc.data[start..end].to_vec())
+    }
+
+    pub(super) fn dongle_name(&self, dongle: usize) -> String {
+        self.dongles
+            .entries
+            .get(dongle)
+            .map_or_else(String::new, |e| e.desc.name.clone())
+    }
+
+    pub(super) fn slot_name(&self, dongle: usize, slot: u16) -> String {
+        self.dongles
+            .entries
+            .get(dongle)
+            .and_then(|e| e.slots.get(&slot))
+            .map_or_else(|| format!("AppSlot{slot}"), |s| s.name.clone())
     }
 }

@@ -2,8 +2,10 @@
 //! for want of a seat: for logs, metrics and usage history) to a [`SeatObserver`], and state changes (sessions opened and closed, login records
 //! added and removed: what a restart must restore) to a [`StateObserver`] — the persistence
 //! layer (the server's state store). Refreshing a login or a session changes neither, so a refresh never
-//! causes a write.
+//! causes a write. The engine builds and sends both here.
 
+use super::Engine;
+use super::appslot::SeatKey;
 use super::identity::Identity;
 use super::session::ClientInfo;
 use crate::ids::{SessionId, SessionSecret};
@@ -128,5 +130,80 @@ pub trait StateObserver: Send {
 impl<F: FnMut(StateChange) + Send> StateObserver for F {
     fn on_state_change(&mut self, change: StateChange) {
         self(change);
+    }
+}
+
+/// Telling the observers.
+impl Engine {
+    pub(super) fn report(&mut self, change: StateChange) {
+        if let Some(observer) = self.state_observer.as_mut() {
+            observer.on_state_change(change);
+        }
+    }
+
+    pub(super) fn emit(
+        &mut self,
+        kind: SeatEventKind,
+        seat: SeatKey,
+        session: SessionId,
+        reason: Option<RemovalReason>,
+    ) {
+        let (taken, limit) = self
+            .dongles
+            .entries
+            .get(seat.dongle)
+            .and_then(|e| e.slots.get(&seat.slot))
+            .map_or((0, 0), |s| (s.taken, s.limit));
+        let event = SeatEvent {
+            kind,
+            dongle_key: self
+                .dongles
+                .entries
+                .get(seat.dongle)
+                .map_or_else(String::new, |e| e.desc.key.clone()),
+            dongle: self.dongle_name(seat.dongle),
+            slot: seat.slot,
+            slot_name: self.slot_name(seat.dongle, seat.slot),
+            identity: seat.identity,
+            session,
+            client: self.sessions.get(&session).map(|s| s.client.clone()),
+            reason,
+            taken,
+            limit,
+        };
+        // Who, behind the seat holder: the client address and site (from a PROXY header when
+        // the relay carried the connection).
+        let client = event
+            .client
+            .as_ref()
+            .map_or_else(String::new, |c| match &c.site {
+                Some(site) => format!(" (client {} at site {site})", c.addr),
+                None => format!(" (client {})", c.addr),
+            });
+        // The manual's server log shows `AppSlot x(y)` with y the seats taken.
+        match (kind, reason) {
+            // Already logged where it was refused.
+            (SeatEventKind::Refused, _) => {}
+            (_, None) => tracing::info!(
+                "{} {}({}/{}) seat taken by {}{client}",
+                event.dongle,
+                event.slot_name,
+                taken,
+                limit,
+                event.identity
+            ),
+            (_, Some(reason)) => tracing::info!(
+                ?reason,
+                "{} {}({}/{}) seat freed by {}{client}",
+                event.dongle,
+                event.slot_name,
+                taken,
+                limit,
+                event.identity
+            ),
+        }
+        if let Some(observer) = self.observer.as_mut() {
+            observer.on_seat_event(&event);
+        }
     }
 }

@@ -66,6 +66,8 @@ pub(super) fn parse(text: &str) -> Result<ServerConfig, ConfigError> {
     config.finish(given)
 }
 
+// Long: one arm per `[Option]` key, a flat table that reads best whole (issue #12 item 2
+// replaces it with one definition per option).
 fn option(config: &mut ServerConfig, key: &str, value: &str) -> Result<(), ConfigError> {
     const S: &str = "Option";
     let count = |key: &str, value: &str| {

@@ -79,6 +79,8 @@ struct Slot {
     limit: Option<u32>,
 }
 
+// Long: one field per TOML key, a flat table that reads best whole (issue #12 item 2
+// replaces it with one definition per option).
 pub(super) fn parse(text: &str) -> Result<ServerConfig, ConfigError> {
     let file: File = ::toml::from_str(text)
         .map_err(|e| ConfigError::Syntax(format!("TOML configuration: {e}")))?;

@@ -68,20 +68,18 @@ pub(super) fn handle(shared: &Shared, frame: &Frame, peer: &Peer) -> Handled {
         packet: h.packet,
         timestamp: wall,
     };
+    // An error answer carries no tag: no session key proves it.
+    let refuse = |session, code| -> Handled {
+        answer(shared, reply_header(session), &Reply::error(code), None).into()
+    };
     if h.response {
-        return answer(
-            shared,
-            reply_header(h.session),
-            &Reply::error(ErrorCode::PacketHeader),
-            None,
-        )
-        .into();
+        return refuse(h.session, ErrorCode::PacketHeader);
     }
     let request = match Request::decode(h.command, &frame.payload) {
         Ok(r) => r,
         Err(code) => {
             tracing::warn!(peer = %peer.addr, command = h.command, "request rejected: {code}");
-            return answer(shared, reply_header(h.session), &Reply::error(code), None).into();
+            return refuse(h.session, code);
         }
     };
     if let Request::Init {
@@ -94,17 +92,11 @@ pub(super) fn handle(shared: &Shared, frame: &Frame, peer: &Peer) -> Handled {
                 frame: answer(shared, reply_header(id.get()), &reply, Some(&secret)),
                 durable,
             },
-            Err(code) => answer(shared, reply_header(0), &Reply::error(code), None).into(),
+            Err(code) => refuse(0, code),
         };
     }
     let Some(id) = SessionId::new(h.session) else {
-        return answer(
-            shared,
-            reply_header(0),
-            &Reply::error(ErrorCode::SessionPassword),
-            None,
-        )
-        .into();
+        return refuse(0, ErrorCode::SessionPassword);
     };
     let header_bytes = frame.header_bytes();
     let mut engine = shared.engine();
@@ -130,9 +122,30 @@ pub(super) fn handle(shared: &Shared, frame: &Frame, peer: &Peer) -> Handled {
     };
     let after = queued(shared);
     drop(engine);
-    // The engine reports its own -31 refusals as seat events; the history also wants a login
-    // refused for another reason (no such dongle).
-    if let (Ok(()), Request::Login(at), Some(store)) = (checked, &request, &shared.store)
+    note_outcome(shared, peer, id, &request, checked, &reply);
+    // A request that failed authentication gets an untagged answer: no key proves it.
+    let key = match checked {
+        Err(ErrorCode::SessionPassword) => None,
+        _ => secret.as_ref(),
+    };
+    Handled {
+        frame: answer(shared, reply_header(h.session), &reply, key),
+        durable: (after > before).then_some(after),
+    }
+}
+
+/// Records what an authenticated call was refused: in the usage history a login refused for
+/// another reason than a full AppSlot (the engine reports its own -31 refusals as seat
+/// events), and in the log every refusal.
+fn note_outcome(
+    shared: &Shared,
+    peer: &Peer,
+    id: SessionId,
+    request: &Request,
+    checked: Result<(), ErrorCode>,
+    reply: &Reply,
+) {
+    if let (Ok(()), Request::Login(at), Some(store)) = (checked, request, &shared.store)
         && let Some(code) = ErrorCode::from_code(reply.value)
         && code != ErrorCode::NoLicense
     {
@@ -145,15 +158,6 @@ pub(super) fn handle(shared: &Shared, frame: &Frame, peer: &Peer) -> Handled {
             command = ?request.command(), "refused: {code}"),
         _ => tracing::debug!(session = %id, command = ?request.command(), value = reply.value,
             "call"),
-    }
-    // A request that failed authentication gets an untagged answer: no key proves it.
-    let key = match checked {
-        Err(ErrorCode::SessionPassword) => None,
-        _ => secret.as_ref(),
-    };
-    Handled {
-        frame: answer(shared, reply_header(h.session), &reply, key),
-        durable: (after > before).then_some(after),
     }
 }
 

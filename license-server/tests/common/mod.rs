@@ -13,14 +13,12 @@ use license_core::SlotRef;
 use license_core::clock::{SharedWallClock, TokioClock};
 use license_core::engine::SessionId;
 use license_core::protocol::frame::{Frame, Header, TAG_LEN};
-use license_core::protocol::{ClientHandshake, Command, Reply, Request, ServerIdentity};
+use license_core::protocol::{ClientHandshake, Command, Reply, Request};
 use license_server::LicenseServer;
-use license_server::backends::simulated::SimulatedBackend;
 use license_server::config::{DongleSection, ServerConfig};
+use test_support::license::License;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio::net::TcpStream;
 
 /// Every end-to-end step is bounded by this.
 pub const LIMIT: Duration = Duration::from_secs(20);
@@ -47,12 +45,12 @@ pub fn config(limit: u32) -> ServerConfig {
     }
 }
 
+/// A license server on 127.0.0.1:0 ([`License`]) whose wall clock its clients share.
 pub struct Running {
     pub server: LicenseServer,
     pub addr: SocketAddr,
     pub clock: SharedWallClock,
-    pub shutdown: CancellationToken,
-    pub task: JoinHandle<()>,
+    license: License,
 }
 
 impl Running {
@@ -77,39 +75,19 @@ impl Running {
     }
 
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(LIMIT, self.task)
-            .await
-            .expect("server stops in time")
-            .expect("server task");
+        self.license.stop_within(LIMIT).await;
     }
 }
 
 /// Starts a server for `config` on 127.0.0.1:0.
 pub async fn start(config: ServerConfig) -> Running {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let clock: SharedWallClock = Arc::new(TokioClock::new());
-    let server = LicenseServer::with_parts(
-        &config,
-        ServerIdentity::generate().expect("key"),
-        Arc::new(SimulatedBackend::new(&config.dongles)),
-        clock.clone(),
-    );
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn({
-        let server = server.clone();
-        let shutdown = shutdown.clone();
-        async move {
-            server.serve(listener, shutdown).await.expect("serve");
-        }
-    });
+    let license = License::start_simulated(&config, clock.clone()).await;
     Running {
-        server,
-        addr,
+        server: license.server().clone(),
+        addr: license.addr(),
         clock,
-        shutdown,
-        task,
+        license,
     }
 }
 

@@ -10,15 +10,12 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
-use license_core::clock::{SharedWallClock, TokioClock};
+use license_core::clock::TokioClock;
 use license_core::dongle::DongleSection;
-use license_core::protocol::ServerIdentity;
 use license_server::LicenseServer;
-use license_server::backends::simulated::SimulatedBackend;
 use license_server::config::ServerConfig;
+use test_support::license::License;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 /// Every C program run is bounded by this.
 pub const LIMIT: Duration = Duration::from_secs(90);
@@ -125,12 +122,11 @@ pub async fn closed_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
-/// A license server on 127.0.0.1:0.
+/// A license server on 127.0.0.1:0 ([`License`]).
 pub struct Server {
     pub server: LicenseServer,
     pub addr: SocketAddr,
-    shutdown: CancellationToken,
-    task: JoinHandle<()>,
+    license: License,
 }
 
 impl Server {
@@ -149,26 +145,11 @@ impl Server {
             }],
             ..ServerConfig::default()
         };
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let clock: SharedWallClock = Arc::new(TokioClock::new());
-        let server = LicenseServer::with_parts(
-            &config,
-            ServerIdentity::generate().expect("key"),
-            Arc::new(SimulatedBackend::new(&config.dongles)),
-            clock,
-        );
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn({
-            let server = server.clone();
-            let shutdown = shutdown.clone();
-            async move { server.serve(listener, shutdown).await.expect("serve") }
-        });
+        let license = License::start_simulated(&config, Arc::new(TokioClock::new())).await;
         Self {
-            server,
-            addr,
-            shutdown,
-            task,
+            server: license.server().clone(),
+            addr: license.addr(),
+            license,
         }
     }
 
@@ -178,10 +159,6 @@ impl Server {
     }
 
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(LIMIT, self.task)
-            .await
-            .expect("server stops in time")
-            .expect("server task");
+        self.license.stop_within(LIMIT).await;
     }
 }

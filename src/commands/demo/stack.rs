@@ -122,64 +122,15 @@ impl DemoStack {
         shutdown: &CancellationToken,
         tasks: &mut Tasks,
     ) -> anyhow::Result<Self> {
-        // The relay: TLS with a certificate generated now, the built-in hybrid connection and
-        // generated keys; listener and proxy pin its certificate.
-        let relay_socket = TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("cannot listen for the relay on 127.0.0.1")?;
-        let relay_addr = relay_socket.local_addr().context("relay address")?;
-        let plan = LoopbackRelay::new(relay_addr.port(), DEFAULT_HC, QuickstartKeys::default())
-            .context("self-signed certificate")?;
-        let mut relay_config = plan.relay_config();
-        relay_config.limits.shutdown_grace = GRACE;
-        let relay_stats = relay_config.stats();
-        let relay = relay_server::run(relay_config, relay_socket, shutdown.clone());
-        tasks.spawn("relay", relay);
-        relay_stats.wait_serving().await;
-        let listen_connection = plan.listen_connection();
-        let send_connection = plan.send_connection();
-
-        // The license server, on loopback: the listener's PROXY headers come from loopback.
-        let license_socket = TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("cannot listen for the license server on 127.0.0.1")?;
-        let license_addr = license_socket
-            .local_addr()
-            .context("license server address")?;
-        let server = LicenseServer::new(&options.server).context("license server")?;
-        tasks.spawn("license server", {
-            let server = server.clone();
-            let token = shutdown.clone();
-            async move { server.serve(license_socket, token).await }
-        });
-
-        // The relay-listener: bridges to the license server with a PROXY v2 header per
-        // connection (client address and site).
-        let mut listener_config = plan.listener_config(&license_addr.to_string());
-        listener_config.identity.mode = IdentityMode::ProxyV2;
-        listener_config.reconnect_max = Duration::from_secs(2);
-        listener_config.shutdown_grace = GRACE;
-        let relay_listener = RelayListener::new(listener_config).context("relay-listener")?;
-        let listener = relay_listener.status();
-        tasks.spawn("relay-listener", relay_listener.run(shutdown.clone()));
-        if tokio::time::timeout(CONNECT_LIMIT, listener.wait_for(|s| s.connected))
-            .await
-            .is_err()
-        {
-            let why = listener
-                .snapshot()
-                .last_error
-                .unwrap_or_else(|| "no error reported".to_owned());
-            anyhow::bail!(
-                "the relay-listener did not connect to the relay within {CONNECT_LIMIT:?}: {why}"
-            );
-        }
+        let relay = start_relay(shutdown, tasks).await?;
+        let (license_addr, server) = start_license(options, shutdown, tasks).await?;
+        let listener = start_listener(&relay, license_addr, shutdown, tasks).await?;
 
         // The admin endpoint: the license server's status page with the listener's state.
         let admin_token = BearerToken::generate();
         let in_process = ops::in_process_listener(
             listener.clone(),
-            ops::relay_name(&plan.access(listen_connection.clone())),
+            ops::relay_name(&relay.access(relay.listen_connection())),
         );
         let (admin_addr, admin) = ops::start_admin(
             options.admin_addr,
@@ -193,7 +144,7 @@ impl DemoStack {
         tasks.push("admin endpoint", admin);
 
         // The local-proxy of one site.
-        let mut proxy_config = plan.proxy_config();
+        let mut proxy_config = relay.proxy_config();
         proxy_config.site = Some(options.site.clone());
         proxy_config.shutdown_grace = GRACE;
         let local_proxy = LocalProxy::new(proxy_config).context("local-proxy")?;
@@ -204,10 +155,10 @@ impl DemoStack {
         );
 
         Ok(Self {
-            relay_addr,
-            fingerprint: plan.cert().sha256_fingerprint.clone(),
-            listen_connection,
-            send_connection,
+            relay_addr: relay.addr(),
+            fingerprint: relay.cert().sha256_fingerprint.clone(),
+            listen_connection: relay.listen_connection(),
+            send_connection: relay.send_connection(),
             license_addr,
             server,
             listener,
@@ -232,4 +183,78 @@ impl DemoStack {
 async fn stop_tasks(shutdown: &CancellationToken, tasks: Tasks) {
     shutdown.cancel();
     tasks.join_within(STOP_LIMIT).await;
+}
+
+/// The relay as `loopback-stack` plans it (TLS with a certificate generated now, the built-in
+/// hybrid connection and generated keys); returns once it serves.
+async fn start_relay(
+    shutdown: &CancellationToken,
+    tasks: &mut Tasks,
+) -> anyhow::Result<LoopbackRelay> {
+    let relay_socket = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot listen for the relay on 127.0.0.1")?;
+    let addr = relay_socket.local_addr().context("relay address")?;
+    let plan = LoopbackRelay::new(addr.port(), DEFAULT_HC, QuickstartKeys::default())
+        .context("self-signed certificate")?;
+    let mut relay_config = plan.relay_config();
+    relay_config.limits.shutdown_grace = GRACE;
+    let relay_stats = relay_config.stats();
+    tasks.spawn(
+        "relay",
+        relay_server::run(relay_config, relay_socket, shutdown.clone()),
+    );
+    relay_stats.wait_serving().await;
+    Ok(plan)
+}
+
+/// The license server, on loopback: the listener's PROXY headers come from loopback.
+async fn start_license(
+    options: &StackOptions,
+    shutdown: &CancellationToken,
+    tasks: &mut Tasks,
+) -> anyhow::Result<(SocketAddr, LicenseServer)> {
+    let license_socket = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot listen for the license server on 127.0.0.1")?;
+    let license_addr = license_socket
+        .local_addr()
+        .context("license server address")?;
+    let server = LicenseServer::new(&options.server).context("license server")?;
+    tasks.spawn("license server", {
+        let server = server.clone();
+        let token = shutdown.clone();
+        async move { server.serve(license_socket, token).await }
+    });
+    Ok((license_addr, server))
+}
+
+/// The relay-listener: bridges to the license server with a PROXY v2 header per connection
+/// (client address and site); returns once its control channel is open.
+async fn start_listener(
+    relay: &LoopbackRelay,
+    license_addr: SocketAddr,
+    shutdown: &CancellationToken,
+    tasks: &mut Tasks,
+) -> anyhow::Result<ListenerStatus> {
+    let mut listener_config = relay.listener_config(&license_addr.to_string());
+    listener_config.identity.mode = IdentityMode::ProxyV2;
+    listener_config.reconnect_max = Duration::from_secs(2);
+    listener_config.shutdown_grace = GRACE;
+    let relay_listener = RelayListener::new(listener_config).context("relay-listener")?;
+    let listener = relay_listener.status();
+    tasks.spawn("relay-listener", relay_listener.run(shutdown.clone()));
+    if tokio::time::timeout(CONNECT_LIMIT, listener.wait_for(|s| s.connected))
+        .await
+        .is_err()
+    {
+        let why = listener
+            .snapshot()
+            .last_error
+            .unwrap_or_else(|| "no error reported".to_owned());
+        anyhow::bail!(
+            "the relay-listener did not connect to the relay within {CONNECT_LIMIT:?}: {why}"
+        );
+    }
+    Ok(listener)
 }
