@@ -71,7 +71,7 @@ fi
 rustup target list --installed | grep -qx "$target" || rustup target add "$target"
 # cargo-about writes the third-party licence texts (THIRD-PARTY-NOTICES.txt).
 cargo about --version 2>/dev/null | grep -q '^cargo-about 0\.9\.3$' \
-  || cargo install --locked cargo-about@0.9.3
+  || cargo install --locked --features cli cargo-about@0.9.3
 
 version=$(cargo metadata --no-deps --format-version 1 | python3 -c '
 import json, sys
@@ -162,14 +162,16 @@ libusb_version=$(sed -n 's/^#define LIBUSB_\(MAJOR\|MINOR\|MICRO\) \([0-9]*\).*/
   "$libusb_src/libusb/version.h" | paste -sd.)
 repository=$(cargo metadata --format-version 1 --no-deps --locked 2>/dev/null \
   | python3 -c 'import json,sys; print(next(p["repository"] or "" for p in json.load(sys.stdin)["packages"] if p["name"]=="dongle-relay"))')
+cargo about generate --offline --locked --fail about.hbs -o "$work/crates-notices.txt" \
+  || fail "cargo about generate failed (see above)"
 {
-  cargo about generate --locked --fail --workspace about.hbs
+  cat "$work/crates-notices.txt"
   echo
   sed -e "s|@LIBUSB_VERSION@|$libusb_version|" -e "s|@LIBUSB1_SYS_VERSION@|$usb_sys|g" \
     -e "s|@LIBSQLITE3_SYS_VERSION@|$sqlite_sys|" -e "s|@REPOSITORY@|$repository|" \
     deploy/windows/C-LIBRARIES.txt
   cat "$libusb_src/COPYING"
-} >"$work/THIRD-PARTY-NOTICES.txt" || fail "cargo about generate failed (see above)"
+} >"$work/THIRD-PARTY-NOTICES.txt"
 crlf "$work/THIRD-PARTY-NOTICES.txt" "$stage/THIRD-PARTY-NOTICES.txt"
 
 (cd "$stage" && find . -type f ! -name SHA256SUMS.txt -printf '%P\n' | LC_ALL=C sort \
@@ -228,6 +230,15 @@ for pair in dongle-relay.exe:pei-x86-64 client/x64/mxnet2_api.dll:pei-x86-64 \
   format=$(x86_64-w64-mingw32-objdump -f "$stage/${pair%%:*}" | sed -n 's/.*file format //p')
   [ "$format" = "${pair#*:}" ] || fail "${pair%%:*} is $format, not ${pair#*:}"
 done
+# The notices cover the crates (a TLS and a SQLite crate as samples) and the C libraries.
+for needle in '^  rustls ' '^  libsqlite3-sys ' '^libusb [0-9]' 'GNU LESSER GENERAL PUBLIC LICENSE' \
+  'SQLite (crate libsqlite3-sys'; do
+  grep -q "$needle" "$work/THIRD-PARTY-NOTICES.txt" \
+    || fail "THIRD-PARTY-NOTICES.txt lacks /$needle/"
+done
+if grep -q '@[A-Z0-9_]*@' "$work/THIRD-PARTY-NOTICES.txt"; then
+  fail "THIRD-PARTY-NOTICES.txt has an unfilled placeholder"
+fi
 listing=$(unzip -Z1 "$zip_file" | LC_ALL=C sort)
 echo "$listing"
 same "$expected" "$listing" "the zip's listing differs from the staged files"
