@@ -162,6 +162,7 @@ libusb_version=$(sed -n 's/^#define LIBUSB_\(MAJOR\|MINOR\|MICRO\) \([0-9]*\).*/
   "$libusb_src/libusb/version.h" | paste -sd.)
 repository=$(cargo metadata --format-version 1 --no-deps --locked 2>/dev/null \
   | python3 -c 'import json,sys; print(next(p["repository"] or "" for p in json.load(sys.stdin)["packages"] if p["name"]=="dongle-relay"))')
+[ -n "$repository" ] || fail "Cargo.toml's [package] has no repository: the LGPL notice must say where the source is"
 cargo about generate --offline --locked --fail about.hbs -o "$work/crates-notices.txt" \
   || fail "cargo about generate failed (see above)"
 {
