@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use hc_client::settings::TlsSection;
 use hc_protocol::Secret;
 use license_server::config::{BackendChoice, ServerConfig, TrustedProxies, parse_admin_bind};
 use ops_http::BearerToken;
@@ -287,8 +288,11 @@ fn listener_config(
     let flags = listen::Args {
         relay: RelayArgs {
             connection_string: args.relay_connection_string.clone(),
-            ca_file: args.relay_ca_file.clone(),
-            pins: args.relay_pins.clone(),
+            tls: TlsSection {
+                ca_file: args.relay_ca_file.clone(),
+                pin_sha256: args.relay_pins.clone(),
+                ..TlsSection::default()
+            },
             ..RelayArgs::default()
         },
         ..listen::Args::default()
