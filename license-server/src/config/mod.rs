@@ -4,7 +4,9 @@
 //! simulated dongles, seat limits, trusted PROXY header senders) under documented keys. Unknown
 //! keys and bad values are errors naming the key.
 
+mod flags;
 mod ini;
+pub mod options;
 mod toml;
 mod trusted;
 
@@ -19,6 +21,7 @@ use license_core::config_file::{bad, load_file};
 pub use license_core::dongle::DongleSection;
 use license_core::engine::{EngineSettings, LicenseMode};
 
+pub use flags::ServerFlags;
 pub use trusted::TrustedProxies;
 
 /// Default `CmdIssueTimeInterval` (section 6.8).
@@ -345,14 +348,6 @@ pub fn parse_admin_bind(value: &str) -> Result<SocketAddr, String> {
                 .map(|ip| SocketAddr::new(ip, ops_http::DEFAULT_ADMIN_PORT))
         })
         .map_err(|_| format!("{value:?} is not an address such as 127.0.0.1:12380"))
-}
-
-/// Parses a whole number of seconds.
-pub(crate) fn seconds(section: &str, key: &str, value: &str) -> Result<Duration, ConfigError> {
-    value
-        .parse::<u64>()
-        .map(Duration::from_secs)
-        .map_err(|_| bad(section, key, value, "a whole number of seconds"))
 }
 
 #[cfg(test)]
