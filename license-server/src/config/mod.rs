@@ -3,6 +3,11 @@
 //! an equivalent TOML file, with our extensions (bind address, key file, dongle backend,
 //! simulated dongles, seat limits, trusted PROXY header senders) under documented keys. Unknown
 //! keys and bad values are errors naming the key.
+//!
+//! Each `[Option]` setting is defined once, as a row of [`options::OPTIONS`] (INI key, TOML key,
+//! flag, parser, help line): the INI and TOML readers and the command line
+//! ([`ServerFlags`], [`ServerConfig::apply_flags`]) all read it. [`ServerConfig`] is the
+//! validated result the server runs with.
 
 mod flags;
 mod ini;

@@ -1,7 +1,7 @@
 //! The server's `[Option]` settings, each defined once in [`OPTIONS`]: its `mxnet2.ini` key,
 //! its TOML key, its command-line flag (if it has one), how its value is written, its parser
 //! and its one-line description. The INI reader, the TOML reader and the command line
-//! ([`ServerFlags`]) all read this table; `tests/options_docs.rs` checks it against `--help`
+//! ([`super::ServerFlags`]) all read this table; `tests/options_docs.rs` checks it against `--help`
 //! and `docs/license-server.md`.
 //!
 //! Why a table and not one serde struct, as the other components have: the INI format is the

@@ -11,8 +11,8 @@
 //! The file is read into two parts of one table: the keys that are also flags
 //! ([`RelayOptions`]: `bind`, `[tls]`), layered under the command line's
 //! ([`RelayConfig::from_file_under`]), and the deployment description (this module's
-//! [`RelayConfig`] keys). Concepts: [`options`] (the flag-and-key options), [`tls`], [`limits`],
-//! [`rules`] (hybrid connections and SAS rules).
+//! [`RelayConfig`] keys). Concepts: `options` (the flag-and-key options), `tls`, `limits`,
+//! `rules` (hybrid connections and SAS rules).
 
 mod limits;
 mod options;
