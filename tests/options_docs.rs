@@ -3,8 +3,12 @@
 //! flag and file key of `listen` and `proxy` is listed in its table. The options are defined
 //! once (`relay_listener::ListenerOptions`, `local_proxy::ProxyOptions`,
 //! `hc_client::options::RelayOptions`); this test keeps the docs from drifting from them. For
-//! `relay`, whose file is a deployment description rather than its flags' twin, the flag table
-//! and the `[limits]` table are checked the same way.
+//! `relay`, whose file is mostly a deployment description, the flag table is checked against
+//! its flags and the keys that are also flags (`relay_server::config::RelayOptions`), and the
+//! `[limits]` table against `[limits]`. For `server`, whose options are one table
+//! (`license_server::config::options::OPTIONS`: INI key, TOML key, flag), the docs' table must
+//! list each option with the same three names, every documented INI and TOML key must parse,
+//! and each flag's `--help` must name its file keys.
 
 use std::cell::Cell;
 use std::collections::BTreeSet;
@@ -129,16 +133,7 @@ fn fields<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
 /// The file keys of a component: the relay-access keys and its own, sections as
 /// `section.key`.
 fn file_keys(own: &[&str], sections: &[(&str, &[&str])]) -> BTreeSet<String> {
-    let mut keys = BTreeSet::new();
-    for key in fields::<RelayOptions>().iter().chain(own) {
-        match sections.iter().find(|(name, _)| name == key) {
-            Some((name, inner)) => keys.extend(inner.iter().map(|k| format!("{name}.{k}"))),
-            None => {
-                keys.insert((*key).to_owned());
-            }
-        }
-    }
-    keys
+    file_keys_of(&[fields::<RelayOptions>(), own].concat(), sections)
 }
 
 /// A file with `key` (`section.key` in its section) set to a value of some type.
@@ -152,9 +147,11 @@ fn files_setting(key: &str) -> Vec<String> {
         "1",
         "true",
         "[]",
+        "[\"::1\"]",
         "\"none\"",
         "\"auto\"",
         "\"127.0.0.1:1\"",
+        "\"127.0.0.1\"",
         "\"127.64.0.0/10\"",
         "\"x\"",
     ]
@@ -347,4 +344,139 @@ fn relay_docs_flags_and_limits_agree() {
             toml::from_str(&format!("{new} = \"30s\"")).expect("new spelling");
         assert_eq!(format!("{was:?}"), format!("{is:?}"), "{key}");
     }
+}
+
+/// `relay`'s options that are also file keys (`bind`, `[tls]`, one definition:
+/// `relay_server::config::RelayOptions`): the command-line table lists exactly these keys, and
+/// each documented key is read by the file format.
+#[test]
+fn relay_docs_and_file_keys_agree() {
+    use relay_server::config::{RelayOptions, TlsOptions};
+    let doc = include_str!("../docs/relay.md");
+    let documented = table(doc, "| option | default | meaning |").keys;
+    let keys = file_keys_of(fields::<RelayOptions>(), &[("tls", fields::<TlsOptions>())]);
+    keys_agree("relay", &documented, &keys, |text| {
+        config_syntax::layers::from_toml_pair::<RelayOptions, relay_server::RelayConfig>(text)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    });
+}
+
+/// The keys of one struct, sections as `section.key`.
+fn file_keys_of(keys: &[&str], sections: &[(&str, &[&str])]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for key in keys {
+        match sections.iter().find(|(name, _)| name == key) {
+            Some((name, inner)) => out.extend(inner.iter().map(|k| format!("{name}.{k}"))),
+            None => {
+                out.insert((*key).to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// One row of the server's option table: its INI key, TOML key and flag.
+type ServerRow = (String, String, Option<String>);
+
+/// The rows of the server's option table (`| INI key / TOML key / flag |`).
+fn server_rows(doc: &str) -> Vec<ServerRow> {
+    doc.lines()
+        .skip_while(|l| !l.starts_with("| INI key / TOML key / flag |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|row| {
+            let cell = row.split('|').nth(1).unwrap_or_default();
+            let spans: Vec<&str> = cell.split('`').skip(1).step_by(2).collect();
+            let ini = spans
+                .iter()
+                .find(|s| s.starts_with(|c: char| c.is_ascii_uppercase()));
+            let toml = spans
+                .iter()
+                .find(|s| s.starts_with(|c: char| c.is_ascii_lowercase()));
+            let flag = spans.iter().find_map(|s| s.strip_prefix("--"));
+            (
+                ini.unwrap_or_else(|| panic!("no INI key in {row}"))
+                    .to_string(),
+                toml.unwrap_or_else(|| panic!("no TOML key in {row}"))
+                    .to_string(),
+                flag.map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+/// `server`: every option of `license_server::config::options::OPTIONS` (its one definition)
+/// is a row of the docs' table with the same INI key, TOML key and flag, and no row is
+/// anything else; every documented INI key and TOML key parses (known, some value accepted);
+/// `--help` of each flag names its file keys; the command-line-only table and the option table
+/// together list exactly the flags of `server`.
+#[test]
+fn server_docs_flags_and_files_agree() {
+    use license_server::config::ServerConfig;
+    use license_server::config::options::OPTIONS;
+    let doc = include_str!("../docs/license-server.md");
+    let documented: BTreeSet<ServerRow> = server_rows(doc).into_iter().collect();
+    let defined: BTreeSet<ServerRow> = OPTIONS
+        .iter()
+        .map(|o| {
+            (
+                o.ini.to_owned(),
+                o.toml.to_owned(),
+                o.flag.as_ref().map(|f| f.long.to_owned()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        documented.difference(&defined).collect::<Vec<_>>(),
+        Vec::<&ServerRow>::new(),
+        "documented server options that are not defined so"
+    );
+    assert_eq!(
+        defined.difference(&documented).collect::<Vec<_>>(),
+        Vec::<&ServerRow>::new(),
+        "server options missing from the docs"
+    );
+
+    let ini_values = ["1", "0", "127.0.0.1", "none", "127.0.0.1:12380", "x"];
+    for (ini, toml, _) in &documented {
+        let parses = ini_values.iter().any(|value| {
+            ServerConfig::from_ini_str(&format!("[Option]\n{ini}={value}\n"))
+                .is_ok_and(|c| c.warnings.is_empty())
+        });
+        assert!(parses, "documented INI key {ini} does not parse");
+        let files = files_setting(toml);
+        assert!(
+            files.iter().any(|f| ServerConfig::from_toml_str(f).is_ok()),
+            "documented TOML key {toml} does not parse"
+        );
+    }
+    assert!(
+        ServerConfig::from_toml_str("prot = 1\n").is_err(),
+        "an unknown TOML key is refused"
+    );
+
+    let cli = Cli::command();
+    let server = cli.find_subcommand("server").expect("server");
+    for option in OPTIONS {
+        let Some(flag) = &option.flag else { continue };
+        let arg = server
+            .get_arguments()
+            .find(|a| a.get_long() == Some(flag.long))
+            .unwrap_or_else(|| panic!("no --{}", flag.long));
+        let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+        assert!(
+            help.contains(option.ini) && help.contains(option.toml),
+            "--{} --help names its file keys: {help}",
+            flag.long
+        );
+    }
+    let mut documented_flags: BTreeSet<String> = documented
+        .iter()
+        .filter_map(|(_, _, f)| f.clone())
+        .collect();
+    documented_flags.extend(table(doc, "| flag | meaning |").flags);
+    let mut flags = flags("server");
+    flags.insert("config".into());
+    flags_agree("server", &documented_flags, &flags);
 }

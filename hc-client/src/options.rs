@@ -6,12 +6,9 @@
 //! component's own, in one table.
 //!
 //! The file's `[egress]` section is also the flags `--socks5`, `--http-proxy`, `--proxy-user`
-//! (one definition, [`EgressSection`]). Its `[tls]` section is not yet: `--ca-file` and
-//! `--pin-sha256` are fields of their own (`ca_file`, `pins`), because `dongle-relay server`
-//! builds these options by those field names; [`RelayOptions::access`] combines them with the
-//! section (a certificate pinned by either is trusted).
+//! (one definition, [`EgressSection`]), and its `[tls]` section the flags `--ca-file` and
+//! `--pin-sha256` ([`TlsSection`]; a certificate pinned by any layer is trusted).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use config_syntax::{Merge, parse_duration};
@@ -49,17 +46,6 @@ pub struct RelayOptions {
     /// Hybrid connection name, when the connection string has no `EntityPath`.
     #[arg(long, value_name = "NAME")]
     pub hybrid_connection: Option<String>,
-    /// Also trust the CA certificates in this PEM file for the relay's certificate
-    /// (default: the public web PKI roots only).
-    #[arg(long, value_name = "PEM")]
-    #[serde(skip)]
-    pub ca_file: Option<PathBuf>,
-    /// Trust exactly the relay certificate with this SHA-256 fingerprint (hex, colons optional;
-    /// `dongle-relay relay` prints it). Repeatable. Handshake signatures are still verified.
-    #[arg(long = "pin-sha256", value_name = "FINGERPRINT")]
-    #[serde(skip)]
-    #[merge(strategy = merge::vec::append)]
-    pub pins: Vec<String>,
     /// Another relay serving the same hybrid connection, with the connection string's
     /// credentials (`sb://relay-b.example.net/`; repeatable): a listener keeps a control
     /// channel to every relay, a proxy spreads its connections over them and fails over
@@ -105,11 +91,10 @@ pub struct RelayOptions {
     #[serde(skip)]
     #[merge(strategy = merge::bool::overwrite_false)]
     pub insecure_plain_ws_non_loopback: bool,
-    /// `[tls]`: trust of the relay's certificate (file only; the flags are `--ca-file` and
-    /// `--pin-sha256`).
-    #[arg(skip)]
+    /// `[tls]` / `--ca-file`, `--pin-sha256`: trust of the relay's certificate.
+    #[command(flatten)]
     #[serde(default)]
-    #[merge(strategy = config_syntax::layers::overwrite_default)]
+    #[merge(strategy = Merge::merge)]
     pub tls: TlsSection,
     /// `[egress]` / `--socks5`, `--http-proxy`, `--proxy-user`: a proxy on the way to the
     /// relay.
@@ -135,7 +120,7 @@ impl RelayOptions {
         }
         let mut access = AccessConfig::new(connection);
         access.entity_path = self.hybrid_connection.clone();
-        access.trust = self.tls.to_trust(self.ca_file.clone(), &self.pins)?;
+        access.trust = self.tls.to_trust()?;
         let password = std::env::var(PROXY_PASSWORD_ENV).ok().map(Secret::new);
         access.egress = self.egress.to_egress(None, None, None, password)?;
         let defaults = DialTimeouts::default();
@@ -225,7 +210,10 @@ mod tests {
 
         let flags = RelayOptions {
             token_ttl: Some(Duration::from_secs(60)),
-            pins: vec!["0B".repeat(32)],
+            tls: TlsSection {
+                pin_sha256: vec!["0B".repeat(32)],
+                ..TlsSection::default()
+            },
             egress: EgressSection {
                 http_proxy: Some("web:3128".into()),
                 ..EgressSection::default()

@@ -29,40 +29,49 @@ impl SettingError {
     }
 }
 
-/// `[tls]`: how the relay's certificate is trusted.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+/// `[tls]`: how the relay's certificate is trusted; on the command line `--ca-file` and
+/// `--pin-sha256` (one definition: flattened into the command line, a section of the file).
+/// Merged field by field: a CA file of a higher layer replaces a lower layer's; the pins of all
+/// layers are trusted together.
+#[derive(clap::Args, Debug, Clone, Default, Deserialize, PartialEq, Eq, config_syntax::Merge)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSection {
-    /// Trust the public web PKI roots (default true).
+    /// Trust the public web PKI roots (default true; file only).
+    #[arg(skip)]
+    #[merge(strategy = merge::option::overwrite_none)]
     pub public_roots: Option<bool>,
-    /// Extra CA certificates (PEM).
+    /// Also trust the CA certificates in this PEM file for the relay's certificate
+    /// (default: the public web PKI roots only).
+    #[arg(long, value_name = "PEM")]
+    #[merge(strategy = merge::option::overwrite_none)]
     pub ca_file: Option<PathBuf>,
-    /// SHA-256 fingerprints of the relay's certificate (hex, colons optional).
+    /// Trust exactly the relay certificate with this SHA-256 fingerprint (hex, colons optional;
+    /// `dongle-relay relay` prints it). Repeatable. Handshake signatures are still verified.
+    #[arg(long = "pin-sha256", value_name = "FINGERPRINT")]
     #[serde(default)]
+    #[merge(strategy = merge::vec::append)]
     pub pin_sha256: Vec<String>,
 }
 
 impl TlsSection {
-    /// Merges command-line values over the file's and builds the trust configuration.
+    /// The trust configuration these (merged) settings describe.
     ///
     /// # Errors
     /// [`SettingError`] naming a malformed fingerprint.
-    pub fn to_trust(
-        &self,
-        ca_file: Option<PathBuf>,
-        pins: &[String],
-    ) -> Result<TrustConfig, SettingError> {
-        let mut all_pins = Vec::new();
-        for pin in self.pin_sha256.iter().chain(pins) {
-            let fp: Fingerprint = pin.parse().map_err(|e: crate::trust::BadFingerprint| {
-                SettingError::new("pin_sha256", e.to_string())
-            })?;
-            all_pins.push(fp);
-        }
+    pub fn to_trust(&self) -> Result<TrustConfig, SettingError> {
+        let pins = self
+            .pin_sha256
+            .iter()
+            .map(|pin| {
+                pin.parse().map_err(|e: crate::trust::BadFingerprint| {
+                    SettingError::new("pin_sha256", e.to_string())
+                })
+            })
+            .collect::<Result<Vec<Fingerprint>, _>>()?;
         Ok(TrustConfig {
             public_roots: self.public_roots.unwrap_or(true),
-            ca_file: ca_file.or_else(|| self.ca_file.clone()),
-            pins: all_pins,
+            ca_file: self.ca_file.clone(),
+            pins,
         })
     }
 }
@@ -278,11 +287,11 @@ mod tests {
     fn tls_section_parses_pins_and_names_bad_ones() {
         let section: TlsSection =
             toml::from_str(&format!("pin_sha256 = [\"{}\"]", "0A".repeat(32))).expect("toml");
-        let trust = section.to_trust(None, &[]).expect("trust");
+        let trust = section.to_trust().expect("trust");
         assert_eq!(trust.pins.len(), 1);
-        let err = section
-            .to_trust(None, &["xyz".into()])
-            .expect_err("bad pin");
+        let mut bad = section.clone();
+        bad.pin_sha256.push("xyz".into());
+        let err = bad.to_trust().expect_err("bad pin");
         assert_eq!(err.key, "pin_sha256");
         let unknown = toml::from_str::<TlsSection>("pin = []").expect_err("unknown key");
         assert!(unknown.to_string().contains("pin"), "{unknown}");

@@ -276,10 +276,7 @@ impl HostEntry {
                     .map_err(|e| bad(format!("its connection string: {e}")))?;
                 let mut access = AccessConfig::new(connection);
                 access.entity_path = self.hybrid_connection.clone();
-                access.trust = self
-                    .tls
-                    .to_trust(None, &[])
-                    .map_err(|e| bad(e.to_string()))?;
+                access.trust = self.tls.to_trust().map_err(|e| bad(e.to_string()))?;
                 access.egress = egress.clone();
                 access.timeouts = timeouts;
                 let access = RelayAccess::new(access).map_err(|e| bad(e.to_string()))?;

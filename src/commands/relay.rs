@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use hc_protocol::connection_string::Credentials;
 use hc_protocol::{ConnectionString, RelayEndpoint, Secret};
-use relay_server::config::{Right, TlsConfig, default_self_signed_names};
+use relay_server::config::{RelayOptions, Right, TlsConfig};
 use relay_server::quickstart::{self, QuickstartKeys};
 use relay_server::{RelayConfig, tls};
 use tokio_util::sync::CancellationToken;
@@ -55,29 +55,12 @@ pub struct Args {
     /// Configuration file (TOML, see deploy/relay.example.toml).
     #[arg(long, short = 'c', env = "DONGLE_RELAY_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Address to listen on [default: the configuration's `bind`, else 0.0.0.0:9443].
-    #[arg(long)]
-    pub bind: Option<SocketAddr>,
-    /// TLS certificate chain, PEM (leaf first). Needs --key.
-    #[arg(long, requires = "key", conflicts_with_all = ["self_signed", "insecure_plain_ws"])]
-    pub cert: Option<PathBuf>,
-    /// TLS private key, PEM. Needs --cert.
-    #[arg(long, requires = "cert")]
-    pub key: Option<PathBuf>,
-    /// Generate a self-signed certificate (the default unless the configuration says otherwise).
-    #[arg(long, conflicts_with = "insecure_plain_ws")]
-    pub self_signed: bool,
-    /// A name (DNS or IP) for the self-signed certificate; repeatable
-    /// [default: localhost, 127.0.0.1, ::1 and --public-host].
-    #[arg(long = "tls-name", value_name = "NAME")]
-    pub tls_names: Vec<String>,
+    /// The options that are also keys of the configuration file (`bind`, `[tls]`).
+    #[command(flatten)]
+    pub options: RelayOptions,
     /// Write the generated self-signed certificate (PEM) to this file, for clients' CA file.
     #[arg(long, value_name = "FILE")]
     pub write_cert: Option<PathBuf>,
-    /// Serve plain ws:// without TLS. Tokens and data then cross the network in clear: only
-    /// for tests on one machine.
-    #[arg(long)]
-    pub insecure_plain_ws: bool,
     /// Allow plain ws:// (--insecure-plain-ws or `[tls] mode = "plain"`) on an address other
     /// than loopback. Refused without this flag.
     #[arg(long)]
@@ -153,7 +136,9 @@ pub fn load(args: Args) -> anyhow::Result<Loaded> {
         .collect(),
     });
     let mut config = match &args.config {
-        Some(path) => RelayConfig::from_file(path).context("relay configuration")?,
+        Some(path) => {
+            RelayConfig::from_file_under(path, args.options).context("relay configuration")?
+        }
         None => quickstart::config(
             &args.hc,
             QuickstartKeys {
@@ -162,27 +147,12 @@ pub fn load(args: Args) -> anyhow::Result<Loaded> {
                 manage: args.manage_key.map(Secret::new),
             },
             TlsConfig::default(),
-        ),
+        )
+        .under(args.options)?,
     };
-    if args.insecure_plain_ws {
-        config.tls = TlsConfig::Plain;
-    } else if let (Some(cert_file), Some(key_file)) = (args.cert, args.key) {
-        config.tls = TlsConfig::PemFiles {
-            cert_file,
-            key_file,
-        };
-    } else if args.self_signed || !args.tls_names.is_empty() {
-        config.tls = TlsConfig::SelfSigned { names: Vec::new() };
-    }
     let mut self_signed = false;
     if let TlsConfig::SelfSigned { names } = &config.tls {
-        let mut names = if !args.tls_names.is_empty() {
-            args.tls_names.clone()
-        } else if names.is_empty() {
-            default_self_signed_names()
-        } else {
-            names.clone()
-        };
+        let mut names = names.clone();
         if !names.contains(&args.public_host) {
             names.push(args.public_host.clone());
         }
@@ -199,9 +169,9 @@ pub fn load(args: Args) -> anyhow::Result<Loaded> {
     }
     config.validate()?;
     let fingerprint = tls::load(&config.tls)?.map(|t| t.sha256_fingerprint);
-    let bind = match (args.bind, config.bind) {
-        (Some(bind), _) | (None, Some(bind)) => bind,
-        (None, None) => DEFAULT_BIND.parse().context("default bind address")?,
+    let bind = match config.bind {
+        Some(bind) => bind,
+        None => DEFAULT_BIND.parse().context("default bind address")?,
     };
     if !config.tls.is_tls() && !bind.ip().is_loopback() {
         if !args.insecure_plain_ws_non_loopback {

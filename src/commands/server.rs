@@ -8,13 +8,16 @@ mod serve;
 
 pub use serve::run;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use hc_client::settings::TlsSection;
 use hc_protocol::Secret;
-use license_server::config::{BackendChoice, ServerConfig, TrustedProxies, parse_admin_bind};
+#[cfg(test)]
+use license_server::config::{BackendChoice, TrustedProxies};
+use license_server::config::{ServerConfig, ServerFlags};
 use ops_http::BearerToken;
 use relay_listener::{IdentityMode, ListenerConfig, ListenerFile};
 
@@ -78,47 +81,18 @@ pub struct Args {
         value_name = "FILE"
     )]
     pub config: Option<PathBuf>,
-    /// Address to listen on [default: the configuration's Bind=, else 127.0.0.1].
-    #[arg(long, value_name = "IP")]
-    pub bind: Option<IpAddr>,
-    /// Port [default: the configuration's Port=, else 12300].
-    #[arg(long, short = 'p')]
-    pub port: Option<u16>,
-    /// Where dongles come from [default: the configuration's DongleBackend=, else simulated].
-    #[arg(long, value_name = "simulated|usb|none", value_parser = parse_backend)]
-    pub dongle: Option<BackendChoice>,
-    /// Identity key file [default: KeyFile=, else mxnet2-server.key beside the configuration;
-    /// Windows: in %ProgramData%\dongle-relay].
-    #[arg(long, value_name = "FILE", conflicts_with = "ephemeral_key")]
-    pub key_file: Option<PathBuf>,
+    /// The options that are also keys of the configuration file (`--bind`, `--port`,
+    /// `--dongle`, `--key-file`, `--trusted-proxy`, `--state-db`, `--admin`,
+    /// `--admin-token-file`, `--relay-listener`), defined once in
+    /// `license_server::config::options`.
+    #[command(flatten)]
+    pub options: ServerFlags,
     /// Use a new identity key at every start, written nowhere (clients cannot pin it).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "key-file")]
     pub ephemeral_key: bool,
     /// Print the server's public key (base64, for clients to pin) and exit.
     #[arg(long)]
     pub print_key: bool,
-    /// Addresses or networks allowed to send PROXY v2 headers (the relay-listener's), comma
-    /// separated or repeated; `none` refuses every header [default: TrustedProxy=, else
-    /// 127.0.0.0/8 and ::1].
-    #[arg(long, value_name = "CIDR", value_delimiter = ',')]
-    pub trusted_proxy: Vec<String>,
-    /// Persist sessions and logins in this SQLite file (created mode 0600; it holds session
-    /// keys) so seats survive a restart [default: StateDb=, else not persisted].
-    #[arg(long, value_name = "FILE")]
-    pub state_db: Option<PathBuf>,
-    /// Serve the admin endpoint (status page, /api/status, actions, /metrics) on this address
-    /// [default: AdminBind=, else none; without a value: 127.0.0.1:12380].
-    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:12380",
-        value_parser = parse_admin_bind)]
-    pub admin: Option<SocketAddr>,
-    /// File holding the admin endpoint's bearer token (at least 16 characters; required for a
-    /// non-loopback --admin) [default: AdminTokenFile=; $DONGLE_RELAY_ADMIN_TOKEN wins].
-    #[arg(long, value_name = "FILE")]
-    pub admin_token_file: Option<PathBuf>,
-    /// Also run the relay-listener in this process, configured by this file (the format of
-    /// `dongle-relay listen --config`); it bridges to this server [default: RelayListener=].
-    #[arg(long, value_name = "FILE")]
-    pub relay_listener: Option<PathBuf>,
     /// The in-process relay-listener's connection string (Listen right); enables it. Prefer
     /// the environment variable: command lines are visible to other users.
     #[arg(long, env = LISTENER_CONNECTION_STRING_ENV, hide_env_values = true, value_name = "STRING",
@@ -137,10 +111,6 @@ pub struct Args {
     /// requests must still carry (`Authorization: Bearer …`).
     #[arg(long)]
     pub relay_admin: bool,
-}
-
-fn parse_backend(s: &str) -> Result<BackendChoice, String> {
-    BackendChoice::parse(s).ok_or_else(|| format!("expected {}", BackendChoice::EXPECTED))
 }
 
 /// The admin endpoint's settings.
@@ -178,26 +148,8 @@ fn load_in(args: Args, places: &Places) -> anyhow::Result<Loaded> {
         Some(p) => ServerConfig::load(p)?,
         None => ServerConfig::default(),
     };
-    if let Some(bind) = args.bind {
-        config.bind = bind;
-    }
-    if let Some(port) = args.port {
-        config.port = port;
-    }
-    if let Some(backend) = args.dongle {
-        config.backend = backend;
-        if backend == BackendChoice::Simulated && config.dongles.is_empty() {
-            config.dongles = vec![license_server::config::default_dongle()];
-        }
-    }
-    if !args.trusted_proxy.is_empty() {
-        config.trusted_proxies = TrustedProxies::parse_list(&args.trusted_proxy.join(","))
-            .map_err(|e| anyhow::anyhow!("--trusted-proxy: {e}"))?;
-    }
-    if let Some(db) = args.state_db.clone() {
-        config.state_db = Some(db);
-    }
-    let admin = admin_settings(&args, &config)?;
+    config.apply_flags(&args.options)?;
+    let admin = admin_settings(&config)?;
     let listener = listener_config(&args, &mut config)?;
     if args.relay_admin {
         anyhow::ensure!(
@@ -213,8 +165,6 @@ fn load_in(args: Args, places: &Places) -> anyhow::Result<Loaded> {
     }
     if args.ephemeral_key {
         config.key_file = None;
-    } else if let Some(key) = args.key_file {
-        config.key_file = Some(key);
     } else if config.key_file.is_none() {
         // Windows: the data folder (a service cannot write to Program Files); elsewhere
         // beside the configuration.
@@ -246,17 +196,13 @@ fn load_in(args: Args, places: &Places) -> anyhow::Result<Loaded> {
     })
 }
 
-/// The admin endpoint: `--admin` over `AdminBind=`; the token from the environment, else
-/// `--admin-token-file`, else `AdminTokenFile=`. A non-loopback address needs a token.
-fn admin_settings(args: &Args, config: &ServerConfig) -> anyhow::Result<Option<AdminSettings>> {
-    let Some(addr) = args.admin.or(config.admin_bind) else {
+/// The admin endpoint (`--admin`/`AdminBind=`); the token from the environment, else
+/// `--admin-token-file`/`AdminTokenFile=`. A non-loopback address needs a token.
+fn admin_settings(config: &ServerConfig) -> anyhow::Result<Option<AdminSettings>> {
+    let Some(addr) = config.admin_bind else {
         return Ok(None);
     };
-    let file = args
-        .admin_token_file
-        .as_deref()
-        .or(config.admin_token_file.as_deref());
-    let token = ops::bearer_token(ADMIN_TOKEN_ENV, file)?;
+    let token = ops::bearer_token(ADMIN_TOKEN_ENV, config.admin_token_file.as_deref())?;
     ops_http::check_bind(addr, token.as_ref())?;
     Ok(Some(AdminSettings { addr, token }))
 }
@@ -269,10 +215,7 @@ fn listener_config(
     args: &Args,
     config: &mut ServerConfig,
 ) -> anyhow::Result<Option<Box<ListenerConfig>>> {
-    let path = args
-        .relay_listener
-        .clone()
-        .or_else(|| config.relay_listener.clone());
+    let path = config.relay_listener.clone();
     if path.is_none() && args.relay_connection_string.is_none() {
         return Ok(None);
     }
@@ -287,8 +230,11 @@ fn listener_config(
     let flags = listen::Args {
         relay: RelayArgs {
             connection_string: args.relay_connection_string.clone(),
-            ca_file: args.relay_ca_file.clone(),
-            pins: args.relay_pins.clone(),
+            tls: TlsSection {
+                ca_file: args.relay_ca_file.clone(),
+                pin_sha256: args.relay_pins.clone(),
+                ..TlsSection::default()
+            },
             ..RelayArgs::default()
         },
         ..listen::Args::default()

@@ -4,11 +4,9 @@
 //! or `;` after whitespace starts a comment; backslashes are literal (Windows paths).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
-use super::{BackendChoice, ConfigError, DongleSection, LogLevel, ServerConfig, seconds};
+use super::{ConfigError, DongleSection, ServerConfig};
 use license_core::config_file::{bad, clean_value};
-use license_core::engine::LicenseMode;
 
 pub(super) fn parse(text: &str) -> Result<ServerConfig, ConfigError> {
     let ini =
@@ -66,108 +64,18 @@ pub(super) fn parse(text: &str) -> Result<ServerConfig, ConfigError> {
     config.finish(given)
 }
 
-// Long: one arm per `[Option]` key, a flat table that reads best whole (issue #12 item 2
-// replaces it with one definition per option).
+/// One `[Option]` key: the option of that INI key ([`super::options`]), else a warning.
 fn option(config: &mut ServerConfig, key: &str, value: &str) -> Result<(), ConfigError> {
     const S: &str = "Option";
-    let count = |key: &str, value: &str| {
-        value
-            .parse::<usize>()
-            .map_err(|_| bad(S, key, value, "a whole number"))
-    };
-    let days = |key: &str, value: &str| {
-        value
-            .parse::<u32>()
-            .ok()
-            .filter(|d| *d > 0)
-            .ok_or_else(|| bad(S, key, value, "a whole number of days, at least 1"))
-    };
-    let flag = |value: &str| match value {
-        "0" => Ok(false),
-        "1" => Ok(true),
-        _ => Err(bad(S, key, value, "0 or 1")),
-    };
-    match key.to_ascii_lowercase().as_str() {
-        "lang" => config.lang = value.to_owned(),
-        "port" => {
-            config.port = value
-                .parse()
-                .map_err(|_| bad(S, key, value, "a port number (0-65535)"))?;
+    match super::options::by_ini(key) {
+        Some(option) => option
+            .set(config, value)
+            .map_err(|expected| bad(S, key, value, expected)),
+        None => {
+            config.warnings.push(unknown_key(S, key));
+            Ok(())
         }
-        "logintimeout" => config.login_timeout = seconds(S, key, value)?,
-        "sessiontimeout" => config.session_timeout = seconds(S, key, value)?,
-        "sessionbaselicense" => {
-            config.license_mode = if flag(value)? {
-                LicenseMode::Session
-            } else {
-                LicenseMode::Ip
-            };
-        }
-        "cmdissuetimeinterval" => config.cmd_issue_time_interval = seconds(S, key, value)?,
-        "checkcmdissuetime" => config.check_cmd_issue_time = flag(value)?,
-        "logfilefolder" => {
-            config.log_file_folder = (!value.is_empty()).then(|| PathBuf::from(value));
-        }
-        "loglevel" => {
-            config.log_level = value
-                .parse()
-                .ok()
-                .and_then(LogLevel::from_number)
-                .ok_or_else(|| bad(S, key, value, "0 (errors), 1 (information) or 2 (debug)"))?;
-        }
-        "bind" => {
-            config.bind = value
-                .parse()
-                .map_err(|_| bad(S, key, value, "an IP address"))?;
-        }
-        "keyfile" => config.key_file = (!value.is_empty()).then(|| PathBuf::from(value)),
-        "donglebackend" => {
-            config.backend = BackendChoice::parse(value)
-                .ok_or_else(|| bad(S, key, value, BackendChoice::EXPECTED))?;
-        }
-        "trustedproxy" | "trustedproxies" => {
-            config.trusted_proxies = super::TrustedProxies::parse_list(value).map_err(|_| {
-                bad(
-                    S,
-                    key,
-                    value,
-                    "IP addresses or networks separated by commas (127.0.0.0/8, ::1), or none",
-                )
-            })?;
-        }
-        "statedb" => config.state_db = (!value.is_empty()).then(|| PathBuf::from(value)),
-        "adminbind" => {
-            config.admin_bind = if value.is_empty() {
-                None
-            } else {
-                Some(super::parse_admin_bind(value).map_err(|_| {
-                    bad(
-                        S,
-                        key,
-                        value,
-                        "an address such as 127.0.0.1:12380, or empty",
-                    )
-                })?)
-            };
-        }
-        "admintokenfile" => {
-            config.admin_token_file = (!value.is_empty()).then(|| PathBuf::from(value));
-        }
-        "relaylistener" => {
-            config.relay_listener = (!value.is_empty()).then(|| PathBuf::from(value));
-        }
-        "historydays" => config.history_days = days(key, value)?,
-        "historyeventdays" => config.history_event_days = days(key, value)?,
-        "maxsessions" => config.max_sessions = count(key, value)?,
-        "maxsessionsperaddress" => config.max_sessions_per_address = count(key, value)?,
-        "maxsessionspersite" => config.max_sessions_per_site = count(key, value)?,
-        "maxconnections" => config.max_connections = count(key, value)?,
-        "maxconnectionsperaddress" => config.max_connections_per_address = count(key, value)?,
-        "prelogintimeout" => config.prelogin_timeout = seconds(S, key, value)?,
-        "connectionidletimeout" => config.connection_idle_timeout = seconds(S, key, value)?,
-        _ => config.warnings.push(unknown_key(S, key)),
     }
-    Ok(())
 }
 
 /// The warning for a key this server does not know. The vendor's `mxnet2.ini` may carry keys of

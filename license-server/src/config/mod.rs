@@ -3,8 +3,15 @@
 //! an equivalent TOML file, with our extensions (bind address, key file, dongle backend,
 //! simulated dongles, seat limits, trusted PROXY header senders) under documented keys. Unknown
 //! keys and bad values are errors naming the key.
+//!
+//! Each `[Option]` setting is defined once, as a row of [`options::OPTIONS`] (INI key, TOML key,
+//! flag, parser, help line): the INI and TOML readers and the command line
+//! ([`ServerFlags`], [`ServerConfig::apply_flags`]) all read it. [`ServerConfig`] is the
+//! validated result the server runs with.
 
+mod flags;
 mod ini;
+pub mod options;
 mod toml;
 mod trusted;
 
@@ -19,6 +26,7 @@ use license_core::config_file::{bad, load_file};
 pub use license_core::dongle::DongleSection;
 use license_core::engine::{EngineSettings, LicenseMode};
 
+pub use flags::ServerFlags;
 pub use trusted::TrustedProxies;
 
 /// Default `CmdIssueTimeInterval` (section 6.8).
@@ -345,14 +353,6 @@ pub fn parse_admin_bind(value: &str) -> Result<SocketAddr, String> {
                 .map(|ip| SocketAddr::new(ip, ops_http::DEFAULT_ADMIN_PORT))
         })
         .map_err(|_| format!("{value:?} is not an address such as 127.0.0.1:12380"))
-}
-
-/// Parses a whole number of seconds.
-pub(crate) fn seconds(section: &str, key: &str, value: &str) -> Result<Duration, ConfigError> {
-    value
-        .parse::<u64>()
-        .map(Duration::from_secs)
-        .map_err(|_| bad(section, key, value, "a whole number of seconds"))
 }
 
 #[cfg(test)]

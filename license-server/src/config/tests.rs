@@ -369,3 +369,26 @@ fn history_retention_is_read_from_ini_and_toml() {
     let err = ServerConfig::from_toml_str("history_event_days = 0\n").expect_err("zero");
     assert!(err.to_string().contains("history_event_days"), "{err}");
 }
+
+#[test]
+fn toml_values_are_checked_for_their_kind_before_their_option_parses_them() {
+    let err = ServerConfig::from_toml_str("port = \"12300\"\n")
+        .expect_err("a string")
+        .to_string();
+    assert!(
+        err.contains("port") && err.contains("a whole number"),
+        "{err}"
+    );
+    let err = ServerConfig::from_toml_str("session_base_license = 1\n")
+        .expect_err("not a boolean")
+        .to_string();
+    assert!(err.contains("true or false"), "{err}");
+    let err = ServerConfig::from_toml_str("port = 70000\n")
+        .expect_err("out of range")
+        .to_string();
+    assert!(err.contains("a port number"), "{err}");
+    let c = ServerConfig::from_toml_str("session_base_license = false\nadmin_bind = \" \"\n")
+        .expect("toml");
+    assert_eq!(c.license_mode, LicenseMode::Ip);
+    assert_eq!(c.admin_bind, None);
+}
