@@ -547,6 +547,11 @@ def cmd_report(results_path, json_out):
         """Relay capacity beside the issue #17 targets and the same run's baselines."""
         lines.append("")
         lines.append("## Relay capacity (one hybrid connection per site; 64 clients open new tunnels)")
+        if "capacity.load_before" in r:
+            lines.append("load average (1, 5, 15 min) before %s, after %s: every process of the "
+                         "step shares the 2 cores with whatever else runs" % (
+                             r["capacity.load_before"]["loadavg"],
+                             r.get("capacity.load_after", {}).get("loadavg", "?")))
         lines.append("| figure | value | target | | same run's baseline |")
         lines.append("|---|---|---|---|---|")
 
