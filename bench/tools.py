@@ -86,6 +86,14 @@ def cmd_rtt(port, n):
     print(json.dumps({"p50_us": pct(lat, 50), "p99_us": pct(lat, 99), "n": n}))
 
 
+def one_call(port):
+    """The legacy per-call pattern once: connect, 64 B request, 64 B reply, close."""
+    s = connect(port)
+    s.sendall(MSG)
+    recv_exact(s, 64)
+    s.close()
+
+
 def cmd_percall(port, n):
     lat = []
     pc = time.perf_counter_ns
@@ -94,10 +102,7 @@ def cmd_percall(port, n):
     for _ in range(n):
         t0 = pc()
         try:
-            s = connect(port)
-            s.sendall(MSG)
-            recv_exact(s, 64)
-            s.close()
+            one_call(port)
         except OSError:
             failures += 1
             continue
@@ -283,10 +288,7 @@ def cmd_paced(port, seconds, interval_ms):
     while time.monotonic() < end:
         t0 = pc()
         try:
-            s = connect(port)
-            s.sendall(MSG)
-            recv_exact(s, 64)
-            s.close()
+            one_call(port)
             lat.append((pc() - t0) / 1000.0)
         except OSError:
             failures += 1
