@@ -614,6 +614,12 @@ def cmd_report(results_path, json_out):
                                                load["n"]),
                 "p99 < 5 ms", load["p99_us"] < 5000 and not load.get("failures"),
                 "quiet: %.2f / %.2f ms" % (quiet["p50_us"] / 1000, quiet["p99_us"] / 1000))
+        quiet, load = r.get("capacity.direct.quiet"), r.get("capacity.direct.load")
+        if quiet and load:
+            row("a direct TCP call (64 B) to the echo server at the same time: p50 / p99",
+                "%.2f / %.2f ms (%d calls)" % (load["p50_us"] / 1000, load["p99_us"] / 1000,
+                                               load["n"]), "", None,
+                "quiet: %.2f / %.2f ms" % (quiet["p50_us"] / 1000, quiet["p99_us"] / 1000))
         lines.append("")
         lines.append("CPU per new tunnel (user + system us; system in brackets), each process:")
         for name in ("single-wss", "single-ws", "rathole-tcp", "direct"):
