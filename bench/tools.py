@@ -547,6 +547,8 @@ def cmd_report(results_path, json_out):
 
     def capacity_rows():
         """Relay capacity beside the issue #17 targets and the same run's baselines."""
+        if not any(k.startswith("capacity.") for k in r):
+            return
         lines.append("")
         lines.append("## Relay capacity (one hybrid connection per site; 64 clients open new tunnels)")
         if "capacity.load_before" in r:
