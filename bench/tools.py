@@ -7,8 +7,18 @@
   idle PORT N                    open N connections (each proven by one 64 B echo), print
                                  "ready", hold them until a line on stdin, close, print "closed"
   delay LISTEN UPSTREAM MS       TCP forwarder holding every chunk MS ms in each direction
+  listeners URL PREFIX N KEYNAME KEY
+                                 open N listener control channels (WebSocket upgrade with a
+                                 namespace-wide SAS token, ws:// or wss:// unverified) to the
+                                 hybrid connections PREFIX0..PREFIX{N-1} of the relay at URL,
+                                 print "ready", hold them until a line on stdin, close
+  setup PORT SECONDS CONCURRENCY new connections for SECONDS from CONCURRENCY workers, each
+                                 (connect, 64 B, 64 B echo, close): rate, p50/p99 setup time
+  paced PORT SECONDS INTERVAL_MS one call (connect, 64 B, 64 B, close) every INTERVAL_MS for
+                                 SECONDS: p50/p99 of a call while something else runs
   rss PID...                     VmRSS in KiB of each PID (0 if gone), space separated
   cpu PID...                     user and system CPU seconds of the PIDs, summed (JSON)
+  cpus NAME=PID...               the same for each named process ({"NAME": {"user", "sys"}})
   iperf ACC_FILE                 iperf3 -J output on stdin: prints Gbit/s received, appends
                                  bytes and the endpoints' CPU seconds to ACC_FILE
   work BEFORE AFTER ACC_FILE N   CPU spent between two `cpu` readings (JSON), with the bytes
@@ -20,12 +30,18 @@ Results of measuring commands are one JSON object on stdout.
 """
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import os
+import resource
 import socket
+import ssl
 import statistics
 import sys
 import time
+import urllib.parse
 
 MSG = b"x" * 64
 
@@ -70,6 +86,14 @@ def cmd_rtt(port, n):
     print(json.dumps({"p50_us": pct(lat, 50), "p99_us": pct(lat, 99), "n": n}))
 
 
+def one_call(port):
+    """The legacy per-call pattern once: connect, 64 B request, 64 B reply, close."""
+    s = connect(port)
+    s.sendall(MSG)
+    recv_exact(s, 64)
+    s.close()
+
+
 def cmd_percall(port, n):
     lat = []
     pc = time.perf_counter_ns
@@ -78,10 +102,7 @@ def cmd_percall(port, n):
     for _ in range(n):
         t0 = pc()
         try:
-            s = connect(port)
-            s.sendall(MSG)
-            recv_exact(s, 64)
-            s.close()
+            one_call(port)
         except OSError:
             failures += 1
             continue
@@ -136,17 +157,145 @@ async def cmd_idle(port, n):
 
     t0 = time.monotonic()
     await asyncio.gather(*(one() for _ in range(n)))
-    print(json.dumps({"ready": len(conns), "failures": failures,
-                      "open_s": time.monotonic() - t0}), flush=True)
+    await hold(conns, {"failures": failures, "open_s": time.monotonic() - t0})
+
+
+async def hold(conns, report):
+    """Prints `ready` (with `report`), holds `conns` until a line on stdin, closes them."""
+    print(json.dumps(dict(report, ready=len(conns))), flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     for _, w in conns:
         w.close()
     for _, w in conns:
         try:
             await w.wait_closed()
-        except (OSError, ConnectionError):
+        except (OSError, ConnectionError, ssl.SSLError):
             pass
     print(json.dumps({"closed": len(conns)}), flush=True)
+
+
+def sas_token(resource_uri, key_name, key, ttl=3600):
+    """A Shared Access Signature token as hc-protocol's `SasToken::sign` makes it."""
+    sr = urllib.parse.quote(resource_uri, safe="")
+    expiry = str(int(time.time()) + ttl)
+    sig = hmac.new(key.encode(), (sr + "\n" + expiry).encode(), hashlib.sha256).digest()
+    return "SharedAccessSignature sr=%s&sig=%s&se=%s&skn=%s" % (
+        sr, urllib.parse.quote(base64.b64encode(sig).decode(), safe=""), expiry,
+        urllib.parse.quote(key_name, safe=""))
+
+
+async def cmd_listeners(url, prefix, n, key_name, key):
+    """Control channels as a listener opens them: the upgrade only (the relay's control
+    messages and pings are never read; the bench relay pings rarely, see bench/run)."""
+    u = urllib.parse.urlsplit(url)
+    tls = None
+    if u.scheme == "wss":
+        tls = ssl.create_default_context()
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE  # loopback, the relay's self-signed certificate
+    # A namespace-wide token (no path) covers every hybrid connection below it.
+    token = urllib.parse.quote(sas_token("http://%s/" % u.hostname, key_name, key), safe="")
+    conns = []
+    gate = asyncio.Semaphore(128)
+    failures = {}
+
+    async def one(i):
+        async with gate:
+            try:
+                r, w = await asyncio.wait_for(
+                    asyncio.open_connection(u.hostname, u.port, ssl=tls), 30)
+                w.write((
+                    "GET /$hc/%s%d?sb-hc-action=listen&sb-hc-id=bench-%d&sb-hc-token=%s HTTP/1.1\r\n"
+                    "Host: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (
+                        prefix, i, i, token, u.netloc,
+                        base64.b64encode(os.urandom(16)).decode())).encode())
+                head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 30)
+                status = head.split(b" ", 2)[1].decode()
+                if status != "101":
+                    failures[status] = failures.get(status, 0) + 1
+                    w.close()
+                    return
+                conns.append((r, w))
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError,
+                    asyncio.LimitOverrunError, ssl.SSLError, IndexError) as e:
+                failures[type(e).__name__] = failures.get(type(e).__name__, 0) + 1
+
+    t0 = time.monotonic()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    await hold(conns, {"failures": failures, "open_s": time.monotonic() - t0})
+
+
+def own_cpu():
+    """This process's user + system CPU seconds."""
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
+
+
+async def cmd_setup(port, seconds, concurrency):
+    """New connections as fast as `concurrency` workers make them: each connects, sends 64 B,
+    reads the 64 B echo (the setup time: connect to echo) and closes."""
+    loop = asyncio.get_running_loop()
+    pc = time.perf_counter_ns
+    lat = []
+    failures = {}
+    cpu0 = own_cpu()
+    deadline = loop.time() + seconds
+
+    # Socket-level calls, not streams: the client's own CPU per connection bounds the rate.
+    async def worker():
+        while loop.time() < deadline:
+            t0 = pc()
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            try:
+                async with asyncio.timeout(10):
+                    await loop.sock_connect(s, ("127.0.0.1", port))
+                    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    await loop.sock_sendall(s, MSG)
+                    got = 0
+                    while got < len(MSG):
+                        chunk = await loop.sock_recv(s, len(MSG) - got)
+                        if not chunk:
+                            raise ConnectionError("closed before the echo")
+                        got += len(chunk)
+                lat.append((pc() - t0) / 1000.0)
+            except (OSError, TimeoutError) as e:
+                failures[type(e).__name__] = failures.get(type(e).__name__, 0) + 1
+                await asyncio.sleep(0.01)  # bounded: a failing path is not hammered
+            finally:
+                s.close()
+
+    t0 = loop.time()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    wall = loop.time() - t0
+    print(json.dumps({
+        "per_s": len(lat) / wall, "n": len(lat), "seconds": wall, "concurrency": concurrency,
+        "p50_us": pct(lat, 50), "p99_us": pct(lat, 99), "failures": failures,
+        "client_cpu_s": own_cpu() - cpu0,
+    }))
+
+
+def cmd_paced(port, seconds, interval_ms):
+    """One call every `interval_ms` for `seconds` (a call late by more than the interval
+    starts the next at once): what a lone client sees while the machine is busy."""
+    lat = []
+    failures = 0
+    pc = time.perf_counter_ns
+    step = interval_ms / 1000.0
+    end = time.monotonic() + seconds
+    due = time.monotonic()
+    while time.monotonic() < end:
+        t0 = pc()
+        try:
+            one_call(port)
+            lat.append((pc() - t0) / 1000.0)
+        except OSError:
+            failures += 1
+        due += step
+        time.sleep(max(0.0, due - time.monotonic()))
+    print(json.dumps({"p50_us": pct(lat, 50), "p99_us": pct(lat, 99), "n": len(lat),
+                      "failures": failures}))
 
 
 async def cmd_delay(listen, upstream, ms):
@@ -396,6 +545,99 @@ def cmd_report(results_path, json_out):
             lines.append("| %s | %d | %d | %d | %d | %.1f |" % (
                 a["mode"], a["n"], a["baseline"], a["held"], a["after"], per))
 
+    def capacity_rows():
+        """Relay capacity beside the issue #17 targets and the same run's baselines."""
+        if not any(k.startswith("capacity.") for k in r):
+            return
+        lines.append("")
+        lines.append("## Relay capacity (one hybrid connection per site; 64 clients open new tunnels)")
+        if "capacity.load_before" in r:
+            lines.append("load average (1, 5, 15 min) before %s, after %s: every process of the "
+                         "step shares the 2 cores with whatever else runs" % (
+                             r["capacity.load_before"]["loadavg"],
+                             r.get("capacity.load_after", {}).get("loadavg", "?")))
+        lines.append("| figure | value | target | | same run's baseline |")
+        lines.append("|---|---|---|---|---|")
+
+        def row(figure, value, target, met, base):
+            mark = "" if met is None else ("met" if met else "**missed**")
+            lines.append("| %s | %s | %s | %s | %s |" % (figure, value, target, mark, base))
+
+        for scheme in ("wss", "ws"):
+            a = r.get("capacity.listeners.%s" % scheme)
+            if not a:
+                continue
+            ready = a["client"].get("ready", 0)
+            per = (a["held"] - a["baseline"]) / max(1, ready)
+            row("relay RSS per connected listener, %s (%d of %d connected)" % (
+                scheme, ready, a["n"]), "%.1f KiB" % per, "<= 16 KiB",
+                per <= 16 and ready == a["n"],
+                "relay alone %.1f MB; with them %.1f MB; after close %.1f MB" % (
+                    a["baseline"] / 1024, a["held"] / 1024, a["after"] / 1024))
+        b = r.get("capacity.bridged")
+        if b:
+            ready = max(1, b["client"].get("ready", 0))
+            per = [(h - o) / ready for h, o in zip(b["held"], b["baseline"])]
+            row("RSS per bridged idle 1:1 connection, wss (%d): relay / listener / proxy" % ready,
+                "%.1f / %.1f / %.1f KiB" % tuple(per), "", None,
+                "relay %.1f MB -> %.1f MB -> %.1f MB after close" % (
+                    b["baseline"][0] / 1024, b["held"][0] / 1024, b["after"][0] / 1024))
+        site = r.get("capacity.site")
+        if site:
+            row("one site's idle `listen` process (control channel open)",
+                "%.1f MB RSS" % (site["listener_rss"] / 1024), "", None, "")
+
+        def rate(name):
+            a = r.get("capacity.rate.%s" % name)
+            return (a, a["setup"]) if a and a["setup"].get("n") else (None, None)
+
+        direct = rate("direct")[1]
+        base = "direct TCP %.0f/s" % direct["per_s"] if direct else ""
+        for name, label in (("single-wss", "new 1:1 tunnels per second, wss"),
+                            ("single-ws", "new 1:1 tunnels per second, ws"),
+                            ("rathole-tcp", "rathole 0.5.0 tcp new connections per second (no TLS)"),
+                            ("direct", "direct TCP new connections per second")):
+            a, s = rate(name)
+            if not a:
+                if name == "rathole-tcp":
+                    row(label, "skipped", "", None, "")
+                continue
+            fails = sum(s.get("failures", {}).values())
+            value = "%.0f/s; setup p50 %.1f / p99 %.1f ms%s" % (
+                s["per_s"], s["p50_us"] / 1000, s["p99_us"] / 1000,
+                "; %d failed" % fails if fails else "")
+            target = ">= 2000/s" if name.startswith("single") else ""
+            met = s["per_s"] >= 2000 if name.startswith("single") else None
+            row(label, value, target, met, base if name != "direct" else "")
+        quiet, load = r.get("capacity.mux.quiet"), r.get("capacity.mux.load")
+        if quiet and load:
+            row("a multiplexed call (64 B) while new wss tunnels are opened: p50 / p99",
+                "%.2f / %.2f ms (%d calls)" % (load["p50_us"] / 1000, load["p99_us"] / 1000,
+                                               load["n"]),
+                "p99 < 5 ms", load["p99_us"] < 5000 and not load.get("failures"),
+                "quiet: %.2f / %.2f ms" % (quiet["p50_us"] / 1000, quiet["p99_us"] / 1000))
+        quiet, load = r.get("capacity.direct.quiet"), r.get("capacity.direct.load")
+        if quiet and load:
+            row("a direct TCP call (64 B) to the echo server at the same time: p50 / p99",
+                "%.2f / %.2f ms (%d calls)" % (load["p50_us"] / 1000, load["p99_us"] / 1000,
+                                               load["n"]), "", None,
+                "quiet: %.2f / %.2f ms" % (quiet["p50_us"] / 1000, quiet["p99_us"] / 1000))
+        lines.append("")
+        lines.append("CPU per new tunnel (user + system us; system in brackets), each process:")
+        for name in ("single-wss", "single-ws", "rathole-tcp", "direct"):
+            a, s = rate(name)
+            if not a:
+                continue
+            cells = []
+            for proc, after in a["cpu_after"].items():
+                before = a["cpu_before"][proc]
+                user = after["user"] - before["user"]
+                system = after["sys"] - before["sys"]
+                cells.append("%s %.0f (%.0f)" % (proc, (user + system) / s["n"] * 1e6,
+                                                  system / s["n"] * 1e6))
+            cells.append("client %.0f" % (s["client_cpu_s"] / s["n"] * 1e6))
+            lines.append("    %s: %s" % (name, ", ".join(cells)))
+
     def license_rows():
         lic = r.get("license")
         lines.append("")
@@ -411,6 +653,7 @@ def cmd_report(results_path, json_out):
     cpu_rows()
     percall_rows()
     idle_rows()
+    capacity_rows()
     license_rows()
     text = "\n".join(lines)
     print(text)
@@ -432,12 +675,20 @@ def main():
         cmd_percall(int(args[0]), int(args[1]))
     elif cmd == "idle":
         asyncio.run(cmd_idle(int(args[0]), int(args[1])))
+    elif cmd == "listeners":
+        asyncio.run(cmd_listeners(args[0], args[1], int(args[2]), args[3], args[4]))
+    elif cmd == "setup":
+        asyncio.run(cmd_setup(int(args[0]), float(args[1]), int(args[2])))
+    elif cmd == "paced":
+        cmd_paced(int(args[0]), float(args[1]), float(args[2]))
     elif cmd == "delay":
         asyncio.run(cmd_delay(int(args[0]), int(args[1]), float(args[2])))
     elif cmd == "rss":
         print(" ".join(str(rss(int(p))) for p in args))
     elif cmd == "cpu":
         print(json.dumps(cpu([int(p) for p in args])))
+    elif cmd == "cpus":
+        print(json.dumps({n: cpu([int(p)]) for n, p in (a.split("=", 1) for a in args)}))
     elif cmd == "iperf":
         cmd_iperf(args[0])
     elif cmd == "work":
