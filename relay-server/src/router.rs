@@ -291,6 +291,10 @@ fn listen(at: &Target<'_>, mut req: Request<Incoming>) -> Result<Response<Body>,
             }
             drop(slot);
             drop(conn2);
+            // A listener's control channel holds buffers like a bridge does: let the trim
+            // loop hand them back once listeners leave (10,000 closed listeners kept ~170 MB
+            // of a relay's RSS until a bridge happened to end; docs/performance.md).
+            heap_trim::released();
         }
         .instrument(span),
     );
