@@ -216,7 +216,10 @@ async fn replicas_behind_one_name_are_followed_as_the_name_changes() {
                 break;
             }
         }
-        assert!(reached, "no 1:1 sender reached the added replica in 30 calls");
+        assert!(
+            reached,
+            "no 1:1 sender reached the added replica in 30 calls"
+        );
 
         // A replica is removed: its control channel and pooled connection go.
         table.set("localhost", &[a.addr(), c.addr()]);
