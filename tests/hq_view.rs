@@ -186,6 +186,7 @@ fn combined<'a>(view: &'a serde_json::Value, name: &str) -> &'a serde_json::Valu
 }
 
 #[tokio::test]
+// Long: one scenario (two hosts, scripted usage, then every check of the view on that state).
 async fn one_view_shows_a_direct_and_a_relayed_host_and_needs_its_token() {
     tokio::time::timeout(LIMIT * 2, async {
         let hosts = Hosts::start().await;
@@ -361,6 +362,7 @@ async fn a_host_with_a_wrong_token_or_down_is_an_error_row_and_the_others_still_
 /// Debian's chromium driven by Node (see `tests/browser/mod.rs`).
 #[cfg(unix)]
 #[tokio::test]
+// Long: one browser session, checked step by step on the page it loaded.
 async fn the_page_shows_every_host_and_the_one_that_is_down() {
     use tokio::io::{AsyncBufReadExt as _, BufReader};
     let Some(module) = browser::browser_or_skip() else {
