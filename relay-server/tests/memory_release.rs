@@ -13,15 +13,7 @@ use common::*;
 async fn a_listener_leaving_counts_as_released_memory() {
     within(async {
         let relay = TestRelay::start(false, |_| {}).await;
-        let token = relay.token("listen", 3600);
-        let (mut control, _) = relay
-            .ws(
-                &relay.url("/$hc/license?sb-hc-action=listen"),
-                &[("ServiceBusAuthorization", &token)],
-            )
-            .await
-            .expect("listen");
-        relay.stats.wait_for_listeners(HC, 1).await;
+        let mut control = relay.listen().await;
         let before = heap_trim::released_count();
         control.close(None).await.expect("close");
         drop(control);
