@@ -550,6 +550,10 @@ async fn a_proxy_header_from_an_untrusted_peer_is_refused_and_logged() {
         .with_max_level(tracing::Level::WARN)
         .finish();
     // The test runtime is single-threaded: the server's tasks log through this subscriber.
+    // A second live dispatcher: with only one registered, tracing takes a call site's interest
+    // from the first thread to reach it, and another test's thread (no subscriber) would
+    // silence that line for the whole process. With two, it asks every live dispatcher.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     let _guard = tracing::subscriber::set_default(subscriber);
     timeout(LIMIT, async {
         // Only 10.9.9.9 may send headers: 127.0.0.1 (this test, and the listener) may not.

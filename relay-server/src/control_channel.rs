@@ -537,6 +537,10 @@ mod tests {
             .with_writer(move || writer.clone())
             .finish();
         // The test runtime has one thread, so the channel's task logs to this subscriber.
+        // A second live dispatcher: with only one registered, tracing takes a call site's interest
+        // from the first thread to reach it, and another test's thread (no subscriber) would
+        // silence that line for the whole process. With two, it asks every live dispatcher.
+        let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
         let _guard = tracing::subscriber::set_default(subscriber);
         let mut f = start(3600, 0).await;
         let valid = token(3600);
