@@ -527,7 +527,9 @@ def cmd_report(results_path, json_out):
         lines.append("| path | p50 ms | round trips per call (p50 / 20 ms) |")
         lines.append("|---|---|---|")
         for path, label in [("direct", "direct TCP (no relay: 0 RTT)"),
-                            ("single", "ours 1:1"), ("mux", "ours multiplexed")]:
+                            ("single", "ours 1:1"),
+                            ("pre", "ours 1:1, 4 pre-opened (target <= 2 RTT)"),
+                            ("mux", "ours multiplexed")]:
             a = r.get("delay.%s" % path)
             if not a:
                 continue

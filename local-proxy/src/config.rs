@@ -133,7 +133,21 @@ pub struct ProxyConfig {
     pub pool_rehome: Duration,
     /// Port name sent in `azbridge` mode (default: the local port number, as `azbridge -L`).
     pub azbridge_port_name: Option<String>,
+    /// 1:1 tunnels kept open before any client comes ([`crate::preopen`]); 0 (the default)
+    /// turns pre-opening off.
+    pub preopen: usize,
+    /// How long a pre-opened tunnel waits for a client before it is replaced (default 60 s).
+    pub preopen_max_age: Duration,
+    /// Pre-open towards a listener that is not ours too (each parked tunnel then holds a
+    /// connection to its target, and the listener does not learn the client); default false.
+    pub preopen_foreign: bool,
 }
+
+/// Most pre-opened tunnels a proxy keeps.
+pub const MAX_PREOPEN: usize = 32;
+/// The longest and shortest `preopen_max_age`.
+pub const PREOPEN_AGES: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(300);
 
 impl ProxyConfig {
     /// Defaults for everything but the connection string.
@@ -155,6 +169,9 @@ impl ProxyConfig {
             pool_ping: Duration::from_secs(30),
             pool_rehome: crate::pool::REHOME_AFTER,
             azbridge_port_name: None,
+            preopen: 0,
+            preopen_max_age: Duration::from_secs(60),
+            preopen_foreign: false,
         }
     }
 }
@@ -267,6 +284,24 @@ pub struct ProxyOptions {
     /// listener) [default: the local port number, as `azbridge -L`].
     #[arg(long, value_name = "NAME")]
     pub azbridge_port_name: Option<String>,
+    /// 1:1 tunnels to keep open before clients come, so a call on the 1:1 path skips the
+    /// relay handshakes (modes single and auto; our listener holds no target connection for
+    /// them); at most 32 [default: 0, off].
+    #[arg(long, value_name = "N")]
+    pub preopen: Option<usize>,
+    /// How long a pre-opened tunnel waits for a client before it is replaced, 1s to 5m
+    /// [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(
+        default,
+        deserialize_with = "config_syntax::duration::deserialize_option"
+    )]
+    pub preopen_max_age: Option<Duration>,
+    /// Pre-open towards a listener that is not dongle-relay's too: each parked tunnel then
+    /// holds a connection to its license server, and the listener sees the proxy instead of
+    /// the client [default: false].
+    #[arg(long, value_name = "BOOL")]
+    pub preopen_foreign: Option<bool>,
 }
 
 /// The `proxy` configuration file: relay-access keys and [`ProxyOptions`] in one table. Every
@@ -293,6 +328,7 @@ impl ProxyOptions {
     pub fn into_config(self, access: AccessConfig) -> Result<ProxySetup, SettingError> {
         let mut config = ProxyConfig::new(access.connection.clone());
         config.access = access;
+        self.preopen_into(&mut config)?;
         let invalid = |key: &str, reason: String| SettingError::new(key, reason);
         let bind = self.bind.as_deref().unwrap_or(DEFAULT_BIND);
         let bind: SocketAddr = bind
@@ -359,6 +395,37 @@ impl ProxyOptions {
     }
 }
 
+impl ProxyOptions {
+    /// The pre-opening settings ([`crate::preopen`]), checked against the mode.
+    fn preopen_into(&self, config: &mut ProxyConfig) -> Result<(), SettingError> {
+        if let Some(n) = self.preopen {
+            if n > MAX_PREOPEN {
+                let reason = format!("must be 0 to {MAX_PREOPEN}");
+                return Err(SettingError::new("preopen", reason));
+            }
+            let mode = self.mode.unwrap_or(config.mode);
+            if n > 0 && matches!(mode, TunnelMode::Mux | TunnelMode::Azbridge) {
+                let reason = format!(
+                    "pre-opened tunnels are 1:1 tunnels: mode {mode} has none (use single or auto)"
+                );
+                return Err(SettingError::new("preopen", reason));
+            }
+            config.preopen = n;
+        }
+        if let Some(age) = self.preopen_max_age {
+            if !PREOPEN_AGES.contains(&age) {
+                let reason = "must be 1s to 5m".to_owned();
+                return Err(SettingError::new("preopen_max_age", reason));
+            }
+            config.preopen_max_age = age;
+        }
+        if let Some(on) = self.preopen_foreign {
+            config.preopen_foreign = on;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,6 +440,37 @@ mod tests {
         assert!(err.to_string().contains("max_conections"), "{err}");
         let err = ProxyFile::parse("[local_tls]\ncertificate = \"x\"").expect_err("typo");
         assert!(err.to_string().contains("certificate"), "{err}");
+    }
+
+    #[test]
+    fn preopen_is_bounded_and_only_for_1_to_1_modes() {
+        let access = || {
+            AccessConfig::new(
+                "Endpoint=sb://r.test/;SharedAccessKeyName=s;SharedAccessKey=k;EntityPath=h"
+                    .parse()
+                    .expect("connection string"),
+            )
+        };
+        let parse = |text: &str| {
+            let file = ProxyFile::parse(text).expect("file");
+            file.options.into_config(access())
+        };
+        let on = parse("mode = \"single\"\npreopen = 4\npreopen_max_age = \"2m\"").expect("ok");
+        assert_eq!(on.config.preopen, 4);
+        assert_eq!(on.config.preopen_max_age, Duration::from_secs(120));
+        assert!(!on.config.preopen_foreign);
+        assert_eq!(parse("").expect("defaults").config.preopen, 0);
+        for (text, key) in [
+            ("preopen = 33", "preopen"),
+            ("mode = \"mux\"\npreopen = 1", "preopen"),
+            ("mode = \"azbridge\"\npreopen = 1", "preopen"),
+            ("preopen_max_age = \"0s\"", "preopen_max_age"),
+            ("preopen_max_age = \"6m\"", "preopen_max_age"),
+        ] {
+            assert_eq!(parse(text).expect_err(text).key, key, "{text}");
+        }
+        // Off is allowed in every mode.
+        assert!(parse("mode = \"mux\"\npreopen = 0").is_ok());
     }
 
     #[test]

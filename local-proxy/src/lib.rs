@@ -10,13 +10,17 @@
 //! - [`status`]: [`ProxyStatus`], live counters, dial latency, accept-loop heartbeat.
 //! - [`metrics`]: Prometheus metrics read from the [`ProxyStatus`].
 //! - [`pool`]: the pool of long-lived multiplexed relay connections (`auto`/`mux` modes).
+//! - [`preopen`]: pre-opened 1:1 tunnels, parked before clients come (`preopen = N`).
+//! - [`relay_dial`]: one sender WebSocket over the relay replicas, with fail-over.
 //! - [`proxy`]: [`LocalProxy`], the accept loop and one tunnel per client; [`bind`].
 
 pub mod config;
 pub mod local_tls;
 pub mod metrics;
 pub mod pool;
+pub mod preopen;
 pub mod proxy;
+pub mod relay_dial;
 pub mod status;
 
 pub use config::{ProxyConfig, ProxyFile, ProxyOptions, ProxySetup, TunnelMode};

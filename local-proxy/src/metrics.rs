@@ -14,6 +14,8 @@
 //! | `proxy_pooled_connections` | gauge | pooled (multiplexed) relay connections |
 //! | `proxy_multiplexed_total` | counter | tunnels carried over a pooled connection |
 //! | `proxy_mux_fallback` | gauge | 1 when the listener does not multiplex |
+//! | `proxy_preopened_ready` | gauge | pre-opened 1:1 tunnels waiting for a client |
+//! | `proxy_preopened_total` | counter | tunnels carried on a pre-opened 1:1 tunnel |
 //! | `proxy_bytes_total` | counter | `direction`: `to_relay`, `from_relay` |
 //! | `proxy_relay_dial_seconds` | histogram | TCP + TLS + upgrade of a relay WebSocket |
 //! | `proxy_heartbeat_age_seconds` | gauge | since the accept loop last ran (-1 before) |
@@ -90,6 +92,18 @@ impl Collector for ProxyCollector {
             "mux_fallback",
             "1 when the listener answered without multiplexing (1:1 until re-probed).",
             i64::from(s.mux_fallback),
+        )?;
+        gauge(
+            e,
+            "preopened_ready",
+            "Pre-opened 1:1 tunnels parked now, waiting for a client.",
+            count(s.preopened_ready),
+        )?;
+        counter(
+            e,
+            "preopened",
+            "Tunnels carried on a pre-opened 1:1 tunnel.",
+            s.preopened,
         )?;
         let bytes = self.status.bytes();
         bytes_by_direction(

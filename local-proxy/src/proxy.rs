@@ -17,6 +17,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use futures_util::SinkExt as _;
 use futures_util::io::AsyncWriteExt as _;
 use hc_client::access::AccessError;
 use hc_client::azbridge;
@@ -26,7 +27,9 @@ use hc_client::pump::{PumpEnd, pump};
 use hc_client::slots::{FairSlots, Held, Slot, SlotLimits};
 use hc_client::splice::splice;
 use hc_client::subprotocol::{Framing, SENDER_OFFER};
-use hc_client::{RelayStream, Replicas};
+use hc_client::tokio_tungstenite::WebSocketStream;
+use hc_client::tokio_tungstenite::tungstenite::Message;
+use hc_client::{RelayIo, RelayStream, Replicas};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -37,6 +40,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{ProxyConfig, TunnelMode};
 use crate::local_tls::LocalTlsError;
 use crate::pool::{Pool, Pooled};
+use crate::preopen::{Parked, Refill, Shelf};
 use crate::status::ProxyStatus;
 
 /// The proxy cannot start.
@@ -141,6 +145,18 @@ impl LocalProxy {
                 pool_stop.clone(),
             )
         });
+        let shelf = (self.config.preopen > 0).then(|| {
+            let shelf = Arc::new(Shelf::default());
+            let refill = Refill {
+                shelf: shelf.clone(),
+                config: self.config.clone(),
+                relays: self.relays.clone(),
+                status: self.status.clone(),
+                pool: pool.clone(),
+            };
+            pool_tasks.spawn(refill.run(pool_stop.clone()));
+            shelf
+        });
         let port_name: Arc<str> = match &self.config.azbridge_port_name {
             Some(name) => name.as_str().into(),
             None => listener
@@ -155,6 +171,7 @@ impl LocalProxy {
             tunnels: &tunnels,
             abort: &abort,
             pool,
+            shelf,
             port_name,
             slots: FairSlots::default(),
         };
@@ -188,6 +205,8 @@ struct Accepting<'a> {
     tunnels: &'a TaskTracker,
     abort: &'a CancellationToken,
     pool: Option<Arc<Pool>>,
+    /// Pre-opened 1:1 tunnels, when `preopen` is on.
+    shelf: Option<Arc<Shelf>>,
     port_name: Arc<str>,
     slots: FairSlots<IpAddr>,
 }
@@ -241,6 +260,7 @@ impl Accepting<'_> {
             status: proxy.status.clone(),
             abort: self.abort.child_token(),
             pool: self.pool.clone(),
+            shelf: self.shelf.clone(),
             port_name: self.port_name.clone(),
             local_addr: tcp.local_addr().ok(),
             peer,
@@ -258,6 +278,7 @@ struct Tunnel {
     status: ProxyStatus,
     abort: CancellationToken,
     pool: Option<Arc<Pool>>,
+    shelf: Option<Arc<Shelf>>,
     port_name: Arc<str>,
     local_addr: Option<SocketAddr>,
     peer: SocketAddr,
@@ -382,44 +403,25 @@ impl Tunnel {
         Ok(report.end.is_normal())
     }
 
-    /// One relay connection for this client (1:1 and azbridge modes).
+    /// One relay connection for this client (1:1 and azbridge modes): a pre-opened one if
+    /// one is parked, else its own.
     async fn single(&self, mut local: Local) -> bool {
-        let peer = self.peer;
-        let relay = tokio::select! {
-            _ = self.abort.cancelled() => return false,
-            r = self.dial() => r,
-        };
-        let mut relay = match relay {
-            Ok(stream) => stream,
-            Err(AccessError::Dial(e @ DialError::Refused { .. })) => {
-                let line = format!("{peer}: {e}");
-                tracing::warn!("relay refused connection for {line}");
-                let status = e.status().map_or_else(String::new, |s| s.to_string());
-                self.refused(status, line);
-                return false;
-            }
-            Err(e) => return self.failed(format!("cannot reach relay for {peer}: {e}")),
-        };
-        if self.config.mode == TunnelMode::Azbridge {
-            let limit = self.config.access.timeouts.handshake;
-            match azbridge::offer(&mut relay.ws, &self.port_name, limit).await {
-                Ok(rest) => {
-                    if !rest.is_empty() && local.write_all(&rest).await.is_err() {
-                        return false;
-                    }
-                }
-                Err(e) => {
-                    let line = format!("{peer}: {e}");
-                    tracing::warn!("azbridge listener refused connection for {line}");
-                    self.refused("azbridge".to_owned(), line);
+        let (ws, framing) = match self.preopened().await {
+            Some(parked) => {
+                if !parked.early.is_empty() && local.write_all(&parked.early).await.is_err() {
                     return false;
                 }
+                (parked.ws, parked.framing)
             }
-        }
-        let framing = Framing::from_subprotocol(relay.subprotocol.as_deref());
+            None => match self.own_relay_connection(&mut local).await {
+                Some(opened) => opened,
+                None => return false,
+            },
+        };
+        let peer = self.peer;
         let report = pump(
             local,
-            relay.ws,
+            ws,
             framing,
             &self.config.pump,
             self.status.bytes(),
@@ -442,6 +444,75 @@ impl Tunnel {
         report.end.is_normal()
     }
 
+    /// A parked pre-opened tunnel, told who the client is when our listener waits for that;
+    /// none when none is parked or the one taken broke (the client then dials its own).
+    async fn preopened(&self) -> Option<Parked> {
+        let mut parked = self.shelf.as_ref()?.take().await?;
+        if parked.wants_header {
+            let peer = self.peer;
+            let destination = self.local_addr.unwrap_or(peer);
+            let header = proxy_v2_header(Some(peer), destination, self.config.site.as_deref());
+            let sent = match header {
+                Ok(header) => parked.ws.send(Message::Binary(header.into())).await,
+                Err(e) => {
+                    tracing::warn!("PROXY v2 header for {peer}: {e}");
+                    return None;
+                }
+            };
+            if let Err(e) = sent {
+                tracing::debug!(%peer, "pre-opened tunnel broke before use ({e}); dialling");
+                return None;
+            }
+        }
+        self.status.update(|s| s.preopened += 1);
+        Some(parked)
+    }
+
+    /// Dials this client's own relay connection (with azbridge's preamble in that mode); none
+    /// when that failed (counted and logged).
+    async fn own_relay_connection(
+        &self,
+        local: &mut Local,
+    ) -> Option<(WebSocketStream<RelayIo>, Framing)> {
+        let peer = self.peer;
+        let relay = tokio::select! {
+            _ = self.abort.cancelled() => return None,
+            r = self.dial() => r,
+        };
+        let mut relay = match relay {
+            Ok(stream) => stream,
+            Err(AccessError::Dial(e @ DialError::Refused { .. })) => {
+                let line = format!("{peer}: {e}");
+                tracing::warn!("relay refused connection for {line}");
+                let status = e.status().map_or_else(String::new, |s| s.to_string());
+                self.refused(status, line);
+                return None;
+            }
+            Err(e) => {
+                self.failed(format!("cannot reach relay for {peer}: {e}"));
+                return None;
+            }
+        };
+        if self.config.mode == TunnelMode::Azbridge {
+            let limit = self.config.access.timeouts.handshake;
+            match azbridge::offer(&mut relay.ws, &self.port_name, limit).await {
+                Ok(rest) => {
+                    if !rest.is_empty() && local.write_all(&rest).await.is_err() {
+                        return None;
+                    }
+                }
+                Err(e) => {
+                    let line = format!("{peer}: {e}");
+                    tracing::warn!("azbridge listener refused connection for {line}");
+                    self.refused("azbridge".to_owned(), line);
+                    return None;
+                }
+            }
+        }
+        let framing = Framing::from_subprotocol(relay.subprotocol.as_deref());
+        Some((relay.ws, framing))
+    }
+
     fn refused(&self, status: String, line: String) {
         self.status.update(|s| {
             s.refused += 1;
@@ -450,42 +521,15 @@ impl Tunnel {
         });
     }
 
-    /// Opens the sender WebSocket on the next relay replica in round robin, failing over to
-    /// the others while a replica cannot be reached (a refusal is the answer). A listener
-    /// that ignores our offer makes a strict client refuse the 101; the connection is then
-    /// retried once without an offer (raw framing).
+    /// Opens this client's sender WebSocket ([`crate::relay_dial`]), naming the client and
+    /// site in custom headers.
     async fn dial(&self) -> Result<RelayStream, AccessError> {
         let mut headers = vec![(CLIENT_HEADER.to_owned(), self.peer.to_string())];
         if let Some(site) = &self.config.site {
             headers.push((SITE_HEADER.to_owned(), site.clone()));
         }
-        let started = tokio::time::Instant::now();
-        let mut last = None;
-        for access in self.relays.order(None) {
-            let id = uuid::Uuid::new_v4().to_string();
-            let dialled = match access.connect(&id, &headers, &SENDER_OFFER).await {
-                Err(AccessError::Dial(DialError::NoSubprotocol { .. })) => {
-                    tracing::debug!(peer = %self.peer, "listener chose no subprotocol; retrying without offer");
-                    let id = uuid::Uuid::new_v4().to_string();
-                    access.connect(&id, &headers, &[]).await
-                }
-                other => other,
-            };
-            let unreachable = dialled.as_ref().is_err_and(AccessError::relay_unreachable);
-            self.relays.report(&access, !unreachable);
-            if !unreachable {
-                if dialled.is_ok() {
-                    self.status
-                        .relay_dial_latency()
-                        .observe(started.elapsed().as_secs_f64());
-                }
-                return dialled;
-            }
-            tracing::debug!(peer = %self.peer, relay = %access.describe(), "relay unreachable; trying the next");
-            last = Some(dialled);
-        }
-        // `order` always names at least the connection string's relay, so `last` is set.
-        last.unwrap_or(Err(AccessError::NoEntityPath))
+        let who = self.peer.to_string();
+        crate::relay_dial::dial(&self.relays, &self.status, &headers, &SENDER_OFFER, &who).await
     }
 
     /// Waits until the client has sent something (or closed), within the idle deadline: only

@@ -44,6 +44,10 @@ pub struct ProxySnapshot {
     pub multiplexed: u64,
     /// The listener answered a pooled connection without multiplexing (1:1 until re-probed).
     pub mux_fallback: bool,
+    /// Pre-opened 1:1 tunnels parked now, waiting for a client.
+    pub preopened_ready: u64,
+    /// Tunnels carried on a pre-opened 1:1 tunnel, in total.
+    pub preopened: u64,
 }
 
 /// A cloneable handle on the proxy's counters.

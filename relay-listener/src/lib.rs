@@ -15,6 +15,8 @@
 //!   endpoint and answered inline or on the request's rendezvous.
 //! - [`rendezvous`]: one accepted connection: connect the target, then accept or reject.
 //! - [`mux_session`]: a local-proxy's pooled connection, many streams over yamux.
+//! - [`preopened`]: a local-proxy's pre-opened 1:1 connection, target connected once the
+//!   client is named.
 //! - [`listener`]: [`RelayListener`], the reconnect loop and graceful shutdown.
 //! - [`metrics`]: Prometheus metrics read from the [`ListenerStatus`].
 
@@ -26,6 +28,7 @@ pub mod listener;
 pub mod loopback;
 pub mod metrics;
 pub mod mux_session;
+pub mod preopened;
 pub mod proxy_v2;
 pub mod rendezvous;
 pub mod status;

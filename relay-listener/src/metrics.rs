@@ -9,6 +9,7 @@
 //! | `listener_streams_active` | gauge | |
 //! | `listener_streams_total` | counter | `result`: `accepted`, `rejected`, `failed` |
 //! | `listener_mux_connections` | gauge | pooled (multiplexed) relay connections |
+//! | `listener_preopened_waiting` | gauge | pre-opened 1:1 connections awaiting a client |
 //! | `listener_token_renewals_total` | counter | |
 //! | `listener_identity_collisions_total` | counter | loopback mode |
 //! | `listener_bytes_total` | counter | `direction`: `to_relay`, `from_relay` |
@@ -74,6 +75,12 @@ impl Collector for ListenerCollector {
             "mux_connections",
             "Pooled (multiplexed) relay connections open now.",
             count(s.mux_connections),
+        )?;
+        gauge(
+            e,
+            "preopened_waiting",
+            "Pre-opened 1:1 connections open now and still waiting for their client.",
+            count(s.preopened_waiting),
         )?;
         counter(
             e,

@@ -28,26 +28,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::ListenerConfig;
 use crate::identity::RemoteClient;
+use crate::rendezvous::{Stop, accept_early};
 use crate::status::{ListenerStatus, StreamInfo, StreamState};
 use crate::target::{TargetConnector, TargetRequest, connect_within};
-
-/// Decrements the pooled-connection count however the session ends.
-struct Pooled<'a>(&'a ListenerStatus);
-
-impl Drop for Pooled<'_> {
-    fn drop(&mut self) {
-        self.0
-            .update(|s| s.mux_connections = s.mux_connections.saturating_sub(1));
-    }
-}
-
-/// When a session stops: `shutdown` starts its drain, `abort` ends it.
-pub(crate) struct Stop {
-    /// The listener is shutting down: no new streams; close once the open ones finished.
-    pub(crate) shutdown: CancellationToken,
-    /// The grace period is over: close now.
-    pub(crate) abort: CancellationToken,
-}
 
 /// Accepts the pooled connection of `accept` and serves its streams until it ends.
 pub(crate) async fn run<C: TargetConnector>(
@@ -59,20 +42,12 @@ pub(crate) async fn run<C: TargetConnector>(
     Stop { shutdown, abort }: Stop,
 ) {
     let id = accept.id.clone();
-    let stream = tokio::select! {
-        _ = abort.cancelled() => return,
-        r = access.accept(&accept.address, Some(MUX)) => r,
+    let what = "pooled connection";
+    let accepted = accept_early(&accept, &access, MUX, what, &status, &abort).await;
+    let Some(stream) = accepted else {
+        return;
     };
-    let stream = match stream {
-        Ok(s) => s,
-        Err(e) => {
-            status.update(|s| s.failed += 1);
-            tracing::warn!("pooled connection {id} failed: {e}");
-            return;
-        }
-    };
-    status.update(|s| s.mux_connections += 1);
-    let _pooled = Pooled(&status);
+    let _pooled = status.counted(|s| &mut s.mux_connections);
     tracing::debug!(id, "pooled connection open");
     let io = WsIo::new(stream.ws, mux::MESSAGE, config.control_ping);
     let conn = mux::connection(io, MuxMode::Server);

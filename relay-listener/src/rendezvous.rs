@@ -5,17 +5,19 @@
 //! and to the status' recent streams.
 //!
 //! A sender that offers `dongle-relay.mux.v1` is a local-proxy's pooled connection: it is
-//! accepted without a target and handed to [`crate::mux_session`]. With azbridge port names
+//! accepted without a target and handed to [`crate::mux_session`]; one that offers
+//! `dongle-relay.preopened.v1` is a pre-opened 1:1 connection, handed to [`crate::preopened`],
+//! which connects the target once the client is named. With azbridge port names
 //! configured, a 1:1 stream must first pass Azure Relay Bridge's preamble.
 
 use std::sync::Arc;
 
-use hc_client::RelayAccess;
 use hc_client::azbridge;
 use hc_client::pump::pump;
 use hc_client::slots::Held;
 use hc_client::subprotocol::{self, Framing};
 use hc_client::tokio_tungstenite::WebSocketStream;
+use hc_client::{RelayAccess, RelayStream};
 use hc_protocol::Accept;
 use hc_protocol::status::{HTTP_BAD_GATEWAY, HTTP_TOO_MANY};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
@@ -40,8 +42,13 @@ pub async fn handle<C: TargetConnector>(
 ) {
     let chosen = subprotocol::choose(accept.header("Sec-WebSocket-Protocol"), config.mux);
     if subprotocol::is_mux(chosen) {
-        let stop = crate::mux_session::Stop { shutdown, abort };
+        let stop = Stop { shutdown, abort };
         crate::mux_session::run(accept, access, connector, config, status, stop).await;
+        return;
+    }
+    if subprotocol::is_preopened(chosen) {
+        let stop = Stop { shutdown, abort };
+        crate::preopened::run(accept, access, connector, config, status, stop).await;
         return;
     }
     let id = accept.id.as_str();
@@ -92,9 +99,69 @@ pub async fn handle<C: TargetConnector>(
         listed.end = end;
         return;
     }
-    status.update(|s| s.accepted += 1);
     let framing = Framing::from_subprotocol(stream.subprotocol.as_deref());
-    let report = pump(target, ws, framing, &config.pump, status.bytes(), &abort).await;
+    pump_accepted(Tunnel { id, ws, framing }, target, &config, &status, &abort).await;
+}
+
+/// Dials the accept address back with `subprotocol` before any target is connected (a pooled
+/// or pre-opened connection); none when aborted, or when the dial failed (counted, and logged
+/// naming the connection as `what`).
+pub(crate) async fn accept_early(
+    accept: &Accept,
+    access: &RelayAccess,
+    subprotocol: &'static str,
+    what: &str,
+    status: &ListenerStatus,
+    abort: &CancellationToken,
+) -> Option<RelayStream> {
+    let stream = tokio::select! {
+        _ = abort.cancelled() => return None,
+        r = access.accept(&accept.address, Some(subprotocol)) => r,
+    };
+    match stream {
+        Ok(s) => Some(s),
+        Err(e) => {
+            status.update(|s| s.failed += 1);
+            tracing::warn!("{what} {} failed: {e}", accept.id);
+            None
+        }
+    }
+}
+
+/// When a connection stops: `shutdown` starts its drain (a pooled connection takes no new
+/// streams, a pre-opened one still waiting closes), `abort` ends it.
+pub(crate) struct Stop {
+    /// The listener is shutting down.
+    pub(crate) shutdown: CancellationToken,
+    /// The grace period is over: close now.
+    pub(crate) abort: CancellationToken,
+}
+
+/// An accepted 1:1 connection, ready to carry its stream.
+pub(crate) struct Tunnel<'a, S> {
+    /// The rendezvous id, for the log.
+    pub(crate) id: &'a str,
+    /// The accepted WebSocket.
+    pub(crate) ws: WebSocketStream<S>,
+    /// How its end of stream is carried.
+    pub(crate) framing: Framing,
+}
+
+/// Pumps an accepted 1:1 connection and its connected target to the end: counted as
+/// accepted, its end logged.
+pub(crate) async fn pump_accepted<S, T>(
+    tunnel: Tunnel<'_, S>,
+    target: T,
+    config: &ListenerConfig,
+    status: &ListenerStatus,
+    abort: &CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    status.update(|s| s.accepted += 1);
+    let Tunnel { id, ws, framing } = tunnel;
+    let report = pump(target, ws, framing, &config.pump, status.bytes(), abort).await;
     tracing::debug!(
         id,
         sent = report.sent,

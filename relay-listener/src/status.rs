@@ -83,6 +83,8 @@ pub struct ListenerSnapshot {
     pub active_streams: u64,
     /// Pooled (multiplexed) relay connections open now.
     pub mux_connections: u64,
+    /// Pre-opened 1:1 connections open now and still waiting for their client.
+    pub preopened_waiting: u64,
     /// Streams accepted in total (rendezvous dialled back, multiplexed streams bridged).
     pub accepted: u64,
     /// Streams rejected (target unreachable, busy, azbridge port unknown, bad stream header).
@@ -198,7 +200,7 @@ impl ListenerStatus {
         client: &RemoteClient,
         max_streams: u64,
         per_client: Option<u64>,
-    ) -> Result<(ActiveStream<'_>, StreamSlot), SlotRefusal> {
+    ) -> Result<(Counted<'_>, StreamSlot), SlotRefusal> {
         let capacity = usize::try_from(max_streams).unwrap_or(usize::MAX);
         let limits = SlotLimits {
             capacity,
@@ -206,8 +208,17 @@ impl ListenerStatus {
         };
         let key = (client.site.clone(), client.addr.ip());
         let slot = self.inner.slots.try_acquire(key, limits)?;
-        self.update(|s| s.active_streams += 1);
-        Ok((ActiveStream(self), slot))
+        Ok((self.counted(|s| &mut s.active_streams), slot))
+    }
+
+    /// Counts one more in `gauge` until the returned guard is dropped, however what it counts
+    /// ends (an active stream, a pooled connection, a pre-opened one waiting).
+    pub(crate) fn counted(&self, gauge: fn(&mut ListenerSnapshot) -> &mut u64) -> Counted<'_> {
+        self.update(|s| *gauge(s) += 1);
+        Counted {
+            status: self,
+            gauge,
+        }
     }
 
     /// Streams holding a live-stream slot now (their target has not gone yet).
@@ -314,15 +325,21 @@ impl ListenerStatus {
     }
 }
 
-/// One admitted stream ([`ListenerStatus::admit_stream`]): decrements the active-stream count
-/// when dropped, however the stream ends.
+/// One counted in a gauge of the snapshot ([`ListenerStatus::counted`]): uncounted when
+/// dropped.
 #[derive(Debug)]
-pub(crate) struct ActiveStream<'a>(&'a ListenerStatus);
+pub(crate) struct Counted<'a> {
+    status: &'a ListenerStatus,
+    gauge: fn(&mut ListenerSnapshot) -> &mut u64,
+}
 
-impl Drop for ActiveStream<'_> {
+impl Drop for Counted<'_> {
     fn drop(&mut self) {
-        self.0
-            .update(|s| s.active_streams = s.active_streams.saturating_sub(1));
+        let gauge = self.gauge;
+        self.status.update(|s| {
+            let n = gauge(s);
+            *n = n.saturating_sub(1);
+        });
     }
 }
 
