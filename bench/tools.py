@@ -4,8 +4,9 @@
   echo PORT                      asyncio TCP echo server (honours half-close)
   rtt PORT N                     one connection, 200 warm-up + N x (64 B write, 64 B read)
   percall PORT N                 N x (connect, 64 B request, 64 B reply, close), sequential
-  idle PORT N                    open N connections (each proven by one 64 B echo), print
-                                 "ready", hold them until a line on stdin, close, print "closed"
+  idle PORT N [SOURCES]          open N connections (each proven by one 64 B echo), print
+                                 "ready", hold them until a line on stdin, close, print "closed";
+                                 SOURCES: from that many addresses 127.0.1.1, 127.0.1.2, ...
   delay LISTEN UPSTREAM MS       TCP forwarder holding every chunk MS ms in each direction
   listeners URL PREFIX N KEYNAME KEY
                                  open N listener control channels (WebSocket upgrade with a
@@ -138,16 +139,20 @@ async def cmd_echo(port):
         await server.serve_forever()
 
 
-async def cmd_idle(port, n):
+async def cmd_idle(port, n, sources=0):
+    """N connections, each one echoed call, then held. SOURCES > 0: from that many source
+    addresses 127.0.1.1, 127.0.1.2, ... in turn (one address has only ~28,000 ports)."""
     conns = []
     gate = asyncio.Semaphore(256)
     failures = 0
 
-    async def one():
+    async def one(i):
         nonlocal failures
+        local = ("127.0.1.%d" % (i % sources + 1), 0) if sources else None
         async with gate:
             try:
-                r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 30)
+                r, w = await asyncio.wait_for(
+                    asyncio.open_connection("127.0.0.1", port, local_addr=local), 30)
                 w.write(MSG)
                 await w.drain()
                 await asyncio.wait_for(r.readexactly(64), 30)
@@ -156,7 +161,7 @@ async def cmd_idle(port, n):
                 failures += 1
 
     t0 = time.monotonic()
-    await asyncio.gather(*(one() for _ in range(n)))
+    await asyncio.gather(*(one(i) for i in range(n)))
     await hold(conns, {"failures": failures, "open_s": time.monotonic() - t0})
 
 
@@ -546,6 +551,13 @@ def cmd_report(results_path, json_out):
             per = (a["held"] - a["baseline"]) / max(1, a["n"])
             lines.append("| %s | %d | %d | %d | %d | %.1f |" % (
                 a["mode"], a["n"], a["baseline"], a["held"], a["after"], per))
+        lines.append("")
+        lines.append("streams: idle multiplexed streams through one proxy and listener; target "
+                     "100,000 at <= 15 KiB each (issue #17 item 5)")
+        skipped = r.get("streams.skipped")
+        if skipped:
+            lines.append("streams: skipped, open-file limit %d, needed %d" % (
+                skipped["limit"], skipped["needed"]))
 
     def capacity_rows():
         """Relay capacity beside the issue #17 targets and the same run's baselines."""
@@ -676,7 +688,7 @@ def main():
     elif cmd == "percall":
         cmd_percall(int(args[0]), int(args[1]))
     elif cmd == "idle":
-        asyncio.run(cmd_idle(int(args[0]), int(args[1])))
+        asyncio.run(cmd_idle(int(args[0]), int(args[1]), int(args[2]) if len(args) > 2 else 0))
     elif cmd == "listeners":
         asyncio.run(cmd_listeners(args[0], args[1], int(args[2]), args[3], args[4]))
     elif cmd == "setup":
