@@ -6,12 +6,13 @@
 //! each call on one carries its own client's address and site, that the proxy refills the
 //! shelf and replaces tunnels that outlive `preopen_max_age`, that a listener which cannot
 //! reach its target says why (1011, in the proxy's failure line), and that a foreign listener
-//! gets no parked tunnels unless `preopen_foreign` asks for them.
+//! gets no parked tunnels unless `preopen_foreign` asks for them; in `auto` mode, tunnels are
+//! pre-opened only while the listener does not multiplex.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use local_proxy::ProxyConfig;
+use local_proxy::{ProxyConfig, TunnelMode};
 use relay_listener::IdentityMode;
 use test_support::client::{exchange_from, round_trip};
 use test_support::foreign::{REPLY_PARTS, half_closing_listener};
@@ -147,6 +148,44 @@ async fn a_foreign_listener_gets_parked_tunnels_only_when_asked() {
         assert_eq!(round_trip(proxy.addr(), b"request").await, expected);
         let p = proxy.status().wait_for(|s| s.completed == 1).await;
         assert_eq!((p.preopened, p.failed), (1, 0));
+    })
+    .await
+    .expect("timed out");
+}
+
+#[tokio::test]
+async fn auto_mode_preopens_only_while_the_listener_does_not_multiplex() {
+    timeout(LIMIT, async {
+        let relay = Relay::start_tls().await;
+        let mut config = relay.listener_config(targets::echo().await);
+        config.mux = false;
+        let _listener = Listener::connected(config).await;
+        let mut config = relay.proxy_config_mode(TunnelMode::Auto, Some("branch-a"));
+        config.preopen = 2;
+        let proxy = Proxy::spawn(config).await;
+        proxy
+            .status()
+            .wait_for(|s| s.mux_fallback && s.preopened_ready == 2)
+            .await;
+        assert_eq!(round_trip(proxy.addr(), b"one to one").await, b"one to one");
+        let p = proxy.status().wait_for(|s| s.completed == 1).await;
+        assert_eq!((p.preopened, p.multiplexed, p.failed), (1, 0, 0));
+        drop(proxy);
+
+        // A listener that multiplexes: calls ride the pool, nothing is pre-opened.
+        let relay = Relay::start_tls().await;
+        let _listener = Listener::echo(&relay).await;
+        let mut config = relay.proxy_config_mode(TunnelMode::Auto, Some("branch-a"));
+        config.preopen = 2;
+        let proxy = Proxy::spawn(config).await;
+        proxy.status().wait_for(|s| s.pooled == 2).await;
+        assert_eq!(
+            round_trip(proxy.addr(), b"multiplexed").await,
+            b"multiplexed"
+        );
+        let p = proxy.status().wait_for(|s| s.completed == 1).await;
+        assert_eq!((p.preopened, p.preopened_ready, p.multiplexed), (0, 0, 1));
+        assert_eq!(relay.stats().snapshot().bridged_total, 2);
     })
     .await
     .expect("timed out");

@@ -162,7 +162,9 @@ impl Refill {
                     }
                     Err(e) => {
                         tracing::debug!("cannot pre-open a tunnel: {e}");
-                        backoff.after_failure(e.relay_unreachable() || e.no_listener())
+                        // No listener is a refusal here, unlike for the pool: up to 32 slots
+                        // redialling fast would load the relay while clients dial for themselves.
+                        backoff.after_failure(e.relay_unreachable())
                     }
                 }
             };
