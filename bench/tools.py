@@ -554,10 +554,10 @@ def cmd_report(results_path, json_out):
         lines.append("")
         lines.append("streams: idle multiplexed streams through one proxy and listener; target "
                      "100,000 at <= 15 KiB each (issue #17 item 5)")
-        skipped = r.get("streams.skipped")
-        if skipped:
-            lines.append("streams: skipped, open-file limit %d, needed %d" % (
-                skipped["limit"], skipped["needed"]))
+        limited = r.get("streams.limited")
+        if limited:
+            lines.append("streams: %d measured, not %d: the open-file limit is %d here" % (
+                limited["measured"], limited["wanted"], limited["limit"]))
 
     def capacity_rows():
         """Relay capacity beside the issue #17 targets and the same run's baselines."""
