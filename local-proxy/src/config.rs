@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use config_syntax::{Merge, parse_duration};
 use hc_client::access::AccessConfig;
+use hc_client::identity::SITE_HEADER;
 use hc_client::options::ComponentFile;
 use hc_client::pump::PumpConfig;
 use hc_client::settings::SettingError;
@@ -150,6 +151,14 @@ pub const PREOPEN_AGES: std::ops::RangeInclusive<Duration> =
     Duration::from_secs(1)..=Duration::from_secs(300);
 
 impl ProxyConfig {
+    /// The `X-Dongle-Relay-Site` header every sender WebSocket carries, if a site is set.
+    pub fn site_headers(&self) -> Vec<(String, String)> {
+        self.site
+            .iter()
+            .map(|site| (SITE_HEADER.to_owned(), site.clone()))
+            .collect()
+    }
+
     /// Defaults for everything but the connection string.
     pub fn new(connection: ConnectionString) -> Self {
         Self {

@@ -28,7 +28,6 @@ use std::time::Duration;
 
 use hc_client::access::AccessError;
 use hc_client::dial::DialError;
-use hc_client::identity::SITE_HEADER;
 use hc_client::mux::{self, MuxHandle, MuxMode};
 use hc_client::subprotocol::{MUX_OFFER, is_mux};
 use hc_client::ws_io::WsIo;
@@ -182,11 +181,7 @@ async fn maintain(
     let mut backoff = Reconnect::new(Duration::from_secs(30));
     let mut probe = Backoff::new(PROBE_FIRST, PROBE_MAX);
     let mut failures = 0u32;
-    let headers: Vec<(String, String)> = config
-        .site
-        .iter()
-        .map(|site| (SITE_HEADER.to_owned(), site.clone()))
-        .collect();
+    let headers = config.site_headers();
     while !stop.is_cancelled() {
         let id = uuid::Uuid::new_v4().to_string();
         let dial_started = tokio::time::Instant::now();
@@ -218,8 +213,8 @@ async fn maintain(
                 tracing::warn!("pooled relay connection {index} lost: {end}; re-establishing");
                 backoff.after_session(started.elapsed())
             }
-            Ok(mut stream) => {
-                let _ = tokio::time::timeout(Duration::from_secs(5), stream.ws.close(None)).await;
+            Ok(stream) => {
+                crate::relay_dial::close_unused(stream.ws).await;
                 not_multiplexing(
                     index,
                     &pool,

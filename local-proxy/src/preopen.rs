@@ -28,7 +28,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use hc_client::identity::SITE_HEADER;
 use hc_client::subprotocol::{Framing, PREOPENED_OFFER, is_preopened};
 use hc_client::tokio_tungstenite::WebSocketStream;
 use hc_client::tokio_tungstenite::tungstenite::Message;
@@ -40,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ProxyConfig;
 use crate::pool::Pool;
+use crate::relay_dial::close_unused;
 use crate::status::ProxyStatus;
 
 /// How long pre-opening pauses after a listener answered that is not ours.
@@ -49,8 +49,6 @@ pub const FOREIGN_REPROBE: Duration = Duration::from_secs(300);
 const EARLY_MAX: usize = 64 * 1024;
 /// How often `auto` mode looks whether the 1:1 path is the one in use.
 const AUTO_POLL: Duration = Duration::from_secs(1);
-/// How long a retired tunnel's close handshake may take.
-const CLOSE_LIMIT: Duration = Duration::from_secs(5);
 
 /// A parked tunnel, handed to the client's tunnel that takes it.
 pub(crate) struct Parked {
@@ -102,7 +100,7 @@ impl Shelf {
     }
 }
 
-/// What the refill task works with.
+/// What the refill tasks work with.
 pub(crate) struct Refill {
     pub(crate) shelf: Arc<Shelf>,
     pub(crate) config: Arc<ProxyConfig>,
@@ -127,12 +125,7 @@ impl Refill {
     /// One parked tunnel after another until `stop`.
     async fn slot(self: Arc<Self>, stop: CancellationToken) {
         let mut backoff = Reconnect::new(Duration::from_secs(30));
-        let headers: Vec<(String, String)> = self
-            .config
-            .site
-            .iter()
-            .map(|site| (SITE_HEADER.to_owned(), site.clone()))
-            .collect();
+        let headers = self.config.site_headers();
         while !stop.is_cancelled() {
             let delay = if self.pool.as_ref().is_some_and(|p| !p.single_only()) {
                 AUTO_POLL
@@ -150,8 +143,7 @@ impl Refill {
                             self.park(stream, ours, &stop).await;
                             continue;
                         }
-                        let mut ws = stream.ws;
-                        let _ = tokio::time::timeout(CLOSE_LIMIT, ws.close(None)).await;
+                        close_unused(stream.ws).await;
                         if !self.shelf.warned.swap(true, Ordering::Relaxed) {
                             tracing::warn!(
                                 "the listener does not take pre-opened tunnels (answered {}); not pre-opening (set preopen_foreign to pre-open towards it anyway), looking again every {FOREIGN_REPROBE:?}",
@@ -252,5 +244,5 @@ async fn park(
     drop(ready);
     // Off the shelf before the close handshake, so no client waits on a closing tunnel.
     drop(claimed);
-    let _ = tokio::time::timeout(CLOSE_LIMIT, tunnel.ws.close(None)).await;
+    close_unused(tunnel.ws).await;
 }

@@ -22,7 +22,7 @@ use futures_util::io::AsyncWriteExt as _;
 use hc_client::access::AccessError;
 use hc_client::azbridge;
 use hc_client::dial::DialError;
-use hc_client::identity::{CLIENT_HEADER, SITE_HEADER, proxy_v2_header};
+use hc_client::identity::{CLIENT_HEADER, proxy_v2_header};
 use hc_client::pump::{PumpEnd, pump};
 use hc_client::slots::{FairSlots, Held, Slot, SlotLimits};
 use hc_client::splice::splice;
@@ -381,8 +381,7 @@ impl Tunnel {
         let Ok((mut stream, _guard)) = opened else {
             return Err(local);
         };
-        let destination = self.local_addr.unwrap_or(peer);
-        let header = match proxy_v2_header(Some(peer), destination, self.config.site.as_deref()) {
+        let header = match self.stream_header() {
             Ok(h) => h,
             Err(e) => return Ok(self.failed(format!("PROXY v2 header for {peer}: {e}"))),
         };
@@ -450,9 +449,7 @@ impl Tunnel {
         let mut parked = self.shelf.as_ref()?.take().await?;
         if parked.wants_header {
             let peer = self.peer;
-            let destination = self.local_addr.unwrap_or(peer);
-            let header = proxy_v2_header(Some(peer), destination, self.config.site.as_deref());
-            let sent = match header {
+            let sent = match self.stream_header() {
                 Ok(header) => parked.ws.send(Message::Binary(header.into())).await,
                 Err(e) => {
                     tracing::warn!("PROXY v2 header for {peer}: {e}");
@@ -521,13 +518,18 @@ impl Tunnel {
         });
     }
 
+    /// The PROXY v2 header that names this client and the site to our listener, first on a
+    /// multiplexed stream and on a pre-opened tunnel (destination: the proxy's local address).
+    fn stream_header(&self) -> std::io::Result<Vec<u8>> {
+        let destination = self.local_addr.unwrap_or(self.peer);
+        proxy_v2_header(Some(self.peer), destination, self.config.site.as_deref())
+    }
+
     /// Opens this client's sender WebSocket ([`crate::relay_dial`]), naming the client and
     /// site in custom headers.
     async fn dial(&self) -> Result<RelayStream, AccessError> {
         let mut headers = vec![(CLIENT_HEADER.to_owned(), self.peer.to_string())];
-        if let Some(site) = &self.config.site {
-            headers.push((SITE_HEADER.to_owned(), site.clone()));
-        }
+        headers.extend(self.config.site_headers());
         let who = self.peer.to_string();
         crate::relay_dial::dial(&self.relays, &self.status, &headers, &SENDER_OFFER, &who).await
     }

@@ -1,11 +1,15 @@
-//! Opening one sender WebSocket (a 1:1 tunnel's relay side) over the relay replicas: the next
+//! Opening one sender WebSocket (a 1:1 tunnel's relay side) over the relay replicas, and closing
+//! one that will not be used. Opening takes the next
 //! replica in round robin, failing over to the others while a replica cannot be reached (a
 //! refusal is the answer, not a reason to try elsewhere). Used by a client's own tunnel and by
 //! the pre-opened ones ([`crate::preopen`]).
 
+use std::time::Duration;
+
 use hc_client::access::AccessError;
 use hc_client::dial::DialError;
-use hc_client::{RelayStream, Replicas};
+use hc_client::tokio_tungstenite::WebSocketStream;
+use hc_client::{RelayIo, RelayStream, Replicas};
 
 use crate::status::ProxyStatus;
 
@@ -49,4 +53,11 @@ pub(crate) async fn dial(
     }
     // `order` always names at least the connection string's relay, so `last` is set.
     last.unwrap_or(Err(AccessError::NoEntityPath))
+}
+
+/// Closes a sender WebSocket that will carry nothing (a pooled connection the listener would
+/// not multiplex, a pre-opened one retired or refused), giving the close handshake at most five
+/// seconds so that a silent peer cannot hold the caller.
+pub(crate) async fn close_unused(mut ws: WebSocketStream<RelayIo>) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), ws.close(None)).await;
 }
