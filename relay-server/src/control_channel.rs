@@ -44,7 +44,7 @@ pub(crate) type RenewCheck = Box<dyn Fn(&str) -> Result<u64, Refusal> + Send + S
 /// Everything a control channel needs besides its WebSocket.
 pub(crate) struct ControlChannel {
     /// Accept and request messages for this listener.
-    pub accepts: mpsc::Receiver<Outbound>,
+    pub accepts: mpsc::Receiver<Box<Outbound>>,
     /// The listener's id in the hub (responses are only taken for requests it was given).
     pub listener_id: u64,
     /// Where HTTP-mode responses go.
@@ -123,7 +123,7 @@ where
                 let Some(outbound) = accept else {
                     break (CLOSE_GOING_AWAY, "listener unregistered".to_owned());
                 };
-                if send_outbound(&mut ws, outbound).await.is_err() {
+                if send_outbound(&mut ws, *outbound).await.is_err() {
                     return Ended::ByListener;
                 }
             }
@@ -303,7 +303,7 @@ mod tests {
 
     struct Fixture {
         listener: WebSocketStream<DuplexStream>,
-        accepts: mpsc::Sender<Outbound>,
+        accepts: mpsc::Sender<Box<Outbound>>,
         shutdown: CancellationToken,
         lost: Arc<ListenerLoss>,
         task: tokio::task::JoinHandle<Ended>,
@@ -402,7 +402,7 @@ mod tests {
         // Past the original expiry the channel still carries accepts.
         tokio::time::sleep(Duration::from_secs(600)).await;
         f.accepts
-            .send("{\"accept\":{}}".into())
+            .send(Box::new("{\"accept\":{}}".into()))
             .await
             .expect("queue");
         assert_eq!(

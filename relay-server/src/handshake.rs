@@ -23,6 +23,9 @@ pub(crate) type Ws = WebSocketStream<TokioIo<Upgraded>>;
 /// hundred bytes.
 const CONTROL_MAX_MESSAGE: usize = 80 << 10;
 
+/// Read buffer of a control channel (see [`control_ws_config`]).
+const CONTROL_READ_BUFFER: usize = 1 << 10;
+
 /// Checks that `req` is a WebSocket upgrade (RFC 6455 §4.2.1) and returns its
 /// `Sec-WebSocket-Key`.
 pub(crate) fn upgrade_key<B>(req: &Request<B>) -> Result<String, Refusal> {
@@ -144,9 +147,14 @@ pub(crate) fn data_ws_config(limits: &Limits) -> WebSocketConfig {
 }
 
 /// tungstenite settings of control channels: small messages only.
+///
+/// The read buffer is allocated (and zero-filled) with the channel and held for its life, so
+/// at 10,000 listeners every KiB of it is 10 MB of relay memory. 1 KiB holds a `renewToken`
+/// (a few hundred bytes) in one read; a larger HTTP-mode `response` grows the buffer for its
+/// frame and is read 1 KiB at a time, which is rare enough not to matter.
 pub(crate) fn control_ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4 << 10)
+        .read_buffer_size(CONTROL_READ_BUFFER)
         .write_buffer_size(0)
         .max_write_buffer_size(4 * CONTROL_MAX_MESSAGE)
         .max_message_size(Some(CONTROL_MAX_MESSAGE))

@@ -83,8 +83,10 @@ impl From<&str> for Outbound {
 #[derive(Debug, Clone)]
 pub(crate) struct ListenerHandle {
     pub id: u64,
-    /// Accept and request messages for the control channel.
-    pub accepts: mpsc::Sender<Outbound>,
+    /// Accept and request messages for the control channel. Boxed because the channel
+    /// allocates its first block of 32 slots when it is created, i.e. for every connected
+    /// listener, idle or not: 32 pointers instead of 32 messages is 1.5 KiB less per listener.
+    pub accepts: mpsc::Sender<Box<Outbound>>,
     /// `ws(s)://{host the listener used}`: the base of the accept addresses it gets.
     pub base_url: String,
     /// Declared when the listener is known to be dead (frozen or vanished), so that the
@@ -168,7 +170,7 @@ impl HcEntry {
             }
             for listener in &listeners {
                 if let Ok(permit) = listener.accepts.try_reserve() {
-                    permit.send(message(listener).into());
+                    permit.send(Box::new(message(listener).into()));
                     return Ok(listener.clone());
                 }
             }
@@ -178,7 +180,7 @@ impl HcEntry {
             tokio::select! {
                 room = room => {
                     if let Ok(((permit, listener), _)) = room {
-                        permit.send(message(listener).into());
+                        permit.send(Box::new(message(listener).into()));
                         return Ok(listener.clone());
                     }
                     // Every listener went away meanwhile: the next snapshot decides.
@@ -211,7 +213,7 @@ impl ListenerSlot {
         &mut self,
         id: u64,
         base_url: String,
-    ) -> (mpsc::Receiver<Outbound>, Arc<ListenerLoss>) {
+    ) -> (mpsc::Receiver<Box<Outbound>>, Arc<ListenerLoss>) {
         let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
         let lost = Arc::new(ListenerLoss::default());
         let mut set = self.hc.lock();
