@@ -286,6 +286,7 @@ def cmd_paced(port, seconds, interval_ms):
     starts the next at once): what a lone client sees while the machine is busy."""
     lat = []
     failures = 0
+    wait0, slices0 = sched(os.getpid())
     pc = time.perf_counter_ns
     step = interval_ms / 1000.0
     end = time.monotonic() + seconds
@@ -299,8 +300,10 @@ def cmd_paced(port, seconds, interval_ms):
             failures += 1
         due += step
         time.sleep(max(0.0, due - time.monotonic()))
+    wait1, slices1 = sched(os.getpid())
     print(json.dumps({"p50_us": pct(lat, 50), "p99_us": pct(lat, 99), "n": len(lat),
-                      "failures": failures}))
+                      "failures": failures, "self_wait_ns": wait1 - wait0,
+                      "self_slices": slices1 - slices0}))
 
 
 async def cmd_delay(listen, upstream, ms):
@@ -365,10 +368,31 @@ def rss(pid):
     return 0
 
 
+def sched(pid):
+    """Nanoseconds `pid`'s threads waited on a run queue, and how many times they were run
+    (/proc/PID/task/*/schedstat: run time, run-queue wait, time slices)."""
+    wait = slices = 0
+    try:
+        tasks = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return 0, 0
+    for tid in tasks:
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                fields = f.read().split()
+            wait += int(fields[1])
+            slices += int(fields[2])
+        except (OSError, ValueError, IndexError):
+            pass
+    return wait, slices
+
+
 def cpu(pids):
-    """User and system CPU seconds of `pids` (gone processes count zero)."""
+    """User and system CPU seconds of `pids` (gone processes count zero), and their run-queue
+    wait (`wait_ns`) over `slices` times run: how long, on average, a woken process waited for
+    a core."""
     tck = os.sysconf("SC_CLK_TCK")
-    user = system = 0
+    user = system = wait = slices = 0
     for pid in pids:
         try:
             with open("/proc/%d/stat" % pid) as f:
@@ -378,7 +402,10 @@ def cpu(pids):
             system += int(fields[12])
         except (OSError, ValueError, IndexError):
             pass
-    return {"user": user / tck, "sys": system / tck}
+        w, n = sched(pid)
+        wait += w
+        slices += n
+    return {"user": user / tck, "sys": system / tck, "wait_ns": wait, "slices": slices}
 
 
 def cmd_iperf(acc_path):
@@ -630,12 +657,36 @@ def cmd_report(results_path, json_out):
                                                load["n"]),
                 "p99 < 5 ms", load["p99_us"] < 5000 and not load.get("failures"),
                 "quiet: %.2f / %.2f ms" % (quiet["p50_us"] / 1000, quiet["p99_us"] / 1000))
+        burn = r.get("capacity.mux.burn")
+        if burn:
+            row("the same multiplexed call while %d busy loops hold the cores (no tunnels)"
+                % (os.cpu_count() or 0),
+                "%.2f / %.2f ms (%d calls)" % (burn["p50_us"] / 1000, burn["p99_us"] / 1000,
+                                               burn["n"]), "", None, "")
         quiet, load = r.get("capacity.direct.quiet"), r.get("capacity.direct.load")
         if quiet and load:
             row("a direct TCP call (64 B) to the echo server at the same time: p50 / p99",
                 "%.2f / %.2f ms (%d calls)" % (load["p50_us"] / 1000, load["p99_us"] / 1000,
                                                load["n"]), "", None,
                 "quiet: %.2f / %.2f ms" % (quiet["p50_us"] / 1000, quiet["p99_us"] / 1000))
+        # How long a woken process waited for a core: a call crosses each process of its
+        # path twice, so on a saturated machine these waits add up to the call's delay.
+        def waits(a, paced):
+            cells = []
+            for proc in ("relay", "mux_proxy", "mux_listener", "echo"):
+                before, after = a["cpu_before"].get(proc), a["cpu_after"].get(proc)
+                if before and after and after.get("slices", 0) > before.get("slices", 0):
+                    cells.append("%s %.0f" % (proc, (after["wait_ns"] - before["wait_ns"]) /
+                                              (after["slices"] - before["slices"]) / 1000))
+            if paced and paced.get("self_slices"):
+                cells.append("calling client %.0f" % (paced["self_wait_ns"] /
+                                                      paced["self_slices"] / 1000))
+            return ", ".join(cells)
+        sq, sl = r.get("capacity.sched.quiet"), rate("single-wss")[0]
+        if sq and sl:
+            row("run-queue wait per wake-up of the multiplexed call's processes (us)",
+                waits(sl, r.get("capacity.mux.load")), "", None,
+                "quiet: " + waits(sq, r.get("capacity.mux.quiet")))
         lines.append("")
         lines.append("CPU per new tunnel (user + system us; system in brackets), each process:")
         for name in ("single-wss", "single-ws", "rathole-tcp", "direct"):
