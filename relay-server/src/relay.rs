@@ -8,6 +8,7 @@ use tokio_util::task::TaskTracker;
 use crate::admission::Admission;
 use crate::auth::Authorizer;
 use crate::config::{Limits, RelayConfig};
+use crate::established::Established;
 use crate::hub::Hub;
 use crate::router::ConnInfo;
 use crate::stats::RelayStats;
@@ -29,6 +30,9 @@ pub(crate) struct Relay {
     /// Every connection task, so shutdown can wait for them.
     pub tasks: TaskTracker,
     pub stats: RelayStats,
+    /// Where bridged connections are served (`None`: the thread could not be started, and
+    /// they stay on the runtime that accepted them).
+    pub established: Option<Established>,
 }
 
 impl Relay {
@@ -51,6 +55,11 @@ impl Relay {
             drain: CancellationToken::new(),
             tasks: TaskTracker::new(),
             stats,
+            established: Established::start()
+                .inspect_err(|err| {
+                    tracing::warn!("bridges share the main runtime: no thread of their own: {err}");
+                })
+                .ok(),
         }
     }
 

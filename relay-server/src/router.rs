@@ -14,7 +14,6 @@ use hc_protocol::uri::{
 use hc_protocol::{Accept, ControlMessage, RemoteEndpoint};
 use http::{HeaderMap, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use tracing::Instrument;
 
 use crate::admission::ConnectionSlot;
@@ -25,6 +24,7 @@ use crate::control_channel::{self, ControlChannel, Ended, RenewCheck};
 use crate::handshake::{
     self, chosen_protocol, offered_protocols, switching_protocols, upgrade_key,
 };
+use crate::homed::rehomed;
 use crate::http_mode;
 use crate::hub::{Arrival, HcEntry, ListenerHandle, NoListener, Outbound};
 use crate::refusal::{Body, Refusal, ok_text};
@@ -383,8 +383,11 @@ async fn connect(
     };
     let sender = (hyper::upgrade::on(&mut req), conn.slot.clone());
     let span = tracing::debug_span!("bridge", hc = %hc.name, %id, peer = %conn.peer);
-    let bridged = run_bridge(relay.clone(), sender, listener, arrived);
-    relay.tasks.spawn(bridged.instrument(span));
+    let bridged = run_bridge(relay.clone(), sender, listener, arrived).instrument(span);
+    match &relay.established {
+        Some(established) => relay.tasks.spawn_on(bridged, established.handle()),
+        None => relay.tasks.spawn(bridged),
+    };
     Ok(switching_protocols(&key, protocol.as_deref()))
 }
 
@@ -444,6 +447,15 @@ async fn run_bridge(
     let both = futures_util::future::join(sender_upgrade, listener_upgrade);
     match tokio::time::timeout(relay.limits.handshake_timeout, both).await {
         Ok((Ok(sender), Ok(listener))) => {
+            // Served by this runtime's driver from now on (see crate::established).
+            let (sender, listener) = match (rehomed(sender), rehomed(listener)) {
+                (Ok(sender), Ok(listener)) => (sender, listener),
+                (Err(err), _) | (_, Err(err)) => {
+                    tracing::debug!(error = %err, "a bridged connection was lost while moving it");
+                    drop((sender_slot, listener_slot));
+                    return;
+                }
+            };
             relay
                 .stats
                 .rendezvous_latency()
@@ -460,7 +472,7 @@ async fn run_bridge(
                 drain: relay.drain.clone(),
                 stats: relay.stats.clone(),
             };
-            bridge(TokioIo::new(sender), TokioIo::new(listener), settings).await;
+            bridge(sender, listener, settings).await;
             relay
                 .stats
                 .update(|s| s.bridged = s.bridged.saturating_sub(1));

@@ -25,6 +25,7 @@ use tracing::Instrument;
 use crate::admission::ConnectionSlot;
 use crate::bridge::CLOSE_GRACE;
 use crate::config::RelayConfig;
+use crate::homed::Homed;
 use crate::relay::Relay;
 use crate::router::{self, ConnInfo};
 use crate::stats::HEARTBEAT_INTERVAL;
@@ -149,6 +150,8 @@ async fn serve_tls_or_plain(
     tcp: TcpStream,
     acceptor: Option<TlsAcceptor>,
 ) {
+    // Bridged later, the connection may move to another runtime (see crate::homed).
+    let tcp = Homed::new(tcp);
     match acceptor {
         None => serve_http(relay, conn, tcp).await,
         Some(acceptor) => {

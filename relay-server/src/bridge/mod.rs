@@ -46,7 +46,7 @@ use tokio::time::{Instant, timeout};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Control, OpCode};
-use tokio_util::codec::Framed;
+use tokio_util::codec::{Framed, FramedParts};
 use tokio_util::sync::CancellationToken;
 
 use crate::frames::{End, FrameCodec, FrameError};
@@ -118,9 +118,33 @@ type Shared<'a> = (&'a Activity, &'a RelayStats, &'a Halt);
 /// One side as a pump sees it: where to write to it and what it owes.
 type Half<'a, T> = (&'a Side<T>, &'a Peer);
 
+/// One side of a bridge: the connection, and the bytes already read from it past its upgrade
+/// request (a client may send frames right behind the request, before it saw the 101).
+pub(crate) struct Conn<T> {
+    pub io: T,
+    pub read_ahead: Bytes,
+}
+
+impl<T: AsyncRead + AsyncWrite> Conn<T> {
+    /// A connection with nothing read ahead.
+    pub(crate) fn new(io: T) -> Self {
+        Self {
+            io,
+            read_ahead: Bytes::new(),
+        }
+    }
+
+    /// Frames over the connection, the read-ahead bytes first.
+    fn framed(self, codec: FrameCodec) -> Framed<T, FrameCodec> {
+        let mut parts = FramedParts::new::<Frame>(self.io, codec);
+        parts.read_buf = self.read_ahead.as_ref().into();
+        Framed::from_parts(parts)
+    }
+}
+
 /// Forwards frames between `sender` and `listener` (upgraded connections, the relay being the
 /// server of both) until the bridge ends, then closes both.
-pub(crate) async fn bridge<A, B>(sender: A, listener: B, settings: BridgeSettings)
+pub(crate) async fn bridge<A, B>(sender: Conn<A>, listener: Conn<B>, settings: BridgeSettings)
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
@@ -136,8 +160,8 @@ where
         liveness: !settings.peer_response_timeout.is_zero(),
     });
     let codec = FrameCodec::new(End::Server, settings.max_frame);
-    let (sender_tx, sender_rx) = Framed::new(sender, codec.clone()).split();
-    let (listener_tx, listener_rx) = Framed::new(listener, codec).split();
+    let (sender_tx, sender_rx) = sender.framed(codec.clone()).split();
+    let (listener_tx, listener_rx) = listener.framed(codec).split();
     let sender_side = Mutex::new(Writer::new(sender_tx));
     let listener_side = Mutex::new(Writer::new(listener_tx));
     let peers = [Peer::new("sender"), Peer::new("listener")];

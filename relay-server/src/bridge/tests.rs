@@ -51,7 +51,11 @@ async fn forwards_empty_binary_text_and_close() {
     let (mut sender, sender_side) = pair().await;
     let (mut listener, listener_side) = pair().await;
     let (settings, _drain) = settings(0);
-    let task = tokio::spawn(bridge(sender_side, listener_side, settings));
+    let task = tokio::spawn(bridge(
+        Conn::new(sender_side),
+        Conn::new(listener_side),
+        settings,
+    ));
     let run = async {
         sender
             .send(Message::binary(vec![1, 2, 3]))
@@ -97,7 +101,11 @@ async fn idle_bridge_closes_both_sides_with_1001() {
     let (mut sender, sender_side) = pair().await;
     let (mut listener, listener_side) = pair().await;
     let (settings, _drain) = settings(60);
-    let task = tokio::spawn(bridge(sender_side, listener_side, settings));
+    let task = tokio::spawn(bridge(
+        Conn::new(sender_side),
+        Conn::new(listener_side),
+        settings,
+    ));
     sender.send(Message::binary(vec![9])).await.expect("send");
     assert_eq!(next_data(&mut listener).await, Message::binary(vec![9]));
     let start = Instant::now();
@@ -121,7 +129,11 @@ async fn keep_alive_pings_keep_a_quiet_bridge_open() {
     let (mut sender, sender_side) = pair().await;
     let (mut listener, listener_side) = pair().await;
     let (settings, _drain) = settings(60);
-    let task = tokio::spawn(bridge(sender_side, listener_side, settings));
+    let task = tokio::spawn(bridge(
+        Conn::new(sender_side),
+        Conn::new(listener_side),
+        settings,
+    ));
     // Two hours without data, the sender pinging every 30 s (the listener only answers
     // the relay's nothing; its reads keep the streams moving).
     for _ in 0..240 {
@@ -156,7 +168,11 @@ async fn drain_deadline_closes_both_sides() {
     let (mut sender, sender_side) = pair().await;
     let (mut listener, listener_side) = pair().await;
     let (settings, drain) = settings(0);
-    let task = tokio::spawn(bridge(sender_side, listener_side, settings));
+    let task = tokio::spawn(bridge(
+        Conn::new(sender_side),
+        Conn::new(listener_side),
+        settings,
+    ));
     drain.cancel();
     for ws in [&mut sender, &mut listener] {
         let Message::Close(Some(frame)) = next_data(ws).await else {
@@ -176,7 +192,11 @@ async fn a_close_is_forwarded_and_the_other_side_may_still_send() {
     let (mut sender, sender_side) = pair().await;
     let (mut listener, listener_side) = frame_peer();
     let (settings, _drain) = settings(0);
-    let task = tokio::spawn(bridge(sender_side, listener_side, settings));
+    let task = tokio::spawn(bridge(
+        Conn::new(sender_side),
+        Conn::new(listener_side),
+        settings,
+    ));
     let run = async {
         sender
             .send(Message::binary(&b"request"[..]))
@@ -224,7 +244,11 @@ async fn a_side_that_never_closes_is_closed_after_the_linger() {
     let (mut sender, sender_side) = pair().await;
     let (mut listener, listener_side) = frame_peer();
     let (settings, _drain) = settings(0);
-    let task = tokio::spawn(bridge(sender_side, listener_side, settings));
+    let task = tokio::spawn(bridge(
+        Conn::new(sender_side),
+        Conn::new(listener_side),
+        settings,
+    ));
     sender.close(None).await.expect("close");
     let close = listener.next().await.expect("open").expect("frame");
     assert!(is_close(&close));
@@ -273,8 +297,8 @@ async fn a_side_that_stops_reading_is_reported_to_the_other() {
     // The listener's end is held but never read: frozen, or alive and not reading.
     let (_frozen, listener_side) = tokio::io::duplex(1 << 16);
     let task = tokio::spawn(bridge(
-        sender_side,
-        listener_side,
+        Conn::new(sender_side),
+        Conn::new(listener_side),
         settings_with(10, 1 << 20),
     ));
     let start = Instant::now();
@@ -301,8 +325,8 @@ async fn a_side_that_answers_pings_is_not_taken_for_dead() {
     let (mut sender, sender_side) = pair().await;
     let (mut listener, listener_side) = pair().await;
     let task = tokio::spawn(bridge(
-        sender_side,
-        listener_side,
+        Conn::new(sender_side),
+        Conn::new(listener_side),
         settings_with(10, 1 << 20),
     ));
     // A minute of one-way data to a listener that reads (and so answers pings) but never
@@ -331,8 +355,8 @@ async fn a_flooding_side_is_released_when_the_reader_vanishes() {
     let listener_side = tokio::io::join(reads, writes);
     // No liveness deadline and no idle timeout: only the failed write may end this.
     let task = tokio::spawn(bridge(
-        sender_side,
-        listener_side,
+        Conn::new(sender_side),
+        Conn::new(listener_side),
         settings_with(0, 1 << 20),
     ));
     let (mut sink, mut stream) = sender.split();
@@ -413,8 +437,8 @@ async fn broken_frames_get_precise_close_codes_on_both_sides() {
         let (mut sender, sender_side) = frame_peer();
         let (mut listener, listener_side) = frame_peer();
         let task = tokio::spawn(bridge(
-            sender_side,
-            listener_side,
+            Conn::new(sender_side),
+            Conn::new(listener_side),
             settings_with(0, 1 << 10),
         ));
         let run = async {
@@ -442,4 +466,39 @@ async fn broken_frames_get_precise_close_codes_on_both_sides() {
             .await
             .expect("in time");
     }
+}
+
+/// Frames a client sent right behind its upgrade request, which hyper read with the request,
+/// come first and intact.
+#[tokio::test]
+async fn frames_read_ahead_of_the_bridge_are_forwarded_first() {
+    let (mut sender, sender_side) = frame_peer();
+    let (mut listener, listener_side) = frame_peer();
+    // "early" as the client sent it (masked), already read off the connection.
+    let mut early = bytes::BytesMut::new();
+    tokio_util::codec::Encoder::encode(
+        &mut FrameCodec::new(End::Client, 1 << 20),
+        Frame::message(&b"early"[..], OpCode::Data(Data::Binary), true),
+        &mut early,
+    )
+    .expect("encode");
+    let sender_conn = Conn {
+        io: sender_side,
+        read_ahead: early.freeze(),
+    };
+    let (settings, _drain) = settings(0);
+    let task = tokio::spawn(bridge(sender_conn, Conn::new(listener_side), settings));
+    let run = async {
+        let late = Frame::message(&b"late"[..], OpCode::Data(Data::Binary), true);
+        sender.send(late).await.expect("send");
+        for expected in [&b"early"[..], b"late"] {
+            let frame = listener.next().await.expect("open").expect("frame");
+            assert_eq!(frame.payload(), expected);
+        }
+        drop((sender, listener));
+        task.await.expect("bridge ends");
+    };
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("in time");
 }
