@@ -46,7 +46,7 @@ use tokio::time::{Instant, timeout};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Control, OpCode};
-use tokio_util::codec::{Framed, FramedParts};
+use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
 use crate::frames::{End, FrameCodec, FrameError};
@@ -136,9 +136,9 @@ impl<T: AsyncRead + AsyncWrite> Conn<T> {
 
     /// Frames over the connection, the read-ahead bytes first.
     fn framed(self, codec: FrameCodec) -> Framed<T, FrameCodec> {
-        let mut parts = FramedParts::new::<Frame>(self.io, codec);
-        parts.read_buf = self.read_ahead.as_ref().into();
-        Framed::from_parts(parts)
+        let mut framed = Framed::new(self.io, codec);
+        framed.read_buffer_mut().extend_from_slice(&self.read_ahead);
+        framed
     }
 }
 
