@@ -31,7 +31,8 @@
 //! Internals: `server` (accept loop, handshakes, shutdown), `router` (the protocol actions),
 //! `request_parts` (paths, queries, header maps), `http_mode` and `http_exchange` (HTTP
 //! request mode), `hub` (hybrid connections, listeners, rendezvous), `control_channel`,
-//! `bridge`, `auth`, `admission`, `handshake`, `refusal`.
+//! `bridge`, `established` (the thread bridges run on) and `homed` (moving a socket to its
+//! I/O driver), `auth`, `admission`, `handshake`, `refusal`.
 
 mod admission;
 mod auth;
