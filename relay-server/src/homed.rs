@@ -115,33 +115,45 @@ impl AsyncWrite for Homed {
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// A connection type the relay serves whose socket is [`Homed`]: plain, or under TLS.
+trait Movable: Io + 'static {
+    fn homed(&mut self) -> &mut Homed;
+}
+
+impl Movable for Homed {
+    fn homed(&mut self) -> &mut Homed {
+        self
+    }
+}
+
+impl Movable for TlsStream<Homed> {
+    fn homed(&mut self) -> &mut Homed {
+        self.get_mut().0
+    }
+}
+
+/// `upgraded` as a `T`, moved to the current runtime's driver, with the bytes hyper had read
+/// past the upgrade request; `Err` with `upgraded` back when it is not a `T`.
+fn moved_as<T: Movable>(upgraded: Upgraded) -> Result<io::Result<Conn<Box<dyn Io>>>, Upgraded> {
+    let parts = upgraded.downcast::<TokioIo<T>>()?;
+    let mut io = parts.io.into_inner();
+    Ok(io.homed().rehome().map(|()| Conn {
+        io: Box::new(io) as Box<dyn Io>,
+        read_ahead: parts.read_buf,
+    }))
+}
+
 /// An upgraded connection, moved to the current runtime's driver when hyper handed over the
-/// bare connection (plain or TLS), with the bytes hyper had read past the upgrade request;
-/// a connection of another kind stays as hyper gave it.
+/// bare connection (plain or TLS); a connection of another kind stays as hyper gave it.
 pub(crate) fn rehomed(upgraded: Upgraded) -> io::Result<Conn<Box<dyn Io>>> {
-    let upgraded = match upgraded.downcast::<TokioIo<Homed>>() {
-        Ok(parts) => {
-            let mut io = parts.io.into_inner();
-            io.rehome()?;
-            return Ok(Conn {
-                io: Box::new(io),
-                read_ahead: parts.read_buf,
-            });
-        }
+    let upgraded = match moved_as::<Homed>(upgraded) {
+        Ok(moved) => return moved,
         Err(upgraded) => upgraded,
     };
-    let upgraded = match upgraded.downcast::<TokioIo<TlsStream<Homed>>>() {
-        Ok(parts) => {
-            let mut io = parts.io.into_inner();
-            io.get_mut().0.rehome()?;
-            return Ok(Conn {
-                io: Box::new(io),
-                read_ahead: parts.read_buf,
-            });
-        }
-        Err(upgraded) => upgraded,
-    };
-    Ok(Conn::new(Box::new(TokioIo::new(upgraded))))
+    match moved_as::<TlsStream<Homed>>(upgraded) {
+        Ok(moved) => moved,
+        Err(upgraded) => Ok(Conn::new(Box::new(TokioIo::new(upgraded)))),
+    }
 }
 
 #[cfg(test)]
