@@ -103,11 +103,23 @@ impl Relay {
 
     /// Stops the relay if it runs, then starts a new one on the same port with the same
     /// certificate and keys.
+    ///
+    /// While the relay was down its port was free, and the port came from the ephemeral range
+    /// (`127.0.0.1:0`), so another test's outgoing connection may hold it as its source port
+    /// for a while: the rebind is retried for up to 10 s before it fails.
     pub async fn restart(&mut self) {
         self.stop().await;
-        let socket = TcpListener::bind(self.addr)
-            .await
-            .expect("rebind the relay's port");
+        let mut tries = 0;
+        let socket = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(socket) => break socket,
+                Err(err) if err.kind() == std::io::ErrorKind::AddrInUse && tries < 100 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(err) => panic!("rebind the relay's port {}: {err}", self.addr),
+            }
+        };
         self.serve(socket).await;
     }
 
