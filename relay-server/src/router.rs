@@ -383,6 +383,12 @@ async fn connect(
     };
     let sender = (hyper::upgrade::on(&mut req), conn.slot.clone());
     let span = tracing::debug_span!("bridge", hc = %hc.name, %id, peer = %conn.peer);
+    // Counted before the sender hears its 101: the bridge itself starts on another thread,
+    // and whoever saw the 101 must find it counted.
+    relay.stats.update(|s| {
+        s.bridged += 1;
+        s.bridged_total += 1;
+    });
     let bridged = run_bridge(relay.clone(), sender, listener, arrived).instrument(span);
     match &relay.established {
         Some(established) => relay.tasks.spawn_on(bridged, established.handle()),
@@ -452,7 +458,7 @@ async fn run_bridge(
                 (Ok(sender), Ok(listener)) => (sender, listener),
                 (Err(err), _) | (_, Err(err)) => {
                     tracing::debug!(error = %err, "a bridged connection was lost while moving it");
-                    drop((sender_slot, listener_slot));
+                    end_bridge(&relay, (sender_slot, listener_slot));
                     return;
                 }
             };
@@ -460,10 +466,6 @@ async fn run_bridge(
                 .stats
                 .rendezvous_latency()
                 .observe(arrived.elapsed().as_secs_f64());
-            relay.stats.update(|s| {
-                s.bridged += 1;
-                s.bridged_total += 1;
-            });
             tracing::debug!("bridged");
             let settings = BridgeSettings {
                 idle_timeout: relay.limits.idle_timeout,
@@ -473,15 +475,21 @@ async fn run_bridge(
                 stats: relay.stats.clone(),
             };
             bridge(sender, listener, settings).await;
-            relay
-                .stats
-                .update(|s| s.bridged = s.bridged.saturating_sub(1));
             tracing::debug!("bridge ended");
         }
         // One side vanished during its upgrade; dropping the other closes it.
         _ => tracing::debug!("rendezvous upgrade failed"),
     }
-    drop((sender_slot, listener_slot));
+    end_bridge(&relay, (sender_slot, listener_slot));
+}
+
+/// A bridge counted when its sender was answered (in [`connect`]) is over:
+/// uncounted, and its connection slots released.
+fn end_bridge(relay: &Relay, slots: (Arc<ConnectionSlot>, Arc<ConnectionSlot>)) {
+    relay
+        .stats
+        .update(|s| s.bridged = s.bridged.saturating_sub(1));
+    drop(slots);
 }
 
 /// What a sender gets when no listener answers: none is connected, or not before the deadline.
