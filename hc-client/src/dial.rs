@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use hc_protocol::Secret;
 use hc_protocol::status::describe_http;
+use heap_trim::ReadAhead;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
@@ -25,8 +26,18 @@ use url::Url;
 
 use crate::egress::{Egress, EgressError};
 
-/// The byte stream under a relay WebSocket: plain TCP (`ws://`) or TLS over TCP (`wss://`).
-pub type RelayIo = Either<TcpStream, TlsStream<TcpStream>>;
+/// The byte stream under a relay WebSocket: plain TCP (`ws://`) or TLS over TCP (`wss://`),
+/// read through a buffer that exists only while bytes wait ([`ReadAhead`]).
+pub type RelayIo = ReadAhead<Either<TcpStream, TlsStream<TcpStream>>>;
+
+/// Largest read from a relay connection: a whole default-sized message (the pump's
+/// `max_frame`) per `read` during a bulk transfer.
+pub const READ_AHEAD: usize = 64 * 1024;
+
+/// tungstenite's own read buffer, kept for the WebSocket's whole life and zero-filled up to
+/// this size on every read attempt: small, so that an idle WebSocket holds 4 KiB instead of
+/// 64 (its reads are copies out of [`READ_AHEAD`]'s buffer).
+const WS_READ_BUFFER: usize = 4 * 1024;
 
 /// The stage of a dial whose upgrade request went out but was not answered in time. A
 /// relay holds a sender's upgrade until the listener accepts, so for a sender this usually
@@ -316,7 +327,7 @@ impl Dialer {
         addr: &str,
     ) -> Result<RelayIo, DialError> {
         if !tls {
-            return Ok(Either::Left(tcp));
+            return Ok(ReadAhead::new(Either::Left(tcp), READ_AHEAD));
         }
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         let name = ServerName::try_from(bare.to_owned()).map_err(|_| DialError::BadUrl {
@@ -330,7 +341,7 @@ impl Dialer {
                 addr: addr.to_owned(),
                 reason: tls_reason(&e),
             })?;
-        Ok(Either::Right(stream))
+        Ok(ReadAhead::new(Either::Right(stream), READ_AHEAD))
     }
 
     async fn upgrade(
@@ -423,11 +434,12 @@ fn description(status: u16, body: Option<&[u8]>) -> String {
 }
 
 /// A WebSocket configuration whose buffers are bounded for a proxy: frames and messages up to
-/// `max_message` bytes, and a write buffer that may hold at most a few of them.
+/// `max_message` bytes, a write buffer that may hold at most a few of them, and a small read
+/// buffer (the dialer reads ahead for it, see [`RelayIo`]).
 pub fn ws_config(max_message: usize) -> WebSocketConfig {
     let max_message = max_message.max(1024);
     WebSocketConfig::default()
-        .read_buffer_size(max_message.clamp(4096, 128 * 1024))
+        .read_buffer_size(WS_READ_BUFFER)
         .write_buffer_size(0)
         .max_write_buffer_size(4 * max_message + 64 * 1024)
         .max_message_size(Some(max_message.max(64 * 1024) * 16))

@@ -1,4 +1,5 @@
-//! Returning the heap that closed tunnels freed to the operating system.
+//! The memory of tunnels: returning the heap that closed tunnels freed to the operating
+//! system, and holding no read buffer while a tunnel is idle.
 //!
 //! Every tunnel holds buffers and task state while it is open. When thousands close, glibc's
 //! allocator keeps the freed pages for reuse: the process's RSS stays at its peak although
@@ -7,6 +8,14 @@
 //! each process and, after a period in which tunnels ended, asks glibc to give free pages back
 //! (`malloc_trim(0)`, which releases free memory inside the heap too, not only at its top).
 //! Elsewhere (musl, other systems) trimming does nothing.
+//!
+//! An open but idle tunnel should hold as little as possible too: [`read_ahead`] lets the
+//! WebSocket codecs of both the relay and the clients read in large pieces through a buffer
+//! that exists only while bytes are waiting.
+
+pub mod read_ahead;
+
+pub use read_ahead::ReadAhead;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

@@ -28,7 +28,9 @@ use crate::identity::RemoteClient;
 use crate::status::{ListenerStatus, StreamInfo, StreamState};
 use crate::target::{TargetConnector, TargetRequest, connect_within};
 
-/// Handles one `accept` message to the end of its stream. `shutdown` is the listener's: a
+/// Handles one `accept` message to the end of its stream. Every step is awaited boxed: this
+/// future is a task's for the stream's whole life, and unboxed it would be sized for the dial,
+/// the target connect and the pump at once (an idle stream would carry all of them). `shutdown` is the listener's: a
 /// pooled connection then takes no new streams and closes once its open ones have finished;
 /// `abort` ends everything (the grace period is over).
 pub async fn handle<C: TargetConnector>(
@@ -43,12 +45,18 @@ pub async fn handle<C: TargetConnector>(
     let chosen = subprotocol::choose(accept.header("Sec-WebSocket-Protocol"), config.mux);
     if subprotocol::is_mux(chosen) {
         let stop = Stop { shutdown, abort };
-        crate::mux_session::run(accept, access, connector, config, status, stop).await;
+        Box::pin(crate::mux_session::run(
+            accept, access, connector, config, status, stop,
+        ))
+        .await;
         return;
     }
     if subprotocol::is_preopened(chosen) {
         let stop = Stop { shutdown, abort };
-        crate::preopened::run(accept, access, connector, config, status, stop).await;
+        Box::pin(crate::preopened::run(
+            accept, access, connector, config, status, stop,
+        ))
+        .await;
         return;
     }
     let id = accept.id.as_str();
@@ -58,7 +66,7 @@ pub async fn handle<C: TargetConnector>(
         Ok(admitted) => admitted,
         Err(why) => {
             let line = format!("listener busy: {why}");
-            reject(&access, &accept, HTTP_TOO_MANY, &line, &status).await;
+            Box::pin(reject(&access, &accept, HTTP_TOO_MANY, &line, &status)).await;
             return;
         }
     };
@@ -66,21 +74,22 @@ pub async fn handle<C: TargetConnector>(
         accept: &accept,
         client: &client,
     };
-    let connected = match connect_within(&*connector, &request, config.target_timeout).await {
-        Ok(connected) => connected,
-        Err(why) => {
-            status.stream_started(StreamInfo::new(id, &client, None, StreamState::Rejected));
-            reject(&access, &accept, HTTP_BAD_GATEWAY, &why, &status).await;
-            return;
-        }
-    };
+    let connected =
+        match Box::pin(connect_within(&*connector, &request, config.target_timeout)).await {
+            Ok(connected) => connected,
+            Err(why) => {
+                status.stream_started(StreamInfo::new(id, &client, None, StreamState::Rejected));
+                Box::pin(reject(&access, &accept, HTTP_BAD_GATEWAY, &why, &status)).await;
+                return;
+            }
+        };
     status.identity_collision(connected.collision.as_ref());
     let mut listed = status.list_active(id, &client, connected.source, "client");
     // The slot goes when the target does, not when the close handshake ends.
     let mut target = Held::new(connected.stream, slot);
     let stream = tokio::select! {
         _ = abort.cancelled() => return,
-        r = access.accept(&accept.address, chosen) => r,
+        r = Box::pin(access.accept(&accept.address, chosen)) => r,
     };
     let stream = match stream {
         Ok(s) => s,
@@ -93,8 +102,15 @@ pub async fn handle<C: TargetConnector>(
     };
     let mut ws = stream.ws;
     if !config.azbridge_port_names.is_empty()
-        && let Err(end) =
-            azbridge_preamble(&mut ws, &mut target, &config, &client, id, &status).await
+        && let Err(end) = Box::pin(azbridge_preamble(
+            &mut ws,
+            &mut target,
+            &config,
+            &client,
+            id,
+            &status,
+        ))
+        .await
     {
         listed.end = end;
         return;
@@ -161,7 +177,15 @@ pub(crate) async fn pump_accepted<S, T>(
 {
     status.update(|s| s.accepted += 1);
     let Tunnel { id, ws, framing } = tunnel;
-    let report = pump(target, ws, framing, &config.pump, status.bytes(), abort).await;
+    let report = Box::pin(pump(
+        target,
+        ws,
+        framing,
+        &config.pump,
+        status.bytes(),
+        abort,
+    ))
+    .await;
     tracing::debug!(
         id,
         sent = report.sent,

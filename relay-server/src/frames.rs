@@ -9,6 +9,14 @@
 //! when a connection is finished. Masking is tungstenite's too: an incoming masked frame is
 //! unmasked by formatting it with its mask (the mask is an XOR, so masking again removes it).
 //!
+//! **Memory.** The codec hands its buffers back when a small frame leaves them empty: after
+//! a frame of at most [`KEEP_ABOVE`] bytes that leaves nothing behind the read buffer is
+//! dropped, and such a frame encoded after the previous ones were written gets a buffer of
+//! its own size. An idle connection, whose last frames were small ones (a call's answer, a
+//! pong, a Close), so holds no read buffer and a few bytes of write buffer. Larger frames
+//! keep both buffers, so a bulk transfer reuses them instead of allocating (and faulting in)
+//! 64 KiB per frame.
+//!
 //! The bridge forwards frames without reassembling messages, so the RFC 6455 checks a message
 //! layer would make are made here, per frame, and each failure says which close code it
 //! earns ([`FrameError::close_code`]): a frame over the limit 1009, text that is not UTF-8
@@ -24,6 +32,10 @@ use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
 use tokio_util::codec::{Decoder, Encoder};
+
+/// Largest frame after which the codec lets go of an emptied buffer (see "Memory" above):
+/// a licence call's messages are far smaller, a bulk transfer's frames larger.
+pub(crate) const KEEP_ABOVE: usize = 4 << 10;
 
 /// A frame could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -211,6 +223,11 @@ impl Decoder for FrameCodec {
         }
         src.advance(head);
         let payload = src.split_to(payload_len).freeze();
+        if src.is_empty() && payload_len <= KEEP_ABOVE {
+            // Nothing of the next frame yet after a small one: hold no buffer until it comes
+            // (the connection reads through a `ReadAhead`, so the next read is not a tiny one).
+            *src = BytesMut::new();
+        }
         let (opcode, fin) = (header.opcode, header.is_final);
         let frame = unmasked(Frame::from_payload(header, payload))?;
         self.follow(opcode, fin, frame.payload())?;
@@ -226,6 +243,11 @@ impl Encoder<Frame> for FrameCodec {
             End::Server => None,
             End::Client => Some(rand::random()),
         };
+        if dst.is_empty() && frame.len() <= KEEP_ABOVE {
+            // Everything before was written: let go of a buffer sized for earlier frames, so
+            // a connection whose last frame was a small one holds only its bytes.
+            *dst = BytesMut::with_capacity(frame.len());
+        }
         frame.format(&mut dst.writer())?;
         Ok(())
     }
@@ -234,6 +256,58 @@ impl Encoder<Frame> for FrameCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buffers_are_let_go_of_when_empty() {
+        let mut client = FrameCodec::new(End::Client, 1 << 20);
+        let mut server = FrameCodec::new(End::Server, 1 << 20);
+        let frame = |n: usize| Frame::message(vec![7u8; n], OpCode::Data(Data::Binary), true);
+        let mut wire = BytesMut::new();
+        client.encode(frame(64), &mut wire).expect("encode");
+        client.encode(frame(3), &mut wire).expect("encode");
+        let mut read = BytesMut::with_capacity(64 << 10);
+        read.extend_from_slice(&wire);
+        assert_eq!(
+            server.decode(&mut read).expect("decode").map(|f| f.len()),
+            Some(66)
+        );
+        assert!(read.capacity() > 0, "the next frame is still in the buffer");
+        assert!(server.decode(&mut read).expect("decode").is_some());
+        assert_eq!(
+            read.capacity(),
+            0,
+            "nothing left: the read buffer is released"
+        );
+        // A written-out buffer sized for a large frame is replaced by one for the next frame.
+        let mut write = BytesMut::with_capacity(256 << 10);
+        server.encode(frame(10), &mut write).expect("encode");
+        assert_eq!(write.capacity(), 12);
+        // Frames queued behind unwritten ones share the buffer.
+        server.encode(frame(10), &mut write).expect("encode");
+        assert_eq!(write.len(), 24);
+    }
+
+    #[test]
+    fn large_frames_keep_the_buffers_for_the_next_ones() {
+        let mut client = FrameCodec::new(End::Client, 1 << 20);
+        let mut server = FrameCodec::new(End::Server, 1 << 20);
+        let large = Frame::message(vec![7u8; KEEP_ABOVE + 1], OpCode::Data(Data::Binary), true);
+        let mut read = BytesMut::with_capacity(64 << 10);
+        client.encode(large.clone(), &mut read).expect("encode");
+        assert!(server.decode(&mut read).expect("decode").is_some());
+        assert!(read.is_empty());
+        assert!(
+            read.capacity() > 0,
+            "a bulk transfer's read buffer is kept for its next frame"
+        );
+        let mut write = BytesMut::with_capacity(64 << 10);
+        server.encode(large, &mut write).expect("encode");
+        assert_eq!(
+            write.capacity(),
+            64 << 10,
+            "a bulk transfer's write buffer is reused"
+        );
+    }
 
     #[test]
     fn masked_frames_round_trip_in_pieces_and_large_ones_are_refused() {

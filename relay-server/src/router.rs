@@ -471,6 +471,7 @@ async fn run_bridge(
                 idle_timeout: relay.limits.idle_timeout,
                 peer_response_timeout: relay.limits.peer_response_timeout,
                 max_frame: relay.limits.max_frame_size,
+                read_chunk: relay.limits.read_buffer_size,
                 drain: relay.drain.clone(),
                 stats: relay.stats.clone(),
             };

@@ -49,6 +49,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Control
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
+use heap_trim::ReadAhead;
+
 use crate::frames::{End, FrameCodec, FrameError};
 use crate::refusal::tracked_reason;
 use crate::stats::{Direction, RelayStats};
@@ -74,6 +76,8 @@ pub(crate) struct BridgeSettings {
     pub peer_response_timeout: Duration,
     /// Largest frame either side may send.
     pub max_frame: usize,
+    /// Largest read from either side's connection (`limits.read_buffer_bytes`).
+    pub read_chunk: usize,
     /// Cancelled when the relay stops waiting for bridged connections to finish.
     pub drain: CancellationToken,
     /// Where bridged payload bytes are counted.
@@ -134,13 +138,23 @@ impl<T: AsyncRead + AsyncWrite> Conn<T> {
         }
     }
 
-    /// Frames over the connection, the read-ahead bytes first.
-    fn framed(self, codec: FrameCodec) -> Framed<T, FrameCodec> {
-        let mut framed = Framed::new(self.io, codec);
+    /// Frames over the connection, the read-ahead bytes first, holding no buffer while the
+    /// side is idle: reads go through a [`ReadAhead`] of `read_chunk` bytes, and the codec
+    /// gives its buffers back whenever they are empty (see [`FrameCodec`]), so `Framed`
+    /// starts with none.
+    fn framed(self, codec: FrameCodec, read_chunk: usize) -> Framed<ReadAhead<T>, FrameCodec> {
+        let io = ReadAhead::new(self.io, read_chunk);
+        let mut framed = Framed::with_capacity(io, codec, 0);
+        // Zero capacity would also make every send flush first; the bridge flushes each frame
+        // itself, as with `Framed::new`'s boundary.
+        framed.set_backpressure_boundary(WRITE_BOUNDARY);
         framed.read_buffer_mut().extend_from_slice(&self.read_ahead);
         framed
     }
 }
+
+/// `Framed::new`'s write buffer size, above which a send flushes before buffering more.
+const WRITE_BOUNDARY: usize = 8 << 10;
 
 /// Forwards frames between `sender` and `listener` (upgraded connections, the relay being the
 /// server of both) until the bridge ends, then closes both.
@@ -160,8 +174,8 @@ where
         liveness: !settings.peer_response_timeout.is_zero(),
     });
     let codec = FrameCodec::new(End::Server, settings.max_frame);
-    let (sender_tx, sender_rx) = sender.framed(codec.clone()).split();
-    let (listener_tx, listener_rx) = listener.framed(codec).split();
+    let (sender_tx, sender_rx) = sender.framed(codec.clone(), settings.read_chunk).split();
+    let (listener_tx, listener_rx) = listener.framed(codec, settings.read_chunk).split();
     let sender_side = Mutex::new(Writer::new(sender_tx));
     let listener_side = Mutex::new(Writer::new(listener_tx));
     let peers = [Peer::new("sender"), Peer::new("listener")];

@@ -39,6 +39,7 @@ fn settings(idle: u64) -> (BridgeSettings, CancellationToken) {
             idle_timeout: Duration::from_secs(idle),
             peer_response_timeout: Duration::ZERO,
             max_frame: 1 << 20,
+            read_chunk: 32 << 10,
             drain: drain.clone(),
             stats: RelayStats::new(),
         },

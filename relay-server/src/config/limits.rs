@@ -36,11 +36,13 @@ pub struct Limits {
     /// Largest WebSocket frame accepted on a bridged connection.
     #[serde(rename = "max_frame_bytes")]
     pub max_frame_size: usize,
-    /// Read buffer per WebSocket (allocated eagerly).
+    /// Largest read from a bridged connection, into a buffer that exists only while bytes
+    /// wait (an idle bridged connection holds none); HTTP request mode's read buffer per
+    /// WebSocket (allocated eagerly).
     #[serde(rename = "read_buffer_bytes")]
     pub read_buffer_size: usize,
-    /// Bytes a WebSocket buffers before writing to the socket (every forwarded message is
-    /// flushed anyway).
+    /// Bytes an HTTP request mode WebSocket buffers before writing to the socket. Bridged
+    /// connections write each frame from a buffer of its own size and flush it.
     #[serde(rename = "write_buffer_bytes")]
     pub write_buffer_size: usize,
     /// Hard cap of a WebSocket's write buffer (tungstenite's default is unbounded). Default:
