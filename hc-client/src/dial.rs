@@ -27,8 +27,9 @@ use url::Url;
 use crate::egress::{Egress, EgressError};
 
 /// The byte stream under a relay WebSocket: plain TCP (`ws://`) or TLS over TCP (`wss://`),
-/// read through a buffer that exists only while bytes wait ([`ReadAhead`]).
-pub type RelayIo = ReadAhead<Either<TcpStream, TlsStream<TcpStream>>>;
+/// read through a buffer that exists only while bytes wait ([`ReadAhead`]). The TLS stream is
+/// boxed: inline, its 1.1 KiB of state would size every `ws://` connection too.
+pub type RelayIo = ReadAhead<Either<TcpStream, Box<TlsStream<TcpStream>>>>;
 
 /// Largest read from a relay connection: a whole default-sized message (the pump's
 /// `max_frame`) per `read` during a bulk transfer.
@@ -341,7 +342,7 @@ impl Dialer {
                 addr: addr.to_owned(),
                 reason: tls_reason(&e),
             })?;
-        Ok(ReadAhead::new(Either::Right(stream), READ_AHEAD))
+        Ok(ReadAhead::new(Either::Right(Box::new(stream)), READ_AHEAD))
     }
 
     async fn upgrade(

@@ -30,8 +30,9 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{Sink, SinkExt as _, Stream, StreamExt as _};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadHalf, WriteHalf};
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::WebSocketStream;
@@ -223,9 +224,45 @@ struct Ctx<'a> {
 /// Moves bytes between `local` and `ws` until both directions have ended, the peer closed, a
 /// timeout fired, or `abort` was cancelled. Never panics on peer behaviour; every outcome is in
 /// the report. The local stream is shut down for writing when the peer's data ends.
-pub async fn pump<L, S>(
+///
+/// Both streams are split (moved to the heap, where their halves share them) before the
+/// future exists: an `async fn` keeps room for its arguments for its whole life, so taking
+/// them whole would make every tunnel's task carry a second, unused copy of both (1.4 KiB for
+/// a relay WebSocket, sized for its TLS state even over `ws://`).
+pub fn pump<'a, L, S>(
     local: L,
     ws: WebSocketStream<S>,
+    framing: Framing,
+    config: &'a PumpConfig,
+    meter: &'a ByteMeter,
+    abort: &'a CancellationToken,
+) -> impl Future<Output = PumpReport> + 'a
+where
+    L: AsyncRead + AsyncWrite + Unpin + 'a,
+    S: AsyncRead + AsyncWrite + Unpin + 'a,
+{
+    let (local_rx, local_tx) = tokio::io::split(local);
+    let (sink, stream) = ws.split();
+    let ends = Ends {
+        local_rx,
+        local_tx,
+        sink,
+        stream,
+    };
+    pump_split(ends, framing, config, meter, abort)
+}
+
+/// The two streams of a pump, each split into its halves.
+struct Ends<L, S> {
+    local_rx: ReadHalf<L>,
+    local_tx: WriteHalf<L>,
+    sink: SplitSink<WebSocketStream<S>, Message>,
+    stream: SplitStream<WebSocketStream<S>>,
+}
+
+/// [`pump`] once its streams are split.
+async fn pump_split<L, S>(
+    ends: Ends<L, S>,
     framing: Framing,
     config: &PumpConfig,
     meter: &ByteMeter,
@@ -235,8 +272,12 @@ where
     L: AsyncRead + AsyncWrite + Unpin,
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (mut local_rx, mut local_tx) = tokio::io::split(local);
-    let (mut sink, mut stream) = ws.split();
+    let Ends {
+        mut local_rx,
+        mut local_tx,
+        mut sink,
+        mut stream,
+    } = ends;
     let ctx = Ctx {
         framing,
         config,
