@@ -29,7 +29,9 @@ pub const DEFAULT_PERIOD: Duration = Duration::from_secs(1);
 /// Tunnels (or streams, or bridges) ended in this process so far.
 static RELEASED: AtomicU64 = AtomicU64::new(0);
 
-/// Notes that a tunnel ended and its memory was freed.
+/// Notes that memory a tunnel held was freed: it ended, or its handshake did (the relay's
+/// bridge starts once both upgrades' buffers are gone; a burst of them leaves the heap at its
+/// peak as a burst of ends does).
 pub fn released() {
     RELEASED.fetch_add(1, Ordering::Relaxed);
 }

@@ -4,11 +4,17 @@
 //! A WebSocket codec keeps a read buffer for the connection's whole life (tungstenite's is
 //! zero-filled up to `read_buffer_size` on every read attempt), so with the 64 KiB a bulk
 //! transfer wants, every idle WebSocket held 64 KiB. The codecs are therefore given small
-//! buffers and read through this wrapper: a read attempt allocates up to [`ReadAhead::new`]'s
-//! `chunk` bytes (uninitialised: nothing is touched that the kernel did not fill), frees them at
-//! once when the socket had nothing, and frees the rest as soon as the codec has taken the last
-//! byte. A bulk transfer still costs one `read` per large piece; the codec's small reads are
-//! copies out of this buffer, and a read at least `chunk` long goes straight to the socket.
+//! buffers and read through this wrapper: a read attempt allocates a buffer (uninitialised:
+//! nothing is touched that the kernel did not fill), frees it at once when the socket had
+//! nothing, and frees the rest as soon as the codec has taken the last byte. A bulk transfer
+//! still costs one `read` per large piece; the codec's small reads are copies out of this
+//! buffer, and a read at least the buffer's size goes straight to the socket.
+//!
+//! The buffer's size follows the traffic, as the pump's local reads do: it starts at
+//! [`FIRST_READ`], doubles (up to [`ReadAhead::new`]'s `chunk`) while reads fill it and halves
+//! after reads that use a quarter of it or less. A license call's few hundred bytes so never
+//! take 64 KiB: when a thousand tunnels open at once, the heap does not grow by a thousand
+//! large buffers that it keeps after they were freed.
 
 use std::io;
 use std::pin::Pin;
@@ -17,21 +23,38 @@ use std::task::{Context, Poll, ready};
 use bytes::{Buf as _, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+/// The size of a [`ReadAhead`]'s first read, and the smallest it shrinks to.
+pub const FIRST_READ: usize = 4 << 10;
+
 /// A byte stream whose reads go through a buffer held only while it has unread bytes.
 #[derive(Debug)]
 pub struct ReadAhead<S> {
     inner: S,
     pending: BytesMut,
+    /// The next read's size.
+    size: usize,
+    /// The largest read.
     chunk: usize,
 }
 
 impl<S> ReadAhead<S> {
     /// Wraps `inner`, reading at most `chunk` bytes (at least 1) from it at a time.
     pub fn new(inner: S, chunk: usize) -> Self {
+        let chunk = chunk.max(1);
         Self {
             inner,
             pending: BytesMut::new(),
-            chunk: chunk.max(1),
+            size: FIRST_READ.min(chunk),
+            chunk,
+        }
+    }
+
+    /// Grows the next read while reads fill it, shrinks it after reads that used little.
+    fn adapt(&mut self, n: usize) {
+        if n >= self.size {
+            self.size = (self.size * 2).min(self.chunk);
+        } else if n <= self.size / 4 {
+            self.size = (self.size / 2).max(FIRST_READ.min(self.chunk));
         }
     }
 
@@ -49,15 +72,19 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.pending.is_empty() {
-            if buf.remaining() >= this.chunk {
-                return Pin::new(&mut this.inner).poll_read(cx, buf);
+            if buf.remaining() >= this.size {
+                let before = buf.filled().len();
+                ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+                this.adapt(buf.filled().len() - before);
+                return Poll::Ready(Ok(()));
             }
-            let mut fresh = BytesMut::with_capacity(this.chunk);
+            let mut fresh = BytesMut::with_capacity(this.size);
             ready!(tokio_util::io::poll_read_buf(
                 Pin::new(&mut this.inner),
                 cx,
                 &mut fresh
             ))?;
+            this.adapt(fresh.len());
             // Empty: end of stream, reported as a read of nothing.
             this.pending = fresh;
         }
@@ -116,7 +143,8 @@ mod tests {
         let mut small = [0u8; 100];
         reader.read_exact(&mut small).await.expect("io");
         assert_eq!(&small[..], &data[..100]);
-        // One read of `chunk` bytes from the stream; the rest of it waits here.
+        // One read of `chunk` bytes (below the first read's size) from the stream; the rest of
+        // it waits here.
         assert_eq!(reader.buffered(), 924);
         let mut rest = vec![0u8; 924];
         reader.read_exact(&mut rest).await.expect("io");
@@ -128,6 +156,34 @@ mod tests {
         let n = reader.read(&mut large).await.expect("io");
         assert_eq!(&large[..n], &data[1024..1024 + n]);
         assert_eq!(reader.buffered(), 0);
+    }
+
+    #[tokio::test]
+    async fn reads_grow_while_they_fill_the_buffer_and_shrink_after_small_ones() {
+        let (mut far, near) = tokio::io::duplex(1 << 20);
+        let mut reader = ReadAhead::new(near, 64 << 10);
+        assert_eq!(
+            reader.size, FIRST_READ,
+            "a call's few bytes take a small buffer"
+        );
+        let bulk = 256 << 10;
+        far.write_all(&vec![1u8; bulk]).await.expect("io");
+        // Reads of 4, 8, 16 and 32 KiB, each filled: the next is the largest.
+        let mut piece = vec![0u8; 1024];
+        for _ in 0..60 {
+            reader.read_exact(&mut piece).await.expect("io");
+        }
+        assert_eq!(reader.size, 64 << 10);
+        let mut rest = vec![0u8; bulk - (60 << 10)];
+        reader.read_exact(&mut rest).await.expect("io");
+        // Small messages again: back down to the first size.
+        for _ in 0..8 {
+            far.write_all(b"call").await.expect("io");
+            let mut call = [0u8; 4];
+            reader.read_exact(&mut call).await.expect("io");
+            assert_eq!(&call, b"call");
+        }
+        assert_eq!(reader.size, FIRST_READ);
     }
 
     #[tokio::test]

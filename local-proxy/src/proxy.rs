@@ -414,22 +414,23 @@ impl Tunnel {
                 }
                 (parked.ws, parked.framing)
             }
-            // Boxed, as the pump is: `single`'s future would otherwise be sized for the dial
-            // and the pump at once, and an idle tunnel's task would carry both.
+            // Boxed: `single`'s future would otherwise be sized for the dial as well as the
+            // pump, and an idle tunnel's task would carry both.
             None => match Box::pin(self.own_relay_connection(&mut local)).await {
                 Some(opened) => opened,
                 None => return false,
             },
         };
         let peer = self.peer;
-        let report = Box::pin(pump(
+        // Inline: `single`'s future is boxed already and holds little else while it pumps.
+        let report = pump(
             local,
             ws,
             framing,
             &self.config.pump,
             self.status.bytes(),
             &self.abort,
-        ))
+        )
         .await;
         tracing::debug!(%peer, sent = report.sent, received = report.received, end = ?report.end, "tunnel ended");
         // The relay (or the listener) ended the tunnel with an error code: its reason is the

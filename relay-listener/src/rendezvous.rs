@@ -12,12 +12,13 @@
 
 use std::sync::Arc;
 
+use futures_util::FutureExt as _;
 use hc_client::azbridge;
 use hc_client::pump::pump;
 use hc_client::slots::Held;
 use hc_client::subprotocol::{self, Framing};
 use hc_client::tokio_tungstenite::WebSocketStream;
-use hc_client::{RelayAccess, RelayStream};
+use hc_client::{RelayAccess, RelayIo, RelayStream};
 use hc_protocol::Accept;
 use hc_protocol::status::{HTTP_BAD_GATEWAY, HTTP_TOO_MANY};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
@@ -25,14 +26,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ListenerConfig;
 use crate::identity::RemoteClient;
-use crate::status::{ListenerStatus, StreamInfo, StreamState};
+use crate::status::{Counted, Listed, ListenerStatus, StreamInfo, StreamSlot, StreamState};
 use crate::target::{TargetConnector, TargetRequest, connect_within};
 
-/// Handles one `accept` message to the end of its stream. Every step is awaited boxed: this
-/// future is a task's for the stream's whole life, and unboxed it would be sized for the dial,
-/// the target connect and the pump at once (an idle stream would carry all of them). `shutdown` is the listener's: a
+/// Handles one `accept` message to the end of its stream. `shutdown` is the listener's: a
 /// pooled connection then takes no new streams and closes once its open ones have finished;
 /// `abort` ends everything (the grace period is over).
+///
+/// This future is a task's for the stream's whole life, so everything before the pump is
+/// awaited boxed ([`open`]): unboxed, an idle stream's task would stay sized for the dial,
+/// the target connect and the azbridge preamble as well.
 pub async fn handle<C: TargetConnector>(
     accept: Accept,
     access: Arc<RelayAccess>,
@@ -59,36 +62,95 @@ pub async fn handle<C: TargetConnector>(
         .await;
         return;
     }
+    let opening = Opening {
+        accept: &accept,
+        access: &access,
+        config: &config,
+        status: &status,
+        abort: &abort,
+    };
+    // Destructured in the pattern: a binding of the whole would keep its room in this future
+    // while the pump runs.
+    let Some(Opened {
+        _active,
+        listed,
+        target,
+        tunnel,
+    }) = Box::pin(open(opening, &*connector, chosen)).await
+    else {
+        return;
+    };
+    pump_accepted(tunnel, target, &config, &status, &abort).await;
+    // The stream is listed as active until here.
+    drop(listed);
+}
+
+/// What opening a 1:1 stream needs from [`handle`].
+struct Opening<'a> {
+    accept: &'a Accept,
+    access: &'a RelayAccess,
+    config: &'a ListenerConfig,
+    status: &'a ListenerStatus,
+    abort: &'a CancellationToken,
+}
+
+/// A 1:1 stream ready to pump, and what it holds until it ends.
+struct Opened<'a, T> {
+    /// Counts the stream as active.
+    _active: Counted<'a>,
+    /// Its entry among the status' recent streams.
+    listed: Listed<'a>,
+    /// The connected target, holding the client's stream slot.
+    target: Held<T, StreamSlot>,
+    /// The accepted WebSocket.
+    tunnel: Tunnel<'a, RelayIo>,
+}
+
+/// Admits the stream, connects its target and dials the accept address back (with azbridge's
+/// preamble when port names are configured); none when any of it failed (refused, counted and
+/// logged here).
+async fn open<'a, C: TargetConnector>(
+    opening: Opening<'a>,
+    connector: &C,
+    chosen: Option<&'static str>,
+) -> Option<Opened<'a, C::Stream>> {
+    let Opening {
+        accept,
+        access,
+        config,
+        status,
+        abort,
+    } = opening;
     let id = accept.id.as_str();
-    let client = RemoteClient::from_accept(&accept, config.identity.default_site.as_deref());
+    let client = RemoteClient::from_accept(accept, config.identity.default_site.as_deref());
     let admitted = status.admit_stream(&client, config.max_streams, config.max_streams_per_client);
-    let (_active, slot) = match admitted {
+    let (active, slot) = match admitted {
         Ok(admitted) => admitted,
         Err(why) => {
             let line = format!("listener busy: {why}");
-            Box::pin(reject(&access, &accept, HTTP_TOO_MANY, &line, &status)).await;
-            return;
+            Box::pin(reject(access, accept, HTTP_TOO_MANY, &line, status)).await;
+            return None;
         }
     };
     let request = TargetRequest {
-        accept: &accept,
+        accept,
         client: &client,
     };
-    let connected =
-        match Box::pin(connect_within(&*connector, &request, config.target_timeout)).await {
-            Ok(connected) => connected,
-            Err(why) => {
-                status.stream_started(StreamInfo::new(id, &client, None, StreamState::Rejected));
-                Box::pin(reject(&access, &accept, HTTP_BAD_GATEWAY, &why, &status)).await;
-                return;
-            }
-        };
+    let connected = match Box::pin(connect_within(connector, &request, config.target_timeout)).await
+    {
+        Ok(connected) => connected,
+        Err(why) => {
+            status.stream_started(StreamInfo::new(id, &client, None, StreamState::Rejected));
+            Box::pin(reject(access, accept, HTTP_BAD_GATEWAY, &why, status)).await;
+            return None;
+        }
+    };
     status.identity_collision(connected.collision.as_ref());
     let mut listed = status.list_active(id, &client, connected.source, "client");
     // The slot goes when the target does, not when the close handshake ends.
     let mut target = Held::new(connected.stream, slot);
     let stream = tokio::select! {
-        _ = abort.cancelled() => return,
+        _ = abort.cancelled() => return None,
         r = Box::pin(access.accept(&accept.address, chosen)) => r,
     };
     let stream = match stream {
@@ -97,7 +159,7 @@ pub async fn handle<C: TargetConnector>(
             status.update(|s| s.failed += 1);
             listed.end = StreamState::Failed;
             tracing::warn!("rendezvous {id} failed: {e}");
-            return;
+            return None;
         }
     };
     let mut ws = stream.ws;
@@ -105,18 +167,23 @@ pub async fn handle<C: TargetConnector>(
         && let Err(end) = Box::pin(azbridge_preamble(
             &mut ws,
             &mut target,
-            &config,
+            config,
             &client,
             id,
-            &status,
+            status,
         ))
         .await
     {
         listed.end = end;
-        return;
+        return None;
     }
     let framing = Framing::from_subprotocol(stream.subprotocol.as_deref());
-    pump_accepted(Tunnel { id, ws, framing }, target, &config, &status, &abort).await;
+    Some(Opened {
+        _active: active,
+        listed,
+        target,
+        tunnel: Tunnel { id, ws, framing },
+    })
 }
 
 /// Dials the accept address back with `subprotocol` before any target is connected (a pooled
@@ -164,28 +231,28 @@ pub(crate) struct Tunnel<'a, S> {
 }
 
 /// Pumps an accepted 1:1 connection and its connected target to the end: counted as
-/// accepted, its end logged.
-pub(crate) async fn pump_accepted<S, T>(
-    tunnel: Tunnel<'_, S>,
+/// accepted, its end logged. Not an `async fn`, which would keep room for the connection and
+/// the target for the stream's whole life although the pump takes them at once.
+pub(crate) fn pump_accepted<'a, S, T>(
+    tunnel: Tunnel<'a, S>,
     target: T,
-    config: &ListenerConfig,
-    status: &ListenerStatus,
-    abort: &CancellationToken,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-    T: AsyncRead + AsyncWrite + Unpin,
+    config: &'a ListenerConfig,
+    status: &'a ListenerStatus,
+    abort: &'a CancellationToken,
+) -> impl Future<Output = ()> + 'a
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'a,
+    T: AsyncRead + AsyncWrite + Unpin + 'a,
 {
     status.update(|s| s.accepted += 1);
     let Tunnel { id, ws, framing } = tunnel;
-    let report = Box::pin(pump(
-        target,
-        ws,
-        framing,
-        &config.pump,
-        status.bytes(),
-        abort,
-    ))
-    .await;
+    // `map`, not an async block, which would hold the pump's future twice.
+    pump(target, ws, framing, &config.pump, status.bytes(), abort)
+        .map(move |report| log_end(id, report))
+}
+
+/// The debug line of a 1:1 stream's end.
+fn log_end(id: &str, report: hc_client::PumpReport) {
     tracing::debug!(
         id,
         sent = report.sent,

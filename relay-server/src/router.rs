@@ -467,6 +467,9 @@ async fn run_bridge(
                 .rendezvous_latency()
                 .observe(arrived.elapsed().as_secs_f64());
             tracing::debug!("bridged");
+            // The two handshakes' buffers are freed by now: after a burst of rendezvous they
+            // leave the heap at its peak until trimmed, as ended tunnels do.
+            heap_trim::released();
             let settings = BridgeSettings {
                 idle_timeout: relay.limits.idle_timeout,
                 peer_response_timeout: relay.limits.peer_response_timeout,
