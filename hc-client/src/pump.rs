@@ -32,6 +32,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{Sink, SinkExt as _, Stream, StreamExt as _};
+use heap_trim::ReadSize;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadHalf, WriteHalf};
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -364,20 +365,8 @@ enum Next {
 
 /// What the upstream half reads: the local side's end and the adaptive read size.
 struct Reading {
-    max_frame: usize,
-    chunk: usize,
+    size: ReadSize,
     eof: bool,
-}
-
-impl Reading {
-    /// Reads grow while they fill the buffer and shrink while they use little of it.
-    fn adapt(&mut self, n: usize) {
-        if n == self.chunk && self.chunk < self.max_frame {
-            self.chunk = (self.chunk * 2).min(self.max_frame);
-        } else if n < self.chunk / 4 {
-            self.chunk = (self.chunk / 2).max(INITIAL_READ.min(self.max_frame));
-        }
-    }
 }
 
 /// Local → relay, plus pings and every Close frame.
@@ -393,10 +382,8 @@ where
     K: Sink<Message, Error = WsError> + Unpin,
 {
     let config = ctx.config;
-    let max_frame = config.max_frame.max(1);
     let mut reading = Reading {
-        max_frame,
-        chunk: INITIAL_READ.min(max_frame),
+        size: ReadSize::new(INITIAL_READ, config.max_frame),
         eof: false,
     };
     let mut ping = config.ping_interval.map(pinger);
@@ -422,7 +409,7 @@ where
             _ = down.changed() => Step::DownChanged,
             _ = sleep_until(idle_at) => Step::Idle,
             _ = tick(ping.as_mut()) => Step::Ping,
-            r = read_chunk(local, reading.chunk), if !reading.eof => Step::Read(r),
+            r = read_chunk(local, reading.size.get()), if !reading.eof => Step::Read(r),
         };
         let message = match next_upstream(step, ctx, &mut reading, sent) {
             Next::Wait => continue,
@@ -478,7 +465,7 @@ fn next_upstream(step: Step, ctx: &Ctx<'_>, reading: &mut Reading, sent: &mut u6
         }
         Step::Read(Ok(buf)) => {
             let n = buf.len();
-            reading.adapt(n);
+            reading.size.adapt(n);
             *sent += n as u64;
             ctx.meter.to_relay.fetch_add(n as u64, Ordering::Relaxed);
             ctx.clock.touch_data();

@@ -24,6 +24,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures_util::Stream as _;
 use futures_util::io::AsyncWrite as FuturesWrite;
+use heap_trim::ReadSize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -84,8 +85,7 @@ struct Splice<'a, L> {
     stream: Stream,
     up: Up,
     down: Down,
-    max_chunk: usize,
-    chunk: usize,
+    chunk: ReadSize,
     meter: &'a ByteMeter,
     sent: u64,
     received: u64,
@@ -101,18 +101,14 @@ impl<L: AsyncRead + AsyncWrite + Unpin> Splice<'_, L> {
         loop {
             match &mut self.up {
                 Up::Read => {
-                    let mut buf = BytesMut::with_capacity(self.chunk);
+                    let mut buf = BytesMut::with_capacity(self.chunk.get());
                     match tokio_util::io::poll_read_buf(Pin::new(&mut self.local), cx, &mut buf) {
                         // Nothing there: the buffer is freed (see the module documentation).
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(Err(e)) => return Poll::Ready(Err(SpliceEnd::LocalError(e))),
                         Poll::Ready(Ok(0)) => self.up = Up::Close,
                         Poll::Ready(Ok(n)) => {
-                            if n == self.chunk {
-                                self.chunk = (self.chunk * 2).min(self.max_chunk);
-                            } else if n < self.chunk / 4 {
-                                self.chunk = (self.chunk / 2).max(MIN_CHUNK);
-                            }
+                            self.chunk.adapt(n);
                             self.sent += n as u64;
                             self.meter.to_relay.fetch_add(n as u64, Ordering::Relaxed);
                             self.last_data = Instant::now();
@@ -208,14 +204,12 @@ pub async fn splice<L>(
 where
     L: AsyncRead + AsyncWrite + Unpin,
 {
-    let max_chunk = max_chunk.max(MIN_CHUNK);
     let mut s = Splice {
         local,
         stream,
         up: Up::Read,
         down: Down::Next,
-        max_chunk,
-        chunk: MIN_CHUNK.min(max_chunk),
+        chunk: ReadSize::new(MIN_CHUNK, max_chunk.max(MIN_CHUNK)),
         meter,
         sent: 0,
         received: 0,

@@ -14,8 +14,10 @@
 //! that exists only while bytes are waiting.
 
 pub mod read_ahead;
+pub mod read_size;
 
 pub use read_ahead::ReadAhead;
+pub use read_size::ReadSize;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -26,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 /// returns soon after a burst of closes, long enough that a busy process trims rarely.
 pub const DEFAULT_PERIOD: Duration = Duration::from_secs(1);
 
-/// Tunnels (or streams, or bridges) ended in this process so far.
+/// Frees of tunnel memory noted by [`released`] in this process so far.
 static RELEASED: AtomicU64 = AtomicU64::new(0);
 
 /// Notes that memory a tunnel held was freed: it ended, or its handshake did (the relay's
@@ -36,7 +38,7 @@ pub fn released() {
     RELEASED.fetch_add(1, Ordering::Relaxed);
 }
 
-/// How many tunnels [`released`] has counted.
+/// How many frees [`released`] has counted.
 #[must_use]
 pub fn released_count() -> u64 {
     RELEASED.load(Ordering::Relaxed)

@@ -10,9 +10,8 @@
 //! still costs one `read` per large piece; the codec's small reads are copies out of this
 //! buffer, and a read at least the buffer's size goes straight to the socket.
 //!
-//! The buffer's size follows the traffic, as the pump's local reads do: it starts at
-//! [`FIRST_READ`], doubles (up to [`ReadAhead::new`]'s `chunk`) while reads fill it and halves
-//! after reads that use a quarter of it or less. A license call's few hundred bytes so never
+//! The buffer's size follows the traffic ([`ReadSize`], as the pump's local reads do): it
+//! starts at [`FIRST_READ`] and grows up to [`ReadAhead::new`]'s `chunk` while reads fill it. A license call's few hundred bytes so never
 //! take 64 KiB: when a thousand tunnels open at once, the heap does not grow by a thousand
 //! large buffers that it keeps after they were freed.
 
@@ -23,6 +22,8 @@ use std::task::{Context, Poll, ready};
 use bytes::{Buf as _, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::ReadSize;
+
 /// The size of a [`ReadAhead`]'s first read, and the smallest it shrinks to.
 pub const FIRST_READ: usize = 4 << 10;
 
@@ -31,30 +32,16 @@ pub const FIRST_READ: usize = 4 << 10;
 pub struct ReadAhead<S> {
     inner: S,
     pending: BytesMut,
-    /// The next read's size.
-    size: usize,
-    /// The largest read.
-    chunk: usize,
+    size: ReadSize,
 }
 
 impl<S> ReadAhead<S> {
     /// Wraps `inner`, reading at most `chunk` bytes (at least 1) from it at a time.
     pub fn new(inner: S, chunk: usize) -> Self {
-        let chunk = chunk.max(1);
         Self {
             inner,
             pending: BytesMut::new(),
-            size: FIRST_READ.min(chunk),
-            chunk,
-        }
-    }
-
-    /// Grows the next read while reads fill it, shrinks it after reads that used little.
-    fn adapt(&mut self, n: usize) {
-        if n >= self.size {
-            self.size = (self.size * 2).min(self.chunk);
-        } else if n <= self.size / 4 {
-            self.size = (self.size / 2).max(FIRST_READ.min(self.chunk));
+            size: ReadSize::new(FIRST_READ, chunk),
         }
     }
 
@@ -72,19 +59,19 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.pending.is_empty() {
-            if buf.remaining() >= this.size {
+            if buf.remaining() >= this.size.get() {
                 let before = buf.filled().len();
                 ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-                this.adapt(buf.filled().len() - before);
+                this.size.adapt(buf.filled().len() - before);
                 return Poll::Ready(Ok(()));
             }
-            let mut fresh = BytesMut::with_capacity(this.size);
+            let mut fresh = BytesMut::with_capacity(this.size.get());
             ready!(tokio_util::io::poll_read_buf(
                 Pin::new(&mut this.inner),
                 cx,
                 &mut fresh
             ))?;
-            this.adapt(fresh.len());
+            this.size.adapt(fresh.len());
             // Empty: end of stream, reported as a read of nothing.
             this.pending = fresh;
         }
@@ -163,7 +150,8 @@ mod tests {
         let (mut far, near) = tokio::io::duplex(1 << 20);
         let mut reader = ReadAhead::new(near, 64 << 10);
         assert_eq!(
-            reader.size, FIRST_READ,
+            reader.size.get(),
+            FIRST_READ,
             "a call's few bytes take a small buffer"
         );
         let bulk = 256 << 10;
@@ -173,7 +161,7 @@ mod tests {
         for _ in 0..60 {
             reader.read_exact(&mut piece).await.expect("io");
         }
-        assert_eq!(reader.size, 64 << 10);
+        assert_eq!(reader.size.get(), 64 << 10);
         let mut rest = vec![0u8; bulk - (60 << 10)];
         reader.read_exact(&mut rest).await.expect("io");
         // Small messages again: back down to the first size.
@@ -183,7 +171,7 @@ mod tests {
             reader.read_exact(&mut call).await.expect("io");
             assert_eq!(&call, b"call");
         }
-        assert_eq!(reader.size, FIRST_READ);
+        assert_eq!(reader.size.get(), FIRST_READ);
     }
 
     #[tokio::test]

@@ -128,7 +128,7 @@ async fn open<'a, C: TargetConnector>(
         Ok(admitted) => admitted,
         Err(why) => {
             let line = format!("listener busy: {why}");
-            Box::pin(reject(access, accept, HTTP_TOO_MANY, &line, status)).await;
+            reject(access, accept, HTTP_TOO_MANY, &line, status).await;
             return None;
         }
     };
@@ -136,12 +136,11 @@ async fn open<'a, C: TargetConnector>(
         accept,
         client: &client,
     };
-    let connected = match Box::pin(connect_within(connector, &request, config.target_timeout)).await
-    {
+    let connected = match connect_within(connector, &request, config.target_timeout).await {
         Ok(connected) => connected,
         Err(why) => {
             status.stream_started(StreamInfo::new(id, &client, None, StreamState::Rejected));
-            Box::pin(reject(access, accept, HTTP_BAD_GATEWAY, &why, status)).await;
+            reject(access, accept, HTTP_BAD_GATEWAY, &why, status).await;
             return None;
         }
     };
@@ -151,7 +150,7 @@ async fn open<'a, C: TargetConnector>(
     let mut target = Held::new(connected.stream, slot);
     let stream = tokio::select! {
         _ = abort.cancelled() => return None,
-        r = Box::pin(access.accept(&accept.address, chosen)) => r,
+        r = access.accept(&accept.address, chosen) => r,
     };
     let stream = match stream {
         Ok(s) => s,
@@ -164,15 +163,7 @@ async fn open<'a, C: TargetConnector>(
     };
     let mut ws = stream.ws;
     if !config.azbridge_port_names.is_empty()
-        && let Err(end) = Box::pin(azbridge_preamble(
-            &mut ws,
-            &mut target,
-            config,
-            &client,
-            id,
-            status,
-        ))
-        .await
+        && let Err(end) = azbridge_preamble(&mut ws, &mut target, config, &client, id, status).await
     {
         listed.end = end;
         return None;

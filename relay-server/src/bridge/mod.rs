@@ -139,9 +139,9 @@ impl<T: AsyncRead + AsyncWrite> Conn<T> {
     }
 
     /// Frames over the connection, the read-ahead bytes first, holding no buffer while the
-    /// side is idle: reads go through a [`ReadAhead`] of `read_chunk` bytes, and the codec
-    /// gives its buffers back whenever they are empty (see [`FrameCodec`]), so `Framed`
-    /// starts with none.
+    /// side is idle: reads go through a [`ReadAhead`] of at most `read_chunk` bytes, and the
+    /// codec gives its buffers back when a small frame leaves them empty (see
+    /// [`FrameCodec`]), so `Framed` starts with none.
     fn framed(self, codec: FrameCodec, read_chunk: usize) -> Framed<ReadAhead<T>, FrameCodec> {
         let io = ReadAhead::new(self.io, read_chunk);
         let mut framed = Framed::with_capacity(io, codec, 0);
