@@ -6,4 +6,5 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --release -q -p license-server --example refresh_bench
-exec target/release/examples/refresh_bench "$@"
+# bench/run builds into its own target directory (CARGO_TARGET_DIR); honour it.
+exec "${CARGO_TARGET_DIR:-target}/release/examples/refresh_bench" "$@"
