@@ -11,11 +11,15 @@
 //!   messages. Sending waits on the sink's readiness, so tungstenite's write buffer stays within
 //!   the dialer's `max_write_buffer_size`: memory per connection is bounded.
 //! - **Keep-alive**: with an interval, a ping is sent after that long without a frame from the
-//!   peer, and also with data sent while no ping is outstanding; a ping not answered by any
-//!   frame within [`PONG_DEADLINE`] fails the stream (`TimedOut`), which ends the yamux session
-//!   so the pool can re-establish it. A frozen peer is so noticed within seconds of a call
-//!   being sent to it, not after several intervals. yamux polls the reader continuously, so the
-//!   timers run even when no stream is busy.
+//!   peer. Data sent is owed an answer too: when nothing at all comes back within
+//!   [`DATA_PING_AFTER`], the peer is pinged. A ping or data that nothing answers within
+//!   [`PONG_DEADLINE`] fails the stream (`TimedOut`), which ends the yamux session so the pool
+//!   can re-establish it. A frozen peer is so noticed within seconds of a call being sent to
+//!   it, not after several intervals. yamux polls the reader continuously, so the timers run
+//!   even when no stream is busy.
+//! - **No ping for data that is answered.** A call's reply, or the window updates of a bulk
+//!   transfer, answer data before [`DATA_PING_AFTER`]. Pinging with the data itself had cost a
+//!   transfer a ping and a pong per window update, each its own write in three processes.
 
 use std::future::Future as _;
 use std::io;
@@ -35,14 +39,22 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 /// WebSocket pong needs no work from the application, only a running peer and a path.
 pub const PONG_DEADLINE: Duration = Duration::from_secs(4);
 
+/// How long data sent may go unanswered before the peer is pinged for a sign of life (the
+/// deadline for that sign still runs from the data: [`PONG_DEADLINE`]).
+pub const DATA_PING_AFTER: Duration = Duration::from_secs(1);
+
 /// Pings and the silence that counts as a dead peer.
 struct KeepAlive {
     every: Duration,
     timer: Interval,
     last_rx: Instant,
     ping_due: bool,
-    /// The oldest unanswered ping's deadline.
+    /// A ping went out and nothing came back since.
+    pinged: bool,
+    /// The deadline of the oldest unanswered ping or data.
     answer_by: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// When to ping for data still unanswered.
+    ping_at: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// A WebSocket as a byte stream (see the module documentation).
@@ -64,7 +76,9 @@ impl<S> WsIo<S> {
             timer: crate::pump::pinger(every),
             last_rx: Instant::now(),
             ping_due: false,
+            pinged: false,
             answer_by: None,
+            ping_at: None,
         });
         Self {
             ws,
@@ -96,17 +110,23 @@ impl<S: TokioRead + TokioWrite + Unpin> WsIo<S> {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!(
-                    "no answer to a keep-alive ping within {} s",
+                    "nothing from the peer within {} s of a ping or of data sent to it",
                     PONG_DEADLINE.as_secs()
                 ),
             ));
+        }
+        if let Some(at) = ka.ping_at.as_mut()
+            && at.as_mut().poll(cx).is_ready()
+        {
+            ka.ping_at = None;
+            ka.ping_due = true;
         }
         while ka.timer.poll_tick(cx).is_ready() {
             if ka.last_rx.elapsed() >= ka.every {
                 ka.ping_due = true;
             }
         }
-        if ka.ping_due && ka.answer_by.is_some() {
+        if ka.ping_due && ka.pinged {
             // One ping outstanding at a time: its answer vouches for the peer.
             ka.ping_due = false;
         }
@@ -118,10 +138,10 @@ impl<S: TokioRead + TokioWrite + Unpin> WsIo<S> {
                     .start_send(Message::Ping(Bytes::new()))
                     .map_err(io_error)?;
                 ka.ping_due = false;
-                let mut deadline = Box::pin(tokio::time::sleep(PONG_DEADLINE));
-                // Registers the timer with this task, so the deadline wakes it.
-                let _ = deadline.as_mut().poll(cx);
-                ka.answer_by = Some(deadline);
+                ka.pinged = true;
+                if ka.answer_by.is_none() {
+                    ka.answer_by = Some(timer(PONG_DEADLINE, cx));
+                }
                 // The ping leaves with the next flush at the latest; try now.
                 if let Poll::Ready(r) = ws.poll_flush(cx) {
                     r.map_err(io_error)?;
@@ -134,7 +154,9 @@ impl<S: TokioRead + TokioWrite + Unpin> WsIo<S> {
     fn touch(&mut self) {
         if let Some(ka) = self.keepalive.as_mut() {
             ka.last_rx = Instant::now();
+            ka.pinged = false;
             ka.answer_by = None;
+            ka.ping_at = None;
         }
     }
 
@@ -144,14 +166,23 @@ impl<S: TokioRead + TokioWrite + Unpin> WsIo<S> {
         ready!(ws.as_mut().poll_ready(cx)).map_err(io_error)?;
         let message = Message::Binary(self.tx.split().freeze());
         ws.start_send(message).map_err(io_error)?;
-        // Data towards a peer that may have frozen: ask it for a sign of life along with it.
+        // Data towards a peer that may have frozen: it owes an answer from now, and is
+        // pinged if none comes soon.
         if let Some(ka) = self.keepalive.as_mut()
             && ka.answer_by.is_none()
         {
-            ka.ping_due = true;
+            ka.answer_by = Some(timer(PONG_DEADLINE, cx));
+            ka.ping_at = Some(timer(DATA_PING_AFTER, cx));
         }
         Poll::Ready(Ok(()))
     }
+}
+
+/// A timer `after` from now, registered with the task of `cx` so that it wakes it.
+fn timer(after: Duration, cx: &mut Context<'_>) -> Pin<Box<tokio::time::Sleep>> {
+    let mut sleep = Box::pin(tokio::time::sleep(after));
+    let _ = sleep.as_mut().poll(cx);
+    sleep
 }
 
 impl<S: TokioRead + TokioWrite + Unpin> AsyncRead for WsIo<S> {
@@ -300,7 +331,7 @@ mod tests {
         let mut peer = WebSocketStream::from_raw_socket(b, Role::Server, None).await;
         let mut io = WsIo::new(ws, 4096, Some(Duration::from_secs(30)));
         let mut buf = [0u8; 16];
-        // A call goes out; the reader finds nothing yet, so the ping leaves with its deadline.
+        // A call goes out; the reader finds nothing yet, and the call's deadline runs.
         io.write_all(b"call").await.expect("write");
         io.flush().await.expect("flush");
         let idle = tokio::time::timeout(Duration::from_millis(1), io.read(&mut buf)).await;
@@ -318,6 +349,43 @@ mod tests {
         tokio::time::advance(PONG_DEADLINE + Duration::from_secs(1)).await;
         assert_eq!(io.read(&mut buf).await.expect("the answer"), 6);
         assert_eq!(&buf[..6], b"answer");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_data_that_stays_unanswered_is_pinged_for() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let ws = WebSocketStream::from_raw_socket(a, Role::Client, None).await;
+        let mut peer = WebSocketStream::from_raw_socket(b, Role::Server, None).await;
+        let mut io = WsIo::new(ws, 4096, Some(Duration::from_secs(30)));
+        let mut buf = [0u8; 16];
+        // A call answered within a moment: no ping follows it.
+        io.write_all(b"call").await.expect("write");
+        io.flush().await.expect("flush");
+        let call = peer.next().await.expect("msg").expect("ok");
+        assert_eq!(call, Message::binary(b"call".to_vec()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peer.send(Message::binary(b"r".to_vec()))
+            .await
+            .expect("send");
+        assert_eq!(io.read(&mut buf).await.expect("the reply"), 1);
+        // A call left unanswered: a ping follows once it is DATA_PING_AFTER old.
+        io.write_all(b"more").await.expect("write");
+        io.flush().await.expect("flush");
+        let early = DATA_PING_AFTER - Duration::from_millis(100);
+        let silent = tokio::time::timeout(early, io.read(&mut buf)).await;
+        assert!(silent.is_err(), "nothing to read");
+        let more = peer.next().await.expect("msg").expect("ok");
+        assert_eq!(
+            more,
+            Message::binary(b"more".to_vec()),
+            "no ping after the first call"
+        );
+        let none = tokio::time::timeout(Duration::from_millis(1), peer.next()).await;
+        assert!(none.is_err(), "no ping yet: {none:?}");
+        let silent = tokio::time::timeout(Duration::from_millis(200), io.read(&mut buf)).await;
+        assert!(silent.is_err(), "nothing to read");
+        let ping = peer.next().await.expect("msg").expect("ok");
+        assert!(matches!(ping, Message::Ping(_)), "{ping:?}");
     }
 
     #[tokio::test(start_paused = true)]

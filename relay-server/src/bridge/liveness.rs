@@ -2,6 +2,12 @@
 //! (the idle timeout), which side owes an answer to data it was sent and since when (the
 //! peer-response timeout), and the watchdog that halts the bridge when either runs out or the
 //! relay's drain deadline passes.
+//!
+//! **Pings only for silence.** A side that owes an answer is pinged only when the debt is
+//! [`ping_after`] old: a side that answers sooner (a call's reply, a multiplexer's window
+//! update) is never pinged. Pinging with every first unanswered data frame cost a bulk
+//! transfer over a multiplexed connection a ping and a pong, each its own write at three
+//! processes, for every window update. The deadline itself still runs from the data.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -42,12 +48,25 @@ impl Activity {
 /// Nothing owed.
 const NOT_OWED: u64 = u64::MAX;
 
+/// Longest wait before a side that owes an answer is pinged.
+const PING_AFTER: Duration = Duration::from_secs(1);
+
+/// How old a debt is when its side is pinged: [`PING_AFTER`], or half the peer-response
+/// timeout when that is shorter, so that a live side always has time to answer the ping.
+pub(super) fn ping_after(respond: Duration) -> Duration {
+    PING_AFTER.min(respond / 2)
+}
+
 /// What the relay knows of one side's responsiveness.
 pub(super) struct Peer {
     /// `sender` or `listener`, for reasons.
     pub(super) name: &'static str,
     /// Since when (ms since the bridge started) data sent to it is unanswered.
     owed_since: AtomicU64,
+    /// The debt (its `owed_since`) the side was last pinged for.
+    pinged_for: AtomicU64,
+    /// Asks the pump that writes to this side to ping it.
+    pub(super) ping: Notify,
     /// It sent its Close: it owes nothing any more (a closing peer answers no pings).
     pub(super) finished: AtomicBool,
 }
@@ -57,6 +76,8 @@ impl Peer {
         Self {
             name,
             owed_since: AtomicU64::new(NOT_OWED),
+            pinged_for: AtomicU64::new(NOT_OWED),
+            ping: Notify::new(),
             finished: AtomicBool::new(false),
         }
     }
@@ -66,11 +87,11 @@ impl Peer {
         self.owed_since.store(NOT_OWED, Ordering::Relaxed);
     }
 
-    /// Data goes to the side: it owes an answer from now, unless it did already. True when
-    /// this starts a debt (the relay then pings it).
-    pub(super) fn owe(&self, activity: &Activity) -> bool {
+    /// Data goes to the side: it owes an answer from now, unless it did already (the
+    /// watchdog then learns of the new debt).
+    pub(super) fn owe(&self, activity: &Activity) {
         if !activity.liveness || self.finished.load(Ordering::Relaxed) {
-            return false;
+            return;
         }
         let started = self
             .owed_since
@@ -84,7 +105,6 @@ impl Peer {
         if started {
             activity.owed.notify_one();
         }
-        started
     }
 
     /// When its debt runs out, if it owes one.
@@ -92,6 +112,24 @@ impl Peer {
         let since = self.owed_since.load(Ordering::Relaxed);
         (since != NOT_OWED && !self.finished.load(Ordering::Relaxed))
             .then(|| activity.at(since) + limit)
+    }
+
+    /// When to ping it for its debt, if it owes one it was not pinged for yet.
+    fn ping_due(&self, activity: &Activity, after: Duration) -> Option<Instant> {
+        let since = self.owed_since.load(Ordering::Relaxed);
+        (since != self.pinged_for.load(Ordering::Relaxed))
+            .then(|| self.due(activity, after))
+            .flatten()
+    }
+
+    /// Pings it (through the pump that writes to it) if its debt is `after` old and it was
+    /// not pinged for that debt yet.
+    fn ping_if_due(&self, activity: &Activity, after: Duration, now: Instant) {
+        if self.ping_due(activity, after).is_some_and(|at| at <= now) {
+            let since = self.owed_since.load(Ordering::Relaxed);
+            self.pinged_for.store(since, Ordering::Relaxed);
+            self.ping.notify_one();
+        }
     }
 }
 
@@ -104,6 +142,7 @@ pub(super) async fn watchdog(
     settings: &BridgeSettings,
 ) {
     let respond = settings.peer_response_timeout;
+    let after = ping_after(respond);
     loop {
         let owed = activity.owed.notified();
         tokio::pin!(owed);
@@ -115,7 +154,17 @@ pub(super) async fn watchdog(
                 .then(|| peer.due(activity, respond))
                 .flatten()
         };
-        let deadline = peers.iter().filter_map(due).chain(idle_at).min();
+        let ping_at = |peer: &Peer| {
+            (!respond.is_zero())
+                .then(|| peer.ping_due(activity, after))
+                .flatten()
+        };
+        let deadline = peers
+            .iter()
+            .filter_map(due)
+            .chain(peers.iter().filter_map(ping_at))
+            .chain(idle_at)
+            .min();
         tokio::select! {
             () = settings.drain.cancelled() => {
                 halt.trigger("relay shutting down");
@@ -127,6 +176,11 @@ pub(super) async fn watchdog(
                 // can run late, beside frames that answer what it is about to judge.
                 tokio::task::yield_now().await;
                 let now = Instant::now();
+                if !respond.is_zero() {
+                    for peer in peers {
+                        peer.ping_if_due(activity, after, now);
+                    }
+                }
                 if let Some(peer) = peers.iter().find(|p| due(p).is_some_and(|at| at <= now)) {
                     halt.trigger(&format!(
                         "{} stopped responding: nothing from it within {} s of data sent to it",

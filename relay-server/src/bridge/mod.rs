@@ -18,8 +18,9 @@
 //! `TrackingId`, and finally closes both connections.
 //!
 //! **Liveness.** A side that was sent data owes the relay a sign of life: the relay pings it
-//! with the first data it has not answered, and when nothing at all (pong, data, Close) comes
-//! back within the peer-response timeout the side is taken for dead — frozen, not reading,
+//! when data it was sent has gone unanswered for a moment (see [`liveness`]), and when
+//! nothing at all (pong, data, Close) comes back within the peer-response timeout of that data
+//! the side is taken for dead — frozen, not reading,
 //! or gone without a FIN — and the bridge is closed with 1001 "{side} stopped responding". A
 //! write that fails means the side is gone: the other side is closed at once with 1001
 //! "peer connection lost", even when it was blocked writing into the bridge.
@@ -252,7 +253,9 @@ where
     // One registration with the token for the pump's whole life: a fresh `cancelled()` per
     // frame would lock the token and queue a waiter twice per forwarded frame.
     let halted = halt.token.cancelled();
-    tokio::pin!(halted);
+    // The watchdog's requests to ping `to` (registered once, renewed after each request).
+    let ping = to_peer.ping.notified();
+    tokio::pin!(halted, ping);
     let mut halt_sent = false;
     loop {
         let next = tokio::select! {
@@ -260,6 +263,11 @@ where
             () = &mut halted, if !halt_sent => {
                 halt_sent = true;
                 to.lock().await.send(close_frame(halt.frame())).await;
+                continue;
+            }
+            () = &mut ping => {
+                ping.set(to_peer.ping.notified());
+                to.lock().await.send(Frame::ping(Bytes::new())).await;
                 continue;
             }
             next = from.next() => next,
@@ -286,12 +294,8 @@ where
             OpCode::Data(_) => {
                 stats.add_bytes(way, frame.payload().len());
                 // Owed from before the write: a write that never completes counts.
-                let ping = to_peer.owe(activity);
-                let forward = async {
-                    let mut writer = to.lock().await;
-                    writer.send(frame).await
-                        && (!ping || writer.send(Frame::ping(Bytes::new())).await)
-                };
+                to_peer.owe(activity);
+                let forward = async { to.lock().await.send(frame).await };
                 let delivered = tokio::select! {
                     biased;
                     () = &mut halted, if !halt_sent => {

@@ -346,6 +346,41 @@ async fn a_side_that_answers_pings_is_not_taken_for_dead() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn only_a_side_that_stays_silent_is_pinged() {
+    let (mut sender, sender_side) = pair().await;
+    let (mut listener, listener_side) = pair().await;
+    let task = tokio::spawn(bridge(
+        Conn::new(sender_side),
+        Conn::new(listener_side),
+        settings_with(10, 1 << 20),
+    ));
+    let call = Message::binary(&b"call"[..]);
+    sender.send(call.clone()).await.expect("send");
+    assert_eq!(listener.next().await.expect("open").expect("ok"), call);
+    // The listener answers within a moment: it owes nothing, and is never pinged.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let reply = Message::binary(&b"reply"[..]);
+    listener.send(reply.clone()).await.expect("send");
+    assert_eq!(sender.next().await.expect("open").expect("ok"), reply);
+    let answered = Instant::now();
+    // The sender stays silent after the reply: it is pinged once the reply is a moment old.
+    let ping = sender.next().await.expect("open").expect("ok");
+    assert!(matches!(ping, Message::Ping(_)), "{ping:?}");
+    let waited = answered.elapsed();
+    assert!(
+        waited >= liveness::ping_after(Duration::from_secs(10)) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+    let quiet = timeout(Duration::from_secs(3), listener.next()).await;
+    assert!(quiet.is_err(), "the listener got {quiet:?}");
+    drop((sender, listener));
+    timeout(CLOSE_GRACE * 3, task)
+        .await
+        .expect("ends")
+        .expect("task");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_flooding_side_is_released_when_the_reader_vanishes() {
     let (sender, sender_side) = pair().await;
     // The listener's connection as the relay sees it when a reset shows on the write side
