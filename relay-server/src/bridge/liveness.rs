@@ -7,7 +7,9 @@
 //! [`ping_after`] old: a side that answers sooner (a call's reply, a multiplexer's window
 //! update) is never pinged. Pinging with every first unanswered data frame cost a bulk
 //! transfer over a multiplexed connection a ping and a pong, each its own write at three
-//! processes, for every window update. The deadline itself still runs from the data.
+//! processes, for every window update. The deadline itself still runs from the data. A side
+//! that owes an answer when the other side's Close is forwarded to it gets its ping first
+//! ([`Peer::claim_ping`]): nothing may be sent to it after the Close.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -126,10 +128,16 @@ impl Peer {
     /// not pinged for that debt yet.
     fn ping_if_due(&self, activity: &Activity, after: Duration, now: Instant) {
         if self.ping_due(activity, after).is_some_and(|at| at <= now) {
-            let since = self.owed_since.load(Ordering::Relaxed);
-            self.pinged_for.store(since, Ordering::Relaxed);
+            self.claim_ping();
             self.ping.notify_one();
         }
+    }
+
+    /// Marks its debt as pinged for. True when it owes one it was not pinged for yet: the
+    /// caller sends that ping now (before a Close, after which nothing may be sent to it).
+    pub(super) fn claim_ping(&self) -> bool {
+        let since = self.owed_since.load(Ordering::Relaxed);
+        since != NOT_OWED && self.pinged_for.swap(since, Ordering::Relaxed) != since
     }
 }
 

@@ -283,7 +283,13 @@ where
             OpCode::Control(Control::Close) => {
                 tracing::debug!(direction, "bridge: close forwarded");
                 own_peer.finished.store(true, Ordering::Relaxed);
-                to.lock().await.send(frame).await;
+                let mut writer = to.lock().await;
+                // Nothing may follow the Close: a side that owes an answer and was not pinged
+                // for it yet gets its ping first, or it could not show it is alive.
+                if to_peer.claim_ping() {
+                    writer.send(Frame::ping(Bytes::new())).await;
+                }
+                writer.send(frame).await;
                 return Ended::Closed;
             }
             OpCode::Control(Control::Ping) => {

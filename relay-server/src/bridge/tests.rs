@@ -381,6 +381,32 @@ async fn only_a_side_that_stays_silent_is_pinged() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_side_that_owes_an_answer_is_pinged_before_a_close_is_forwarded_to_it() {
+    let (mut sender, sender_side) = pair().await;
+    let (mut listener, listener_side) = pair().await;
+    let task = tokio::spawn(bridge(
+        Conn::new(sender_side),
+        Conn::new(listener_side),
+        settings_with(10, 1 << 20),
+    ));
+    // A foreign sender half-closes right after its request (its Close only means "done
+    // sending"): the listener may take long to answer, so it must have a ping to answer.
+    let request = Message::binary(&b"request"[..]);
+    sender.send(request.clone()).await.expect("send");
+    sender.send(Message::Close(None)).await.expect("close");
+    assert_eq!(listener.next().await.expect("open").expect("ok"), request);
+    let ping = listener.next().await.expect("open").expect("ok");
+    assert!(matches!(ping, Message::Ping(_)), "{ping:?}");
+    let close = listener.next().await.expect("open").expect("ok");
+    assert!(matches!(close, Message::Close(_)), "{close:?}");
+    drop((sender, listener));
+    timeout(CLOSE_GRACE * 3, task)
+        .await
+        .expect("ends")
+        .expect("task");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_flooding_side_is_released_when_the_reader_vanishes() {
     let (sender, sender_side) = pair().await;
     // The listener's connection as the relay sees it when a reset shows on the write side
