@@ -301,12 +301,22 @@ mod tests {
         assert_eq!(got, b"abcde");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn data_to_a_frozen_peer_fails_the_stream_within_the_pong_deadline() {
+    /// A `WsIo` pinging every `every`, and the peer WebSocket on its other end.
+    async fn pinging(
+        every: Duration,
+    ) -> (
+        WsIo<tokio::io::DuplexStream>,
+        WebSocketStream<tokio::io::DuplexStream>,
+    ) {
         let (a, b) = tokio::io::duplex(1 << 16);
         let ws = WebSocketStream::from_raw_socket(a, Role::Client, None).await;
-        let mut peer = WebSocketStream::from_raw_socket(b, Role::Server, None).await;
-        let mut io = WsIo::new(ws, 4096, Some(Duration::from_secs(30)));
+        let peer = WebSocketStream::from_raw_socket(b, Role::Server, None).await;
+        (WsIo::new(ws, 4096, Some(every)), peer)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn data_to_a_frozen_peer_fails_the_stream_within_the_pong_deadline() {
+        let (mut io, mut peer) = pinging(Duration::from_secs(30)).await;
         // The peer was alive a moment ago...
         peer.send(Message::binary(b"hi".to_vec()))
             .await
@@ -326,10 +336,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_answer_waiting_when_a_late_reader_runs_is_not_silence() {
-        let (a, b) = tokio::io::duplex(1 << 16);
-        let ws = WebSocketStream::from_raw_socket(a, Role::Client, None).await;
-        let mut peer = WebSocketStream::from_raw_socket(b, Role::Server, None).await;
-        let mut io = WsIo::new(ws, 4096, Some(Duration::from_secs(30)));
+        let (mut io, mut peer) = pinging(Duration::from_secs(30)).await;
         let mut buf = [0u8; 16];
         // A call goes out; the reader finds nothing yet, and the call's deadline runs.
         io.write_all(b"call").await.expect("write");
@@ -353,10 +360,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn only_data_that_stays_unanswered_is_pinged_for() {
-        let (a, b) = tokio::io::duplex(1 << 16);
-        let ws = WebSocketStream::from_raw_socket(a, Role::Client, None).await;
-        let mut peer = WebSocketStream::from_raw_socket(b, Role::Server, None).await;
-        let mut io = WsIo::new(ws, 4096, Some(Duration::from_secs(30)));
+        let (mut io, mut peer) = pinging(Duration::from_secs(30)).await;
         let mut buf = [0u8; 16];
         // A call answered within a moment: no ping follows it.
         io.write_all(b"call").await.expect("write");

@@ -10,7 +10,7 @@
 //! unmasked by formatting it with its mask (the mask is an XOR, so masking again removes it).
 //!
 //! **Memory.** The codec hands its buffers back when a small frame leaves them empty: after
-//! a frame of at most [`KEEP_ABOVE`] bytes that leaves nothing behind the read buffer is
+//! a frame of at most `KEEP_ABOVE` bytes that leaves nothing behind the read buffer is
 //! dropped, and such a frame encoded after the previous ones were written gets a buffer of
 //! its own size. An idle connection, whose last frames were small ones (a call's answer, a
 //! pong, a Close), so holds no read buffer and a few bytes of write buffer. Larger frames

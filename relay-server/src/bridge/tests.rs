@@ -269,6 +269,32 @@ async fn away(ws: &mut WebSocketStream<DuplexStream>, reason: &str) {
     assert!(frame.reason.starts_with(reason), "{frame:?}");
 }
 
+/// Waits for the bridge to end once its sides are gone.
+async fn ends(task: tokio::task::JoinHandle<()>) {
+    timeout(CLOSE_GRACE * 3, task)
+        .await
+        .expect("ends")
+        .expect("task");
+}
+
+/// A sender and a listener (WebSocket clients) bridged with `settings`, and the bridge.
+async fn bridged(
+    settings: BridgeSettings,
+) -> (
+    WebSocketStream<DuplexStream>,
+    WebSocketStream<DuplexStream>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (sender, sender_side) = pair().await;
+    let (listener, listener_side) = pair().await;
+    let task = tokio::spawn(bridge(
+        Conn::new(sender_side),
+        Conn::new(listener_side),
+        settings,
+    ));
+    (sender, listener, task)
+}
+
 fn settings_with(respond: u64, max_frame: usize) -> BridgeSettings {
     let (mut settings, _) = settings(0);
     settings.peer_response_timeout = Duration::from_secs(respond);
@@ -323,13 +349,7 @@ async fn a_side_that_stops_reading_is_reported_to_the_other() {
 
 #[tokio::test(start_paused = true)]
 async fn a_side_that_answers_pings_is_not_taken_for_dead() {
-    let (mut sender, sender_side) = pair().await;
-    let (mut listener, listener_side) = pair().await;
-    let task = tokio::spawn(bridge(
-        Conn::new(sender_side),
-        Conn::new(listener_side),
-        settings_with(10, 1 << 20),
-    ));
+    let (mut sender, mut listener, task) = bridged(settings_with(10, 1 << 20)).await;
     // A minute of one-way data to a listener that reads (and so answers pings) but never
     // sends data back.
     for i in 0..60u8 {
@@ -339,21 +359,12 @@ async fn a_side_that_answers_pings_is_not_taken_for_dead() {
     }
     assert!(!task.is_finished(), "closed a listener that answered");
     drop((sender, listener));
-    timeout(CLOSE_GRACE * 3, task)
-        .await
-        .expect("ends")
-        .expect("task");
+    ends(task).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn only_a_side_that_stays_silent_is_pinged() {
-    let (mut sender, sender_side) = pair().await;
-    let (mut listener, listener_side) = pair().await;
-    let task = tokio::spawn(bridge(
-        Conn::new(sender_side),
-        Conn::new(listener_side),
-        settings_with(10, 1 << 20),
-    ));
+    let (mut sender, mut listener, task) = bridged(settings_with(10, 1 << 20)).await;
     let call = Message::binary(&b"call"[..]);
     sender.send(call.clone()).await.expect("send");
     assert_eq!(listener.next().await.expect("open").expect("ok"), call);
@@ -374,21 +385,12 @@ async fn only_a_side_that_stays_silent_is_pinged() {
     let quiet = timeout(Duration::from_secs(3), listener.next()).await;
     assert!(quiet.is_err(), "the listener got {quiet:?}");
     drop((sender, listener));
-    timeout(CLOSE_GRACE * 3, task)
-        .await
-        .expect("ends")
-        .expect("task");
+    ends(task).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_side_that_owes_an_answer_is_pinged_before_a_close_is_forwarded_to_it() {
-    let (mut sender, sender_side) = pair().await;
-    let (mut listener, listener_side) = pair().await;
-    let task = tokio::spawn(bridge(
-        Conn::new(sender_side),
-        Conn::new(listener_side),
-        settings_with(10, 1 << 20),
-    ));
+    let (mut sender, mut listener, task) = bridged(settings_with(10, 1 << 20)).await;
     // A foreign sender half-closes right after its request (its Close only means "done
     // sending"): the listener may take long to answer, so it must have a ping to answer.
     let request = Message::binary(&b"request"[..]);
@@ -400,10 +402,7 @@ async fn a_side_that_owes_an_answer_is_pinged_before_a_close_is_forwarded_to_it(
     let close = listener.next().await.expect("open").expect("ok");
     assert!(matches!(close, Message::Close(_)), "{close:?}");
     drop((sender, listener));
-    timeout(CLOSE_GRACE * 3, task)
-        .await
-        .expect("ends")
-        .expect("task");
+    ends(task).await;
 }
 
 #[tokio::test(start_paused = true)]
