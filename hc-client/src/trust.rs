@@ -163,7 +163,7 @@ impl TrustConfig {
 fn provider() -> Arc<CryptoProvider> {
     CryptoProvider::get_default()
         .cloned()
-        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .unwrap_or_else(|| Arc::new(crate::crypto_provider()))
 }
 
 fn load_ca_file(path: &PathBuf) -> Result<Vec<CertificateDer<'static>>, TrustError> {
@@ -238,6 +238,28 @@ impl ServerCertVerifier for PinnedVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sha256_suite_is_offered_first_and_no_suite_is_dropped() {
+        let ours: Vec<_> = crate::crypto_provider()
+            .cipher_suites
+            .iter()
+            .map(|s| s.suite())
+            .collect();
+        assert_eq!(
+            ours.first(),
+            Some(&rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
+        );
+        let mut ring: Vec<_> = rustls::crypto::ring::default_provider()
+            .cipher_suites
+            .iter()
+            .map(|s| s.suite())
+            .collect();
+        let mut sorted = ours.clone();
+        sorted.sort_by_key(|s| u16::from(*s));
+        ring.sort_by_key(|s| u16::from(*s));
+        assert_eq!(sorted, ring);
+    }
 
     #[test]
     fn fingerprints_parse_with_or_without_colons_in_any_case() {
