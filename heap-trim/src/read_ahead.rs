@@ -11,9 +11,10 @@
 //! buffer, and a read at least the buffer's size goes straight to the socket.
 //!
 //! The buffer's size follows the traffic ([`ReadSize`], as the pump's local reads do): it
-//! starts at [`FIRST_READ`] and grows up to [`ReadAhead::new`]'s `chunk` while reads fill it. A license call's few hundred bytes so never
-//! take 64 KiB: when a thousand tunnels open at once, the heap does not grow by a thousand
-//! large buffers that it keeps after they were freed.
+//! starts at [`FIRST_READ`] and grows up to [`ReadAhead::new`]'s `chunk` while reads fill it.
+//! A license call's few hundred bytes so never take 64 KiB: when a thousand tunnels open at
+//! once, the heap does not grow by a thousand large buffers that it keeps after they were
+//! freed.
 
 use std::io;
 use std::pin::Pin;

@@ -127,8 +127,7 @@ impl Peer {
     /// Pings it (through the pump that writes to it) if its debt is `after` old and it was
     /// not pinged for that debt yet.
     fn ping_if_due(&self, activity: &Activity, after: Duration, now: Instant) {
-        if self.ping_due(activity, after).is_some_and(|at| at <= now) {
-            self.claim_ping();
+        if self.ping_due(activity, after).is_some_and(|at| at <= now) && self.claim_ping() {
             self.ping.notify_one();
         }
     }
@@ -157,20 +156,13 @@ pub(super) async fn watchdog(
         owed.as_mut().enable();
         let idle_at =
             (!settings.idle_timeout.is_zero()).then(|| activity.last() + settings.idle_timeout);
-        let due = |peer: &Peer| {
-            (!respond.is_zero())
-                .then(|| peer.due(activity, respond))
-                .flatten()
-        };
-        let ping_at = |peer: &Peer| {
-            (!respond.is_zero())
-                .then(|| peer.ping_due(activity, after))
-                .flatten()
-        };
+        // With no peer-response timeout no side ever owes anything (`Activity::liveness`),
+        // so neither deadline exists.
+        let due = |peer: &Peer| peer.due(activity, respond);
         let deadline = peers
             .iter()
             .filter_map(due)
-            .chain(peers.iter().filter_map(ping_at))
+            .chain(peers.iter().filter_map(|p| p.ping_due(activity, after)))
             .chain(idle_at)
             .min();
         tokio::select! {
@@ -184,10 +176,8 @@ pub(super) async fn watchdog(
                 // can run late, beside frames that answer what it is about to judge.
                 tokio::task::yield_now().await;
                 let now = Instant::now();
-                if !respond.is_zero() {
-                    for peer in peers {
-                        peer.ping_if_due(activity, after, now);
-                    }
+                for peer in peers {
+                    peer.ping_if_due(activity, after, now);
                 }
                 if let Some(peer) = peers.iter().find(|p| due(p).is_some_and(|at| at <= now)) {
                     halt.trigger(&format!(
